@@ -1,0 +1,144 @@
+"""Per-chip statistics of a batch, computed on the batch's device.
+
+Everything here works on whole batches of chips at once (``(B, H, W)`` tensors) and
+returns a handful of numbers per chip, so that only those numbers travel back to the
+host. Pixels outside ``valid`` (band nodata, label 255) take no part in any statistic.
+
+Conventions:
+
+* **IoU** of the cloud class over valid pixels, ``|label ∩ pred| / |label ∪ pred|``.
+  When the union is empty (label and prediction both say "no cloud anywhere") the two
+  agree perfectly and the IoU is **1.0**; this is also ``smp.metrics.iou_score``'s
+  ``zero_division=1.0`` default. A chip with no valid pixel has no IoU (NaN).
+* **Label quality** follows cleanlab's score for segmentation: the per-pixel
+  *self-confidence* (the predicted probability of the class the label gives that pixel)
+  pooled over the chip with a soft minimum, ``Σ a·e^(−a/T) / Σ e^(−a/T)`` with
+  temperature ``T`` (0.1 by default). It uses the probabilities, not the thresholded
+  mask, and is dominated by the pixels where label and model disagree most. 1 is
+  perfect agreement, 0 total contradiction.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+DEFAULT_THRESHOLD = 0.5
+DEFAULT_TEMPERATURE = 0.1
+
+
+def _flat(t: Tensor) -> Tensor:
+    return t.reshape(t.shape[0], -1)
+
+
+def confusion_counts(pred: Tensor, target: Tensor, valid: Tensor) -> dict[str, Tensor]:
+    """Per-chip pixel counts of a binary prediction against a binary target.
+
+    Args:
+        pred: ``(B, H, W)`` bool predicted cloud.
+        target: ``(B, H, W)`` bool labelled cloud.
+        valid: ``(B, H, W)`` bool pixels to count.
+
+    Returns:
+        int64 tensors of shape ``(B,)``: ``tp``, ``fp``, ``fn``, ``tn`` and ``n_valid``.
+    """
+    p = _flat(pred & valid)
+    t = _flat(target & valid)
+    n_valid = _flat(valid).sum(1)
+    tp = (p & t).sum(1)
+    n_pred = p.sum(1)
+    n_target = t.sum(1)
+    fp = n_pred - tp
+    fn = n_target - tp
+    tn = n_valid - tp - fp - fn
+    return {"tp": tp, "fp": fp, "fn": fn, "tn": tn, "n_valid": n_valid}
+
+
+def iou_from_counts(tp: Tensor, fp: Tensor, fn: Tensor, n_valid: Tensor | None = None) -> Tensor:
+    """IoU per chip; 1.0 for an empty union, NaN where a chip has no valid pixel."""
+    union = tp + fp + fn
+    iou = torch.where(union > 0, tp.double() / union.clamp(min=1).double(), 1.0)
+    if n_valid is not None:
+        iou = torch.where(n_valid > 0, iou, float("nan"))
+    return iou.float()
+
+
+def per_chip_iou(pred: Tensor, target: Tensor, valid: Tensor) -> Tensor:
+    """IoU of the cloud class for each chip of a batch (see the module's conventions)."""
+    c = confusion_counts(pred, target, valid)
+    return iou_from_counts(c["tp"], c["fp"], c["fn"], c["n_valid"])
+
+
+def soft_min(values: Tensor, mask: Tensor, temperature: float = DEFAULT_TEMPERATURE) -> Tensor:
+    """Soft minimum of ``values`` over ``mask`` for each chip: Σ v·e^(−v/T) / Σ e^(−v/T).
+
+    Values are expected in [0, 1]; the weights stay finite in float32 for any T ≥ 0.02.
+    Chips without a masked pixel get NaN.
+    """
+    v = _flat(values).float()
+    m = _flat(mask)
+    w = torch.exp(-v / temperature) * m
+    den = w.sum(1)
+    num = (v * w).sum(1)
+    return torch.where(den > 0, num / den.clamp(min=torch.finfo(torch.float32).tiny), float("nan"))
+
+
+def chip_stats(
+    prob: Tensor,
+    label: Tensor,
+    valid: Tensor,
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+    temperature: float = DEFAULT_TEMPERATURE,
+) -> dict[str, Tensor]:
+    """All per-chip statistics chipqa ranks by, for a batch, on the batch's device.
+
+    Args:
+        prob: ``(B, H, W)`` predicted cloud probability in [0, 1].
+        label: ``(B, H, W)`` uint8 label (0 clear, 1 cloud, other values ignored).
+        valid: ``(B, H, W)`` bool valid pixels.
+        threshold: probability at or above which a pixel is predicted cloud.
+        temperature: of the soft minimum in ``label_quality``.
+
+    Returns:
+        float32 tensors of shape ``(B,)``: ``valid_fraction``, ``label_cloud_fraction``,
+        ``pred_cloud_fraction``, ``iou``, ``mismatch_fraction`` (share of valid pixels
+        where the thresholded prediction and the label differ), ``soft_mismatch`` (mean
+        of ``|label − prob|`` over valid pixels) and ``label_quality`` (see above).
+    """
+    target = label == 1
+    pred = prob >= threshold
+    c = confusion_counts(pred, target, valid)
+    n_valid = c["n_valid"]
+    n = n_valid.clamp(min=1).float()
+    nan = torch.full_like(n, float("nan"))
+    has = n_valid > 0
+
+    def frac(x: Tensor) -> Tensor:
+        return torch.where(has, x.float() / n, nan)
+
+    prob_f = _flat(prob).float()
+    target_f = _flat(target)
+    valid_f = _flat(valid)
+    # Self-confidence: probability of the labelled class at each pixel.
+    agree = torch.where(target_f, prob_f, 1.0 - prob_f)
+    soft_mismatch = ((1.0 - agree) * valid_f).sum(1) / n
+    hw = valid_f.shape[1]
+    return {
+        "valid_fraction": n_valid.float() / max(hw, 1),
+        "label_cloud_fraction": frac(c["tp"] + c["fn"]),
+        "pred_cloud_fraction": frac(c["tp"] + c["fp"]),
+        "iou": iou_from_counts(c["tp"], c["fp"], c["fn"], n_valid),
+        "mismatch_fraction": frac(c["fp"] + c["fn"]),
+        "soft_mismatch": torch.where(has, soft_mismatch, nan),
+        "label_quality": soft_min(agree, valid_f, temperature),
+    }
+
+
+def predicted_fraction(prob: Tensor, valid: Tensor, threshold: float = DEFAULT_THRESHOLD) -> Tensor:
+    """Share of valid pixels predicted cloud, per chip (for chips without a label)."""
+    n_valid = _flat(valid).sum(1)
+    n_pred = _flat((prob >= threshold) & valid).sum(1)
+    return torch.where(
+        n_valid > 0, n_pred.float() / n_valid.clamp(min=1).float(), float("nan")
+    )

@@ -1,0 +1,63 @@
+"""Shared fixtures: tiny real GeoTIFF chips written with rasterio."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+CRS = "EPSG:32736"
+TRANSFORM = from_origin(500_000.0, 9_000_000.0, 10.0, 10.0)
+BANDS = ("B02", "B03", "B04", "B08")
+
+
+def write_tif(path: Path, array: np.ndarray, *, nodata, crs=CRS, transform=TRANSFORM) -> Path:
+    """Write one single-band GeoTIFF like the real chips (uncompressed, not tiled)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with rasterio.open(
+        path, "w", driver="GTiff", height=array.shape[0], width=array.shape[1], count=1,
+        dtype=array.dtype, crs=crs, transform=transform, nodata=nodata,
+    ) as dst:
+        dst.write(array, 1)
+    return path
+
+
+def make_bands(size: int = 32, cloud: np.ndarray | None = None, seed: int = 0) -> np.ndarray:
+    """Vegetation-like DNs with bright white cloud where ``cloud`` is True."""
+    rng = np.random.default_rng(seed)
+    base = np.array([300, 600, 400, 3500], np.float32)[:, None, None]
+    bands = base * (1 + 0.05 * rng.standard_normal((4, size, size)))
+    if cloud is not None:
+        bands[:, cloud] = np.array([8200, 8000, 7900, 7600], np.float32)[:, None]
+    return np.clip(bands, 1, 65535).astype(np.uint16)
+
+
+def write_chip(root: Path, chip_id: str, bands: np.ndarray, label: np.ndarray | None,
+               layout: str = "oncloudn") -> Path:
+    """Write one chip in the given layout; returns its band folder."""
+    folder = root / "train_features" / chip_id if layout == "oncloudn" else root / chip_id
+    for i, b in enumerate(BANDS):
+        write_tif(folder / f"{b}.tif", bands[i], nodata=0)
+    if label is not None:
+        lpath = root / "train_labels" / f"{chip_id}.tif" if layout == "oncloudn" else folder / "label.tif"
+        write_tif(lpath, label.astype(np.uint8), nodata=255)
+    return folder
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path: Path) -> Path:
+    """Three hand-made 32 px chips in the On Cloud N layout: clear, half cloud, overcast."""
+    root = tmp_path / "ds"
+    size = 32
+    half = np.zeros((size, size), bool)
+    half[:, : size // 2] = True
+    for cid, cloud in (("aaaa", np.zeros((size, size), bool)), ("bbbb", half),
+                       ("cccc", np.ones((size, size), bool))):
+        write_chip(root, cid, make_bands(size, cloud), cloud.astype(np.uint8))
+    return root
