@@ -1,0 +1,445 @@
+"""Predictors: batches of chips in, per-pixel cloud probability out.
+
+Two predictors share one interface (:class:`Predictor`):
+
+* :class:`SpectralBaseline` needs no weights. It is a fixed per-pixel spectral test on
+  the four bands (see its docstring for what it does and where it fails).
+* :class:`UNetPredictor` runs a U-Net from segmentation-models-pytorch, rebuilt from a
+  chipqa checkpoint (:func:`load_checkpoint`) without unpickling arbitrary objects.
+
+Both take raw reflectance DNs (``(B, 4, H, W)`` integers, :data:`~chipqa.dataset.BANDS`
+order) already on their device and do all normalisation there, so that a batch travels
+to the GPU as compact integers.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from chipqa import __version__
+from chipqa.dataset import BANDS
+from chipqa.errors import CheckpointError
+
+CHECKPOINT_FORMAT = "chipqa-checkpoint"
+CHECKPOINT_VERSION = 1
+RECOMMENDED_ENCODERS = ("resnet34", "mobilenet_v2", "inceptionv4", "resnet18", "efficientnet-b0")
+"""Encoders chipqa is tested with; any encoder segmentation-models-pytorch knows works."""
+
+# Per-band mean and standard deviation of reflectance (DN / 10 000) used when a model
+# is built without statistics of its own; training replaces them with the dataset's.
+DEFAULT_MEAN = (0.25, 0.25, 0.25, 0.33)
+DEFAULT_STD = (0.28, 0.27, 0.28, 0.24)
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``"auto"``/``None`` → CUDA when available, else CPU; otherwise checked as given.
+
+    Raises:
+        ValueError: CUDA was asked for and there is none.
+    """
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device {device!r} was asked for but this machine has no usable CUDA GPU "
+            "(torch.cuda.is_available() is False); use --device cpu or auto"
+        )
+    return dev
+
+
+class Predictor(ABC):
+    """Batches of chips in, per-pixel cloud probability out."""
+
+    name: str = "predictor"
+    device: torch.device = torch.device("cpu")
+
+    @abstractmethod
+    def predict_proba(self, bands: Tensor) -> Tensor:
+        """Cloud probability for a batch.
+
+        Args:
+            bands: ``(B, 4, H, W)`` integer reflectance x 10 000 (uint16 or wider) on
+                :attr:`device`.
+
+        Returns:
+            ``(B, H, W)`` float32 probabilities in [0, 1] on the same device.
+        """
+
+    def to(self, device: str | torch.device) -> Predictor:
+        self.device = torch.device(device)
+        return self
+
+    def predict_numpy(self, bands: np.ndarray) -> np.ndarray:
+        """Convenience for one chip ``(4, H, W)`` or a batch ``(B, 4, H, W)`` on the host."""
+        single = bands.ndim == 3
+        x = torch.from_numpy(np.ascontiguousarray(bands[None] if single else bands))
+        with torch.inference_mode():
+            prob = self.predict_proba(x.to(self.device)).float().cpu().numpy()
+        return prob[0] if single else prob
+
+
+def reflectance(bands: Tensor) -> Tensor:
+    """Integer DNs → float32 reflectance (DN / 10 000), computed on the tensor's device."""
+    if bands.dtype == torch.uint16:  # few kernels support uint16 directly
+        bands = bands.to(torch.int32)
+    return bands.float() * 1e-4
+
+
+class SpectralBaseline(Predictor):
+    """A weight-free per-pixel cloud test on B02, B03, B04 and B08.
+
+    Clouds are bright in every band and nearly white (flat) across the visible and the
+    near-infrared; the surfaces they are confused with are not: vegetation is dark in the
+    visible and bright in the NIR, soil and urban are darker and reddish, water is dark
+    with almost no NIR. The score combines, as a logistic model:
+
+    * **brightness**: mean visible reflectance (thick cloud ≳ 0.4, land ≲ 0.2);
+    * **whiteness**: Σ|band − mean| / mean over B02, B03, B04 (Fmask's whiteness test;
+      clouds ≈ 0–0.2, land 0.3–1);
+    * **haze-optimised transform**: B02 − 0.5·B04 (clouds and haze are blue-bright);
+    * **NIR ratio**: B08 / mean visible (vegetation ≫ 1, cloud ≈ 1, snow ≈ 0.85).
+
+    The probability is then smoothed over a small window (clouds are spatially
+    coherent; single-pixel bright roofs are not).
+
+    The coefficients were fitted on chipqa's synthetic chips only (``chipqa synth``),
+    not on real data. Known limits: without a short-wave infrared band (B11) snow and
+    bright salt flats cannot be told from cloud reliably, thin cirrus over dark water is
+    missed, and cloud shadows are never cloud. Use a trained U-Net for real decisions;
+    the baseline is for ranking obviously wrong labels on day one.
+    """
+
+    name = "baseline"
+
+    # Logistic coefficients (fitted on synthetic chips, see the class docstring).
+    bias: float = -7.0
+    w_brightness: float = 18.0
+    w_whiteness: float = -6.0
+    w_hot: float = 8.0
+    w_nir_ratio: float = 1.5
+    smooth_px: int = 5
+
+    def predict_proba(self, bands: Tensor) -> Tensor:
+        r = reflectance(bands)
+        blue, green, red, nir = r[:, 0], r[:, 1], r[:, 2], r[:, 3]
+        vis = (blue + green + red) / 3.0
+        safe = vis.clamp(min=1e-3)
+        whiteness = ((blue - vis).abs() + (green - vis).abs() + (red - vis).abs()) / safe
+        hot = blue - 0.5 * red
+        nir_ratio = (nir / safe).clamp(max=4.0)
+        # NIR ratio helps only away from 1: penalise both vegetation (≫1) and snow (<1).
+        nir_term = -(nir_ratio - 1.0).abs()
+        logit = (
+            self.bias
+            + self.w_brightness * vis
+            + self.w_whiteness * whiteness
+            + self.w_hot * hot
+            + self.w_nir_ratio * nir_term
+        )
+        prob = torch.sigmoid(logit)
+        k = self.smooth_px
+        if k > 1 and min(prob.shape[-2:]) >= k:
+            prob = F.avg_pool2d(prob[:, None], k, stride=1, padding=k // 2, count_include_pad=False)[:, 0]
+        return prob.clamp(0.0, 1.0)
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a model and feed it (stored in each checkpoint)."""
+
+    arch: str = "unet"
+    encoder: str = "resnet34"
+    in_channels: int = 4
+    classes: int = 1
+    bands: tuple[str, ...] = BANDS
+    mean: tuple[float, ...] = DEFAULT_MEAN
+    std: tuple[float, ...] = DEFAULT_STD
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["bands"] = list(self.bands)
+        d["mean"] = [float(x) for x in self.mean]
+        d["std"] = [float(x) for x in self.std]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        for k in ("bands", "mean", "std"):
+            if k in known:
+                known[k] = tuple(known[k])
+        return cls(**known)
+
+
+def encoder_names() -> list[str]:
+    """Every encoder name segmentation-models-pytorch can build."""
+    from chipqa._compat import import_smp
+
+    smp = import_smp()
+    return sorted(smp.encoders.get_encoder_names())
+
+
+def build_model(config: ModelConfig, encoder_weights: str | None = None) -> nn.Module:
+    """Build a segmentation model with segmentation-models-pytorch's one factory.
+
+    Args:
+        config: architecture, encoder, channels and classes.
+        encoder_weights: ``None`` (random initialisation, the default: no download) or a
+            name smp knows (``"imagenet"``), which smp downloads.
+
+    Raises:
+        ValueError: the encoder or architecture does not exist (the message lists the
+            valid ones).
+    """
+    from chipqa._compat import import_smp
+
+    smp = import_smp()
+    names = smp.encoders.get_encoder_names()
+    if config.encoder not in names:
+        raise ValueError(
+            f"unknown encoder {config.encoder!r}. Recommended: {', '.join(RECOMMENDED_ENCODERS)}; "
+            f"all {len(names)} that segmentation-models-pytorch knows: {', '.join(sorted(names))}"
+        )
+    try:
+        return smp.create_model(
+            config.arch,
+            encoder_name=config.encoder,
+            encoder_weights=encoder_weights,
+            in_channels=config.in_channels,
+            classes=config.classes,
+        )
+    except KeyError as exc:
+        raise ValueError(f"unknown architecture {config.arch!r}: {exc}") from exc
+
+
+class UNetPredictor(Predictor):
+    """Cloud probability from a segmentation-models-pytorch model.
+
+    Inputs are normalised on the device with the checkpoint's per-band statistics and
+    padded (reflect) to a multiple of 32 pixels, as the U-Net's encoder requires. On CUDA
+    the model runs in channels-last memory format under bf16 autocast.
+    """
+
+    def __init__(self, model: nn.Module, config: ModelConfig, name: str = "unet"):
+        self.model = model.eval()
+        self.config = config
+        self.name = name
+        self.device = next(model.parameters()).device
+        self._set_stats()
+
+    def _set_stats(self) -> None:
+        shape = (1, len(self.config.mean), 1, 1)
+        self._mean = torch.tensor(self.config.mean, device=self.device).view(shape)
+        self._std = torch.tensor(self.config.std, device=self.device).view(shape)
+
+    def to(self, device: str | torch.device) -> UNetPredictor:
+        self.device = torch.device(device)
+        self.model.to(self.device)
+        if self.device.type == "cuda":
+            self.model.to(memory_format=torch.channels_last)
+        self._set_stats()
+        return self
+
+    def predict_proba(self, bands: Tensor) -> Tensor:
+        x = (reflectance(bands) - self._mean) / self._std
+        h, w = x.shape[-2:]
+        ph, pw = (-h) % 32, (-w) % 32
+        if ph or pw:
+            mode = "reflect" if (ph < h and pw < w) else "replicate"
+            x = F.pad(x, (0, pw, 0, ph), mode=mode)
+        cuda = x.device.type == "cuda"
+        if cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=cuda):
+            logits = self.model(x)
+        return torch.sigmoid(logits[:, 0, :h, :w].float())
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@dataclass
+class CheckpointInfo:
+    """What a checkpoint says about itself besides its weights."""
+
+    path: Path
+    config: ModelConfig
+    chipqa_version: str
+    train_chips: list[str] = field(default_factory=list)
+    blocklist: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: nn.Module,
+    config: ModelConfig,
+    *,
+    train_chips: Sequence[str] = (),
+    blocklist: Sequence[str] = (),
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write a checkpoint atomically (temporary file, fsync, rename).
+
+    The file holds only tensors and plain Python values, so that
+    ``torch.load(..., weights_only=True)`` reads it without unpickling code.
+    """
+    path = Path(path)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    obj = {
+        "format": CHECKPOINT_FORMAT,
+        "format_version": CHECKPOINT_VERSION,
+        "chipqa_version": __version__,
+        "config": config.to_dict(),
+        "state_dict": state,
+        "train_chips": [str(c) for c in train_chips],
+        "blocklist": [str(c) for c in blocklist],
+        "extra": dict(extra or {}),
+    }
+    _atomic_torch_save(obj, path)
+    return path
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], CheckpointInfo]:
+    """Read a checkpoint's weights and description safely (no arbitrary unpickling).
+
+    Raises:
+        CheckpointError: missing file, not a PyTorch file, a pickle holding Python
+            objects, not a chipqa checkpoint, or one from a newer chipqa.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist (give a .ckpt file or 'baseline')")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        with open(path, "rb") as f:
+            head = f.read(4)
+        # torch.save writes a zip archive; a bare pickle starts with the PROTO opcode.
+        if not (head.startswith(b"PK") or head[:1] == b"\x80"):
+            raise CheckpointError(
+                f"{path} cannot be read as a PyTorch checkpoint ({str(exc).splitlines()[0]}). "
+                "Is it a .ckpt written by chipqa?"
+            ) from exc
+        raise CheckpointError(
+            f"{path} is not a safe chipqa checkpoint: it holds Python objects that chipqa "
+            "will not unpickle (loading it could run code). Use a checkpoint written by "
+            "`chipqa train`."
+        ) from exc
+    except Exception as exc:
+        raise CheckpointError(
+            f"{path} cannot be read as a PyTorch checkpoint ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}). Is it a .ckpt written by chipqa?"
+        ) from exc
+    if not isinstance(obj, dict) or obj.get("format") != CHECKPOINT_FORMAT:
+        hint = ""
+        if isinstance(obj, dict) and obj and all(isinstance(v, Tensor) for v in obj.values()):
+            hint = " It looks like a bare state_dict: it lacks the model description chipqa needs."
+        raise CheckpointError(
+            f"{path} is not a chipqa checkpoint (no '{CHECKPOINT_FORMAT}' header).{hint} "
+            "Use a checkpoint written by `chipqa train`."
+        )
+    version = obj.get("format_version")
+    if not isinstance(version, int) or version > CHECKPOINT_VERSION:
+        raise CheckpointError(
+            f"{path} was written by chipqa {obj.get('chipqa_version', '?')} in checkpoint format "
+            f"{version}; this chipqa ({__version__}) reads format {CHECKPOINT_VERSION} and older. "
+            "Upgrade chipqa to use it."
+        )
+    try:
+        config = ModelConfig.from_dict(obj["config"])
+        state = obj["state_dict"]
+    except (KeyError, TypeError) as exc:
+        raise CheckpointError(f"{path} is a damaged chipqa checkpoint (missing {exc})") from exc
+    info = CheckpointInfo(
+        path=path,
+        config=config,
+        chipqa_version=str(obj.get("chipqa_version", "?")),
+        train_chips=list(obj.get("train_chips", [])),
+        blocklist=list(obj.get("blocklist", [])),
+        extra=dict(obj.get("extra", {})),
+    )
+    return state, info
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, CheckpointInfo]:
+    """Rebuild the model a checkpoint describes and load its weights.
+
+    Raises:
+        CheckpointError: see :func:`read_checkpoint`, or the weights do not fit the
+            architecture the checkpoint names.
+    """
+    state, info = read_checkpoint(path)
+    try:
+        model = build_model(info.config)
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: {exc}") from exc
+    # Compare names and shapes first: smp's load_state_dict only warns on shape mismatch.
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    reshaped = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or reshaped:
+        raise CheckpointError(
+            f"{path}: its weights do not fit a {info.config.arch} with encoder "
+            f"{info.config.encoder!r} ({len(missing)} missing, {len(unexpected)} unexpected and "
+            f"{len(reshaped)} differently shaped tensors, e.g. "
+            f"{(missing + unexpected + reshaped)[0]}). The checkpoint was probably edited or "
+            "written by another program."
+        )
+    model.load_state_dict(state, strict=True)
+    return model.to(device).eval(), info
+
+
+def load_predictor(spec: str | Path, device: str | torch.device | None = "auto") -> Predictor:
+    """``"baseline"`` → :class:`SpectralBaseline`; a path → :class:`UNetPredictor`."""
+    dev = resolve_device(device)
+    if str(spec) == "baseline":
+        return SpectralBaseline().to(dev)
+    model, info = load_checkpoint(spec, device="cpu")
+    name = f"unet-{info.config.encoder}:{Path(spec).name}"
+    return UNetPredictor(model, info.config, name=name).to(dev)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return int(sum(p.numel() for p in model.parameters()))
+
+
+__all__ = [
+    "CheckpointInfo",
+    "ModelConfig",
+    "Predictor",
+    "SpectralBaseline",
+    "UNetPredictor",
+    "build_model",
+    "encoder_names",
+    "load_checkpoint",
+    "load_predictor",
+    "read_checkpoint",
+    "resolve_device",
+    "save_checkpoint",
+]

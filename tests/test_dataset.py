@@ -1,0 +1,158 @@
+"""Finding and reading chips in both layouts, and every kind of bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from chipqa.dataset import open_dataset, read_chip
+from chipqa.errors import ChipReadError, DatasetError
+from conftest import make_bands, write_chip, write_tif
+
+
+def _cloud(size=32):
+    c = np.zeros((size, size), bool)
+    c[4:20, 4:20] = True
+    return c
+
+
+@pytest.mark.parametrize("layout", ["oncloudn", "flat"])
+def test_both_layouts_list_and_read_the_same_chip(tmp_path, layout):
+    bands = make_bands(32, _cloud())
+    label = _cloud().astype(np.uint8)
+    write_chip(tmp_path, "adwp", bands, label, layout=layout)
+    write_chip(tmp_path, "zzzz", bands, None, layout=layout)  # unlabelled: still a chip
+    ds = open_dataset(tmp_path)
+    assert ds.layout == layout
+    assert ds.chip_ids == ["adwp", "zzzz"]
+    assert ds.n_labelled == 1
+    chip = ds.read("adwp")
+    np.testing.assert_array_equal(chip.bands, bands)
+    np.testing.assert_array_equal(chip.label, label)
+    assert chip.valid.all()
+    assert chip.crs == "EPSG:32736"
+    assert ds.read("zzzz").label is None
+
+
+def test_nodata_of_bands_and_label_merge_into_valid(tmp_path):
+    bands = make_bands(32)
+    bands[:, :, :4] = 0  # band nodata on the left
+    label = np.zeros((32, 32), np.uint8)
+    label[-3:] = 255  # no label at the bottom
+    write_chip(tmp_path, "abcd", bands, label)
+    chip = open_dataset(tmp_path).read("abcd")
+    assert chip.valid.sum() == (32 - 4) * (32 - 3)
+    assert (chip.label[~chip.valid] == 255).all()
+
+
+def test_metadata_columns_reach_the_record(tmp_path):
+    write_chip(tmp_path, "abcd", make_bands(32), np.zeros((32, 32), np.uint8))
+    (tmp_path / "train_metadata.csv").write_text(
+        "chip_id,location,datetime,cloudpath\nabcd,Lusaka,2020-04-29T08:20:47Z,az://./train_features/abcd\n"
+    )
+    rec = open_dataset(tmp_path)["abcd"]
+    assert rec.metadata == {"location": "Lusaka", "datetime": "2020-04-29T08:20:47Z"}
+
+
+def test_listing_opens_no_file(tmp_path, monkeypatch):
+    for i in range(5):
+        write_chip(tmp_path, f"c{i:03d}", make_bands(32), np.zeros((32, 32), np.uint8))
+    import rasterio
+
+    def no_open(*a, **k):
+        raise AssertionError("listing must not open chip files")
+
+    monkeypatch.setattr(rasterio, "open", no_open)
+    assert len(open_dataset(tmp_path)) == 5
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: p, "is empty"),
+        (lambda p: (p / "notes.txt").write_text("hi") and p, "holds no chips in a layout"),
+        (lambda p: p / "missing", "does not exist"),
+        (lambda p: (p / "file.tif").write_text("x") and p / "file.tif", "is a file, not a dataset"),
+    ],
+)
+def test_a_folder_that_is_not_a_dataset_says_what_is_expected(tmp_path, make, message):
+    root = make(tmp_path)
+    with pytest.raises(DatasetError, match=message) as info:
+        open_dataset(root)
+    assert "train_features" in str(info.value) and "label.tif" in str(info.value)
+
+
+def _broken(tmp_path: Path, kind: str) -> tuple[Path, str]:
+    """Write one good chip and one chip broken in the given way; return (root, file named)."""
+    size = 32
+    write_chip(tmp_path, "good", make_bands(size, _cloud()), _cloud().astype(np.uint8))
+    folder = write_chip(tmp_path, "bad1", make_bands(size), np.zeros((size, size), np.uint8))
+    label = tmp_path / "train_labels" / "bad1.tif"
+    if kind == "missing band":
+        (folder / "B08.tif").unlink()
+        return tmp_path, "B08.tif"
+    if kind == "truncated":
+        data = (folder / "B03.tif").read_bytes()
+        (folder / "B03.tif").write_bytes(data[: len(data) // 3])
+        return tmp_path, "B03.tif"
+    if kind == "not a tiff":
+        (folder / "B04.tif").write_text("<html>404 not found</html>")
+        return tmp_path, "B04.tif"
+    if kind == "label size":
+        write_tif(label, np.zeros((16, 16), np.uint8), nodata=255)
+        return tmp_path, "bad1.tif"
+    if kind == "label crs":
+        write_tif(label, np.zeros((size, size), np.uint8), nodata=255, crs="EPSG:32635")
+        return tmp_path, "bad1.tif"
+    if kind == "label values":
+        write_tif(label, np.full((size, size), 2, np.uint8), nodata=255)
+        return tmp_path, "bad1.tif"
+    if kind == "band grid":
+        write_tif(folder / "B02.tif", make_bands(24)[0], nodata=0)
+        return tmp_path, "B03.tif"
+    if kind == "all nodata":
+        for b in ("B02", "B03", "B04", "B08"):
+            write_tif(folder / f"{b}.tif", np.zeros((size, size), np.uint16), nodata=0)
+        return tmp_path, "bad1"
+    raise ValueError(kind)
+
+
+BROKEN = ["missing band", "truncated", "not a tiff", "label size", "label crs", "label values",
+          "band grid", "all nodata"]
+
+
+@pytest.mark.parametrize("kind", BROKEN)
+def test_a_broken_chip_names_the_chip_and_file_and_the_rest_still_reads(tmp_path, kind):
+    root, file_name = _broken(tmp_path, kind)
+    ds = open_dataset(root)
+    with pytest.raises(ChipReadError) as info:
+        read_chip(ds["bad1"])
+    msg = str(info.value)
+    assert "'bad1'" in msg and file_name in msg
+    assert info.value.chip_id == "bad1"
+    assert ds.read("good").label.sum() == _cloud().sum()
+
+
+def test_metadata_naming_missing_and_escaping_chips(tmp_path):
+    write_chip(tmp_path, "good", make_bands(32), np.zeros((32, 32), np.uint8))
+    (tmp_path / "train_metadata.csv").write_text(
+        "chip_id,location,datetime,cloudpath\n"
+        "good,Lusaka,2020-01-01,x\nghost,Lusaka,2020-01-01,x\n../x,Lusaka,2020-01-01,x\n"
+    )
+    ds = open_dataset(tmp_path)
+    assert set(ds.chip_ids) == {"good", "ghost", "../x"}
+    with pytest.raises(ChipReadError, match="lists this chip but there is no folder"):
+        ds.read("ghost")
+    with pytest.raises(ChipReadError, match="would point outside") as info:
+        ds.read("../x")
+    assert info.value.chip_id == "../x"
+    assert ds.read("good").valid.all()
+
+
+def test_a_metadata_csv_without_chip_id_is_explained(tmp_path):
+    write_chip(tmp_path, "good", make_bands(32), np.zeros((32, 32), np.uint8))
+    (tmp_path / "train_metadata.csv").write_text("id,location\ngood,Lusaka\n")
+    with pytest.raises(DatasetError, match="no 'chip_id' column"):
+        open_dataset(tmp_path)

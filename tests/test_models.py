@@ -1,0 +1,113 @@
+"""Predictors, the model factory and safe checkpoint loading."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from chipqa.errors import CheckpointError
+from chipqa.models import (
+    ModelConfig,
+    SpectralBaseline,
+    UNetPredictor,
+    build_model,
+    load_checkpoint,
+    load_predictor,
+    resolve_device,
+    save_checkpoint,
+)
+from conftest import make_bands
+
+
+def test_baseline_finds_bright_white_cloud_over_vegetation():
+    cloud = np.zeros((64, 64), bool)
+    cloud[10:40, 5:50] = True
+    prob = SpectralBaseline().predict_numpy(make_bands(64, cloud))
+    assert prob.shape == (64, 64) and prob.dtype == np.float32
+    assert prob[15:35, 10:45].mean() > 0.9
+    assert prob[50:, :].mean() < 0.1
+
+
+@pytest.mark.parametrize("encoder", ["resnet34", "mobilenet_v2", "inceptionv4"])
+def test_factory_builds_four_band_unets_without_downloading(encoder):
+    model = build_model(ModelConfig(encoder=encoder))
+    with torch.no_grad():
+        y = model(torch.zeros(1, 4, 64, 64))
+    assert y.shape == (1, 1, 64, 64)
+
+
+def test_unknown_encoder_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="unknown encoder 'resnet999'.*resnet34.*mobilenet_v2"):
+        build_model(ModelConfig(encoder="resnet999"))
+
+
+def _tiny_checkpoint(tmp_path, encoder="resnet18"):
+    config = ModelConfig(encoder=encoder, mean=(0.1, 0.1, 0.1, 0.3), std=(0.2, 0.2, 0.2, 0.2))
+    torch.manual_seed(0)
+    model = build_model(config)
+    path = save_checkpoint(tmp_path / "m.ckpt", model, config, train_chips=["aaaa", "bbbb"],
+                           blocklist=["cccc"])
+    return path, model, config
+
+
+def test_checkpoint_round_trip_predicts_like_the_saved_model(tmp_path):
+    path, model, config = _tiny_checkpoint(tmp_path)
+    loaded, info = load_checkpoint(path)
+    assert info.config == config
+    assert info.train_chips == ["aaaa", "bbbb"] and info.blocklist == ["cccc"]
+    bands = make_bands(40)  # not a multiple of 32: padded and cropped back
+    want = UNetPredictor(model, config).predict_numpy(bands)
+    got = load_predictor(path, device="cpu").predict_numpy(bands)
+    assert got.shape == (40, 40)
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    assert not list(tmp_path.glob("*.tmp"))  # atomic write leaves no temporary file
+
+
+def test_a_pickle_with_code_is_refused(tmp_path):
+    path = tmp_path / "evil.ckpt"
+
+    class Boom:
+        def __reduce__(self):
+            return (print, ("this must never run",))
+
+    with open(path, "wb") as f:
+        pickle.dump({"format": "chipqa-checkpoint", "payload": Boom()}, f)
+    with pytest.raises(CheckpointError, match="will not unpickle"):
+        load_predictor(path, device="cpu")
+
+
+def test_a_checkpoint_of_another_architecture_is_explained(tmp_path):
+    path, model, config = _tiny_checkpoint(tmp_path)
+    obj = torch.load(path, weights_only=True)
+    obj["config"]["encoder"] = "mobilenet_v2"  # weights are a resnet18's
+    torch.save(obj, tmp_path / "other.ckpt")
+    with pytest.raises(CheckpointError, match="do not fit a unet with encoder 'mobilenet_v2'"):
+        load_predictor(tmp_path / "other.ckpt", device="cpu")
+
+
+def test_a_bare_state_dict_and_a_newer_format_are_explained(tmp_path):
+    path, model, _ = _tiny_checkpoint(tmp_path)
+    torch.save(model.state_dict(), tmp_path / "bare.pt")
+    with pytest.raises(CheckpointError, match="bare state_dict"):
+        load_predictor(tmp_path / "bare.pt", device="cpu")
+    obj = torch.load(path, weights_only=True)
+    obj["format_version"] = 99
+    torch.save(obj, tmp_path / "future.ckpt")
+    with pytest.raises(CheckpointError, match="Upgrade chipqa"):
+        load_predictor(tmp_path / "future.ckpt", device="cpu")
+    (tmp_path / "text.ckpt").write_text("not a checkpoint")
+    with pytest.raises(CheckpointError, match="cannot be read as a PyTorch checkpoint"):
+        load_predictor(tmp_path / "text.ckpt", device="cpu")
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_predictor(tmp_path / "missing.ckpt", device="cpu")
+
+
+def test_asking_for_cuda_without_a_gpu_says_so():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")  # the check is for machines without one
+    assert resolve_device("auto").type == "cpu"
+    with pytest.raises(ValueError, match="no usable CUDA GPU"):
+        resolve_device("cuda")
