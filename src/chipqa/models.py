@@ -124,31 +124,29 @@ class SpectralBaseline(Predictor):
 
     name = "baseline"
 
-    # Logistic coefficients (fitted on synthetic chips, see the class docstring).
-    bias: float = -7.0
-    w_brightness: float = 18.0
-    w_whiteness: float = -6.0
-    w_hot: float = 8.0
-    w_nir_ratio: float = 1.5
+    FEATURES = ("brightness", "whiteness", "hot", "nir_ratio_gap", "ndvi")
+    # Logistic coefficients: bias, then one per feature (bench/tune_baseline.py).
+    coefficients: tuple[float, ...] = (1.365, 3.118, -8.194, -0.184, -10.319, 7.197)
     smooth_px: int = 5
 
-    def predict_proba(self, bands: Tensor) -> Tensor:
+    @staticmethod
+    def features(bands: Tensor) -> Tensor:
+        """``(B, 4, H, W)`` DNs → ``(B, 5, H, W)`` features in :attr:`FEATURES` order."""
         r = reflectance(bands)
         blue, green, red, nir = r[:, 0], r[:, 1], r[:, 2], r[:, 3]
         vis = (blue + green + red) / 3.0
         safe = vis.clamp(min=1e-3)
         whiteness = ((blue - vis).abs() + (green - vis).abs() + (red - vis).abs()) / safe
         hot = blue - 0.5 * red
-        nir_ratio = (nir / safe).clamp(max=4.0)
-        # NIR ratio helps only away from 1: penalise both vegetation (≫1) and snow (<1).
-        nir_term = -(nir_ratio - 1.0).abs()
-        logit = (
-            self.bias
-            + self.w_brightness * vis
-            + self.w_whiteness * whiteness
-            + self.w_hot * hot
-            + self.w_nir_ratio * nir_term
-        )
+        # The NIR ratio helps only away from 1: vegetation (≫ 1) and snow (< 1).
+        gap = ((nir / safe).clamp(max=4.0) - 1.0).abs()
+        ndvi = (nir - red) / (nir + red).clamp(min=1e-3)
+        return torch.stack([vis, whiteness, hot, gap, ndvi], dim=1)
+
+    def predict_proba(self, bands: Tensor) -> Tensor:
+        f = self.features(bands)
+        w = torch.tensor(self.coefficients[1:], dtype=f.dtype, device=f.device)
+        logit = self.coefficients[0] + torch.einsum("bfhw,f->bhw", f, w)
         prob = torch.sigmoid(logit)
         k = self.smooth_px
         if k > 1 and min(prob.shape[-2:]) >= k:
