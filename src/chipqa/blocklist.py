@@ -1,0 +1,365 @@
+"""The blocklist: a reviewer's decisions on chips, on disk after every decision.
+
+The file format is documented in ``labels/README.md``: a CSV with ``chip_id`` first, then
+the decision (``keep``, ``block``, ``unsure``), the reason, the flags and numbers that
+were on screen, the model that produced them, who decided and when.
+
+Every change is written atomically (temporary file in the same folder, flush, fsync,
+rename), so the file on disk is always whole. Several processes may hold the same
+blocklist open (two napari windows, a script): each write takes an exclusive lock on a
+``.lock`` file beside the CSV, re-reads the file if another process changed it since
+this one last saw it, merges the other's decisions in (per chip, the later decision
+wins) and only then writes. Nothing another process decided is silently dropped;
+:attr:`BlocklistStore.merged_from_elsewhere` counts what was merged in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import getpass
+import io
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timezone
+from pathlib import Path
+
+from chipqa.errors import ChipqaError
+
+try:  # POSIX advisory locks; on Windows the lock is skipped (single writer assumed)
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
+
+DECISIONS = ("keep", "block", "unsure")
+REASONS = ("all_cloud_wrong", "no_cloud_wrong", "shifted", "wrong_chip", "clouds_missing", "other")
+"""Reasons offered for a block; free text is accepted too."""
+
+COLUMNS = (
+    "chip_id",
+    "decision",
+    "reason",
+    "flags",
+    "suspicion",
+    "iou",
+    "label_cloud_fraction",
+    "pred_cloud_fraction",
+    "model",
+    "reviewer",
+    "decided_at",
+)
+NUMBER_COLUMNS = ("suspicion", "iou", "label_cloud_fraction", "pred_cloud_fraction")
+DEFAULT_NAME = "chipqa_blocklist.csv"
+
+
+class BlocklistError(ChipqaError):
+    """A blocklist file cannot be read or written."""
+
+
+@dataclass
+class Decision:
+    """One row of the blocklist."""
+
+    chip_id: str
+    decision: str
+    reason: str = ""
+    flags: str = ""
+    suspicion: str = ""
+    iou: str = ""
+    label_cloud_fraction: str = ""
+    pred_cloud_fraction: str = ""
+    model: str = ""
+    reviewer: str = ""
+    decided_at: str = ""
+
+    def as_row(self) -> dict[str, str]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def default_reviewer() -> str:
+    """The operating-system user (``CHIPQA_REVIEWER`` overrides it)."""
+    env = os.environ.get("CHIPQA_REVIEWER")
+    if env:
+        return env
+    try:
+        return getpass.getuser()
+    except Exception:  # no user database entry (containers)
+        return "unknown"
+
+
+def now_utc() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def default_path(dataset_root: str | Path) -> Path:
+    """Where a dataset's blocklist goes by default: beside the dataset folder."""
+    root = Path(dataset_root).resolve()
+    return root.parent / f"{root.name}_{DEFAULT_NAME}"
+
+
+def _fmt_number(value: object) -> str:
+    if value is None or value == "":
+        return ""
+    try:
+        f = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return str(value)
+    return "" if f != f else f"{f:.6g}"
+
+
+def parse_blocklist(text: str, path: Path) -> dict[str, Decision]:
+    """Parse blocklist CSV text; raises :class:`BlocklistError` naming the line at fault."""
+    reader = csv.DictReader(io.StringIO(text))
+    header = reader.fieldnames or []
+    if not header:
+        return {}
+    if header[0].lstrip("\ufeff") != "chip_id":
+        raise BlocklistError(
+            f"{path} is not a chipqa blocklist: its first column is {header[0]!r}, not 'chip_id'. "
+            "Fix the header or choose another blocklist file."
+        )
+    has_decision = "decision" in header
+    out: dict[str, Decision] = {}
+    for lineno, row in enumerate(reader, start=2):
+        chip_id = (row.get("chip_id") or row.get("\ufeffchip_id") or "").strip()
+        if not chip_id:
+            raise BlocklistError(f"{path}, line {lineno}: empty chip_id. Fix or delete that line.")
+        decision = (row.get("decision") or "").strip() if has_decision else "block"
+        if decision not in DECISIONS:
+            raise BlocklistError(
+                f"{path}, line {lineno}: decision {decision!r} for chip {chip_id!r} is not one of "
+                f"{', '.join(DECISIONS)}. Fix or delete that line."
+            )
+        values = {c: (row.get(c) or "").strip() for c in COLUMNS if c not in ("chip_id", "decision")}
+        out[chip_id] = Decision(chip_id=chip_id, decision=decision, **values)
+    return out
+
+
+def read_blocklist(path: str | Path) -> dict[str, Decision]:
+    """Read a blocklist CSV (a missing file is an empty blocklist)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BlocklistError(f"blocklist {path} cannot be read ({exc})") from exc
+    try:
+        return parse_blocklist(text, path)
+    except csv.Error as exc:
+        raise BlocklistError(f"{path} is not valid CSV ({exc}). Fix it or choose another file.") from exc
+
+
+def blocked_ids(path: str | Path) -> list[str]:
+    """Chip ids whose decision is ``block`` (what training leaves out)."""
+    return [d.chip_id for d in read_blocklist(path).values() if d.decision == "block"]
+
+
+def _render(decisions: Mapping[str, Decision], only: str | None = None) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+    w.writeheader()
+    for d in decisions.values():
+        if only is None or d.decision == only:
+            w.writerow(d.as_row())
+    return buf.getvalue()
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (temporary file, fsync, rename)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    with contextlib.suppress(OSError):  # make the rename itself durable
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return (st.st_mtime_ns, st.st_size)
+
+
+@dataclass
+class _Undo:
+    chip_id: str
+    before: Decision | None
+
+
+@dataclass
+class BlocklistStore:
+    """Decisions of one review session, kept in step with a CSV on disk.
+
+    Args:
+        path: the CSV. Its folder must exist and be writable; the file is created on
+            the first decision.
+        reviewer: written into each decision (default: :func:`default_reviewer`).
+
+    Raises:
+        BlocklistError: the existing file is not a blocklist (the message names the
+            line), or the folder cannot be written.
+    """
+
+    path: Path
+    reviewer: str = field(default_factory=default_reviewer)
+    decisions: dict[str, Decision] = field(default_factory=dict, init=False)
+    merged_from_elsewhere: int = field(default=0, init=False)
+    _undo: list[_Undo] = field(default_factory=list, init=False, repr=False)
+    _seen: tuple[int, int] | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.path = Path(self.path).expanduser()
+        if not self.path.parent.is_dir():
+            raise BlocklistError(
+                f"cannot keep a blocklist at {self.path}: folder {self.path.parent} does not exist"
+            )
+        if not os.access(self.path.parent, os.W_OK):
+            raise BlocklistError(
+                f"cannot write a blocklist in {self.path.parent} (no write permission). "
+                "Choose another blocklist path; no decision has been made yet."
+            )
+        self.decisions = read_blocklist(self.path)
+        self._seen = _stamp(self.path)
+
+    # -- reading -------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.decisions)
+
+    def __contains__(self, chip_id: object) -> bool:
+        return chip_id in self.decisions
+
+    def get(self, chip_id: str) -> Decision | None:
+        return self.decisions.get(chip_id)
+
+    def counts(self) -> dict[str, int]:
+        c = dict.fromkeys(DECISIONS, 0)
+        for d in self.decisions.values():
+            c[d.decision] += 1
+        return c
+
+    @property
+    def can_undo(self) -> bool:
+        return bool(self._undo)
+
+    # -- writing -------------------------------------------------------------
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise BlocklistError(
+                f"cannot write the blocklist {self.path} ({exc.strerror}). Choose another "
+                "blocklist path; decisions already on disk are kept."
+            ) from exc
+        try:
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def _merge_from_disk(self, skip: str) -> None:
+        """Take in decisions another process wrote since we last looked."""
+        if _stamp(self.path) == self._seen:
+            return
+        theirs = read_blocklist(self.path)
+        for cid, d in theirs.items():
+            if cid == skip:
+                continue
+            mine = self.decisions.get(cid)
+            if mine is None or (d.decided_at > mine.decided_at and d != mine):
+                self.decisions[cid] = d
+                self.merged_from_elsewhere += 1
+
+    def _commit(self, chip_id: str, new: Decision | None) -> None:
+        with self._locked():
+            self._merge_from_disk(skip=chip_id)
+            if new is None:
+                self.decisions.pop(chip_id, None)
+            else:
+                self.decisions[chip_id] = new
+            try:
+                atomic_write_text(self.path, _render(self.decisions))
+            except OSError as exc:
+                raise BlocklistError(
+                    f"cannot write the blocklist {self.path} ({exc.strerror or exc}). Choose another "
+                    "blocklist path; the decisions on disk are unchanged."
+                ) from exc
+            self._seen = _stamp(self.path)
+
+    def decide(
+        self,
+        chip_id: str,
+        decision: str,
+        reason: str = "",
+        *,
+        info: Mapping[str, object] | None = None,
+    ) -> Decision:
+        """Record a decision and write the file before returning.
+
+        Args:
+            chip_id: the chip.
+            decision: ``keep``, ``block`` or ``unsure``.
+            reason: why (see :data:`REASONS`; free text allowed).
+            info: what was on screen: ``flags``, ``suspicion``, ``iou``,
+                ``label_cloud_fraction``, ``pred_cloud_fraction``, ``model``.
+        """
+        if decision not in DECISIONS:
+            raise ValueError(f"decision must be one of {', '.join(DECISIONS)}, not {decision!r}")
+        info = dict(info or {})
+        d = Decision(
+            chip_id=chip_id,
+            decision=decision,
+            reason=str(reason or "").replace("\n", " ").strip(),
+            flags=str(info.get("flags", "") or ""),
+            model=str(info.get("model", "") or ""),
+            reviewer=self.reviewer,
+            decided_at=now_utc(),
+            **{c: _fmt_number(info.get(c)) for c in NUMBER_COLUMNS},
+        )
+        before = self.decisions.get(chip_id)
+        self._commit(chip_id, d)
+        self._undo.append(_Undo(chip_id, before))
+        return d
+
+    def undo(self) -> str | None:
+        """Take back the last decision of this session; returns its chip id (or None)."""
+        if not self._undo:
+            return None
+        u = self._undo.pop()
+        try:
+            self._commit(u.chip_id, u.before)
+        except BlocklistError:
+            self._undo.append(u)
+            raise
+        return u.chip_id
+
+    def export(self, path: str | Path, *, blocked_only: bool = True) -> Path:
+        """Write the final blocklist for training (blocked chips only by default)."""
+        path = Path(path)
+        with self._locked():
+            self._merge_from_disk(skip="")
+            self._seen = _stamp(self.path)
+        try:
+            atomic_write_text(path, _render(self.decisions, "block" if blocked_only else None))
+        except OSError as exc:
+            raise BlocklistError(f"cannot write {path} ({exc.strerror or exc})") from exc
+        return path

@@ -1,0 +1,154 @@
+"""The blocklist store: atomic, crash-safe, undo, and safe with two writers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from chipqa.blocklist import (
+    COLUMNS,
+    BlocklistError,
+    BlocklistStore,
+    blocked_ids,
+    default_path,
+    read_blocklist,
+)
+
+
+def test_each_decision_is_on_disk_before_decide_returns(tmp_path):
+    path = tmp_path / "bl.csv"
+    store = BlocklistStore(path, reviewer="ana")
+    store.decide("aaaa", "block", "all_cloud_wrong",
+                 info={"flags": "all_cloud_label;low_iou", "suspicion": 0.91234567, "iou": 0.02,
+                       "model": "baseline"})
+    rows = read_blocklist(path)
+    assert list(rows) == ["aaaa"]
+    d = rows["aaaa"]
+    assert (d.decision, d.reason, d.flags, d.suspicion, d.model, d.reviewer) == (
+        "block", "all_cloud_wrong", "all_cloud_label;low_iou", "0.912346", "baseline", "ana")
+    assert d.decided_at.endswith("Z")
+    header = path.read_text().splitlines()[0].split(",")
+    assert header == list(COLUMNS)
+    store.decide("bbbb", "keep")
+    assert blocked_ids(path) == ["aaaa"]
+
+
+def test_a_later_decision_replaces_and_undo_restores(tmp_path):
+    store = BlocklistStore(tmp_path / "bl.csv")
+    store.decide("aaaa", "unsure")
+    store.decide("aaaa", "block", "shifted")
+    store.decide("bbbb", "keep")
+    assert store.undo() == "bbbb"
+    assert "bbbb" not in read_blocklist(store.path)
+    assert store.undo() == "aaaa"
+    assert read_blocklist(store.path)["aaaa"].decision == "unsure"
+    assert store.undo() == "aaaa" and read_blocklist(store.path) == {}
+    assert store.undo() is None
+
+
+def test_reopening_resumes_the_decisions(tmp_path):
+    path = tmp_path / "bl.csv"
+    BlocklistStore(path).decide("aaaa", "block")
+    again = BlocklistStore(path)
+    assert again.get("aaaa").decision == "block" and len(again) == 1
+
+
+def test_two_sessions_on_one_file_keep_each_others_decisions(tmp_path):
+    path = tmp_path / "bl.csv"
+    first, second = BlocklistStore(path, reviewer="a"), BlocklistStore(path, reviewer="b")
+    first.decide("aaaa", "block")
+    second.decide("bbbb", "keep")  # second never saw aaaa: must merge, not overwrite
+    first.decide("cccc", "unsure")
+    rows = read_blocklist(path)
+    assert {k: v.decision for k, v in rows.items()} == {"aaaa": "block", "bbbb": "keep", "cccc": "unsure"}
+    assert second.merged_from_elsewhere == 1 and first.merged_from_elsewhere == 1
+
+
+@pytest.mark.parametrize("text, message", [
+    ("id,decision\nx,block\n", "first column is 'id'"),
+    ("chip_id,decision\naaaa,maybe\n", "line 2: decision 'maybe'"),
+    ("chip_id,decision\n,block\n", "line 2: empty chip_id"),
+])
+def test_a_blocklist_edited_into_nonsense_is_refused_and_left_alone(tmp_path, text, message):
+    path = tmp_path / "bl.csv"
+    path.write_text(text)
+    with pytest.raises(BlocklistError, match=message):
+        BlocklistStore(path)
+    assert path.read_text() == text
+
+
+def test_a_hand_written_minimal_blocklist_is_read(tmp_path):
+    path = tmp_path / "bl.csv"
+    path.write_text("chip_id\naaaa\nbbbb\n")  # first column only: all blocked
+    assert blocked_ids(path) == ["aaaa", "bbbb"]
+
+
+def test_a_read_only_folder_is_refused_before_any_decision(tmp_path, monkeypatch):
+    # Root may write anywhere, so let the OS's permission check say "read-only".
+    real_access = os.access
+    monkeypatch.setattr("chipqa.blocklist.os.access",
+                        lambda p, mode: False if mode == os.W_OK else real_access(p, mode))
+    with pytest.raises(BlocklistError, match="no write permission"):
+        BlocklistStore(tmp_path / "bl.csv")
+    assert not (tmp_path / "bl.csv").exists()
+
+
+def test_a_failed_write_keeps_the_file_and_the_session_consistent(tmp_path, monkeypatch):
+    path = tmp_path / "bl.csv"
+    store = BlocklistStore(path)
+    store.decide("aaaa", "block")
+    before = path.read_text()
+
+    def disk_full(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("chipqa.blocklist.os.replace", disk_full)
+    with pytest.raises(BlocklistError, match="No space left"):
+        store.decide("bbbb", "keep")
+    assert path.read_text() == before
+    assert not list(tmp_path.glob(".bl.csv.*.tmp"))
+
+
+def test_export_writes_blocked_chips_or_all_decisions(tmp_path):
+    store = BlocklistStore(tmp_path / "bl.csv")
+    store.decide("aaaa", "block", "no_cloud_wrong")
+    store.decide("bbbb", "keep")
+    blocked = store.export(tmp_path / "export.csv")
+    assert list(read_blocklist(blocked)) == ["aaaa"]
+    everything = store.export(tmp_path / "all.csv", blocked_only=False)
+    assert set(read_blocklist(everything)) == {"aaaa", "bbbb"}
+
+
+def test_default_path_sits_beside_the_dataset(tmp_path):
+    assert default_path(tmp_path / "data") == tmp_path / "data_chipqa_blocklist.csv"
+
+
+def test_killing_a_writer_mid_stream_leaves_a_whole_csv(tmp_path):
+    path = tmp_path / "bl.csv"
+    code = textwrap.dedent(f"""
+        import sys
+        from chipqa.blocklist import BlocklistStore
+        store = BlocklistStore({str(path)!r}, reviewer="bot")
+        i = 0
+        while True:
+            store.decide(f"c{{i:06d}}", "block", "other", info={{"flags": "x;y", "suspicion": i / 7}})
+            i += 1
+            if i == 20:
+                print("ready", flush=True)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    rows = read_blocklist(path)  # parses: no torn row, header intact
+    n = len(rows)
+    assert n >= 20
+    assert list(rows) == [f"c{i:06d}" for i in range(n)]  # every decision up to the last whole write
+    assert all(r.decision == "block" and r.flags == "x;y" for r in rows.values())
