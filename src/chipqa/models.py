@@ -126,7 +126,7 @@ class SpectralBaseline(Predictor):
 
     FEATURES = ("brightness", "whiteness", "hot", "nir_ratio_gap", "ndvi")
     # Logistic coefficients: bias, then one per feature (bench/tune_baseline.py).
-    coefficients: tuple[float, ...] = (1.365, 3.118, -8.194, -0.184, -10.319, 7.197)
+    coefficients: tuple[float, ...] = (1.85, 2.542, -7.353, 0.118, -11.879, 6.327)
     smooth_px: int = 5
 
     @staticmethod
