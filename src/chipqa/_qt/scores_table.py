@@ -1,0 +1,95 @@
+"""A Qt table model over the review session's current ordering."""
+
+from __future__ import annotations
+
+import math
+
+from qtpy.QtCore import QAbstractTableModel, QModelIndex, Qt
+
+from chipqa.review import ReviewSession, fraction_text
+
+COLUMNS = (
+    ("chip_id", "chip"),
+    ("suspicion", "suspicion"),
+    ("iou", "IoU"),
+    ("label_cloud_fraction", "label"),
+    ("pred_cloud_fraction", "model"),
+    ("flags", "flags"),
+    ("decision", "decision"),
+)
+
+
+def _number(value: object) -> str:
+    try:
+        f = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return ""
+    return "" if math.isnan(f) else f"{f:.3f}"
+
+
+class ScoresTableModel(QAbstractTableModel):
+    """Rows are ``session.order`` (what next/previous walk through), so the table and the
+    keyboard always agree. Sorting a column changes the session's ordering."""
+
+    def __init__(self, session: ReviewSession | None = None):
+        super().__init__()
+        self.session = session
+
+    def set_session(self, session: ReviewSession | None) -> None:
+        self.beginResetModel()
+        self.session = session
+        self.endResetModel()
+
+    def refresh(self) -> None:
+        self.beginResetModel()
+        self.endResetModel()
+
+    def rowCount(self, parent=QModelIndex()) -> int:  # noqa: N802 (Qt API)
+        return 0 if parent.isValid() or self.session is None else len(self.session.order)
+
+    def columnCount(self, parent=QModelIndex()) -> int:  # noqa: N802
+        return len(COLUMNS)
+
+    def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):  # noqa: N802
+        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
+            return COLUMNS[section][1]
+        return None
+
+    def chip_at(self, row: int) -> str | None:
+        if self.session is None or not 0 <= row < len(self.session.order):
+            return None
+        return self.session.order[row]
+
+    def data(self, index, role=Qt.ItemDataRole.DisplayRole):
+        if role not in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.ToolTipRole):
+            return None
+        cid = self.chip_at(index.row())
+        if cid is None:
+            return None
+        key = COLUMNS[index.column()][0]
+        if key == "chip_id":
+            return cid
+        if key == "decision":
+            d = self.session.store.get(cid)
+            if d is None:
+                return ""
+            return f"{d.decision} ({d.reason})" if d.reason else d.decision
+        row = self.session.row(cid)
+        if key in ("label_cloud_fraction", "pred_cloud_fraction"):
+            return fraction_text(row.get(key))
+        if key == "flags":
+            text = str(row.get("flags") or "")
+            if row.get("error"):
+                return str(row["error"]) if role == Qt.ItemDataRole.ToolTipRole else "unreadable"
+            return text.replace(";", " ")
+        return _number(row.get(key))
+
+    def sort(self, column: int, order=Qt.SortOrder.AscendingOrder) -> None:
+        if self.session is None:
+            return
+        key = COLUMNS[column][0]
+        if key == "decision":
+            return
+        self.beginResetModel()
+        self.session.set_view(sort_by=key, ascending=order == Qt.SortOrder.AscendingOrder)
+        self.endResetModel()

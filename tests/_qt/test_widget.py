@@ -1,0 +1,179 @@
+"""The Chip QA widget in a real napari window (Xvfb): scoring, keys, layers, blocklist."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from chipqa._qt.chip_layers import FALSE_COLOUR, LABEL, PREDICTION, TRUE_COLOUR, viewer_grid
+from chipqa._qt.review_widget import ChipQAWidget, scores_path_for
+from chipqa.blocklist import read_blocklist
+from chipqa.dataset import open_dataset
+from chipqa.render import true_colour
+from chipqa.synth import generate_dataset
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture(scope="module")
+def dataset_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("gui") / "data"
+    generate_dataset(root, n_chips=16, size=48, error_rate=0.25, seed=11)
+    return root
+
+
+@pytest.fixture
+def fresh_root(dataset_root, tmp_path):
+    """A private copy, so that scores and blocklists of one test do not leak into another."""
+    import shutil
+
+    root = tmp_path / "data"
+    shutil.copytree(dataset_root, root)
+    return root
+
+
+def _open(viewer, qtbot, root) -> ChipQAWidget:
+    widget = ChipQAWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Chip QA")
+    widget.open_dataset(root)
+    qtbot.waitUntil(lambda: widget.session is not None, timeout=60_000)
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=60_000)
+    return widget
+
+
+def _press(viewer, qtbot, key: str) -> None:
+    """A real key press on the canvas, through napari's key handling."""
+    from qtpy.QtCore import Qt
+
+    canvas = viewer.window._qt_viewer.canvas.native
+    canvas.setFocus()
+    keys = {"Right": Qt.Key.Key_Right, "Left": Qt.Key.Key_Left}
+    if key in keys:
+        qtbot.keyClick(canvas, keys[key])
+    else:
+        qtbot.keyClick(canvas, key)
+
+
+def test_layers_show_the_chip_the_keys_go_to(make_napari_viewer, qtbot, fresh_root):
+    viewer = make_napari_viewer(show=True)
+    w = _open(viewer, qtbot, fresh_root)
+    ds = open_dataset(fresh_root)
+    order = list(w.session.order)
+    assert w.session.current == order[0]
+    for layer in (TRUE_COLOUR, FALSE_COLOUR, LABEL, PREDICTION):
+        assert layer in viewer.layers
+    assert viewer_grid(viewer).enabled  # side by side
+
+    def shown_is(chip_id):
+        chip = ds.read(chip_id)
+        np.testing.assert_array_equal(viewer.layers[TRUE_COLOUR].data, true_colour(chip.bands))
+        np.testing.assert_array_equal(viewer.layers[LABEL].data, chip.label)
+        assert viewer.layers[PREDICTION].metadata["chip_id"] == chip_id
+
+    shown_is(order[0])
+    _press(viewer, qtbot, "Right")
+    _press(viewer, qtbot, "Right")
+    shown_is(order[2])
+    _press(viewer, qtbot, "Left")
+    shown_is(order[1])
+    # Keys still work with a Labels layer selected (its own keymap is searched first).
+    viewer.layers.selection.active = viewer.layers[LABEL]
+    _press(viewer, qtbot, "n")
+    shown_is(order[2])
+    _press(viewer, qtbot, "g")
+    assert not viewer_grid(viewer).enabled and viewer.layers["label outline"].visible
+
+
+def test_key_driven_triage_writes_exactly_the_expected_blocklist(make_napari_viewer, qtbot, fresh_root):
+    viewer = make_napari_viewer(show=True)
+    w = _open(viewer, qtbot, fresh_root)
+    order = list(w.session.order)
+    for key in ["b", "1", "k", "u", "z", "k", "3", "Left", "j"]:
+        _press(viewer, qtbot, key)
+    rows = read_blocklist(w.store.path)
+    expected = {order[0]: ("block", "all_cloud_wrong"),  # b: reason from the combo (first)
+                order[1]: ("block", "all_cloud_wrong"),  # 1
+                order[2]: ("keep", ""),                  # k
+                order[3]: ("keep", ""),                  # u, z (undo), k
+                order[4]: ("block", "shifted")}          # 3
+    assert {k: (v.decision, v.reason) for k, v in rows.items()} == expected
+    assert w.store.path == scores_path_for(fresh_root).with_name("data_chipqa_blocklist.csv")
+    assert rows[order[0]].model == "baseline"
+    assert rows[order[0]].flags == str(w.session.row(order[0])["flags"])
+    # Left went back to order[4], j jumps to the next chip without a decision.
+    assert w.session.current == order[5]
+
+
+def test_reopening_resumes_and_uses_the_saved_scores(make_napari_viewer, qtbot, fresh_root):
+    viewer = make_napari_viewer(show=True)
+    w = _open(viewer, qtbot, fresh_root)
+    first = w.session.current
+    _press(viewer, qtbot, "k")
+    _press(viewer, qtbot, "k")
+    assert scores_path_for(fresh_root).is_file()
+    w.close()
+    w2 = _open(viewer, qtbot, fresh_root)
+    assert w2.session.current == w2.session.order[2]
+    assert w2.session.store.get(first).decision == "keep"
+    assert "Loaded scores" in w2.status.text() or "Resumed" in w2.status.text()
+
+
+def test_a_folder_that_is_not_a_dataset_is_a_message_not_a_crash(make_napari_viewer, qtbot, tmp_path):
+    viewer = make_napari_viewer(show=True)
+    w = ChipQAWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    (tmp_path / "notes.txt").write_text("hello")
+    assert w.open_dataset(tmp_path) is False
+    assert "holds no chips" in w.status.text()
+    assert w.session is None
+
+
+def test_a_nonsense_blocklist_is_refused_and_kept(make_napari_viewer, qtbot, fresh_root):
+    viewer = make_napari_viewer(show=True)
+    bl = fresh_root.parent / "data_chipqa_blocklist.csv"
+    bl.write_text("this,is\nnot,a blocklist\n")
+    w = ChipQAWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    w.open_dataset(fresh_root)
+    qtbot.waitUntil(lambda: w._worker is None and w.loader is not None, timeout=60_000)
+    assert "not a chipqa blocklist" in w.status.text()
+    _press(viewer, qtbot, "k")  # no crash, nothing written
+    assert bl.read_text() == "this,is\nnot,a blocklist\n"
+    # Choosing another path starts the review there.
+    w.blocklist_edit.setText(str(fresh_root.parent / "other.csv"))
+    w._on_blocklist_path_edited()
+    assert w.session is not None
+    _press(viewer, qtbot, "k")
+    assert len(read_blocklist(fresh_root.parent / "other.csv")) == 1
+
+
+def test_cancelling_scoring_keeps_the_viewer_usable(make_napari_viewer, qtbot, tmp_path):
+    root = tmp_path / "big"
+    generate_dataset(root, n_chips=60, size=48, seed=2)
+    viewer = make_napari_viewer(show=True)
+    w = ChipQAWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    w.open_dataset(root)
+    qtbot.waitUntil(lambda: w.progress_bar.value() > 0, timeout=60_000)
+    w._on_cancel()
+    qtbot.waitUntil(lambda: w._worker is None, timeout=60_000)
+    assert "cancelled" in w.status.text()
+    assert not scores_path_for(root).exists()  # partial scores are not saved as the dataset's scores
+    assert w.score_btn.isEnabled()
+
+
+def test_sample_data_opens_for_review(make_napari_viewer, qtbot, tmp_path, monkeypatch):
+    monkeypatch.setenv("CHIPQA_SAMPLE_DIR", str(tmp_path / "sample"))
+    monkeypatch.setattr("chipqa._sample_data.SAMPLE_CHIPS", 12)
+    monkeypatch.setattr("chipqa._sample_data.SAMPLE_SIZE", 48)
+    viewer = make_napari_viewer(show=True)
+    viewer.open_sample("chipqa", "synthetic")
+
+    def docked():
+        return [w for w in viewer.window.dock_widgets.values() if isinstance(w, ChipQAWidget)]
+
+    qtbot.waitUntil(lambda: len(docked()) == 1, timeout=30_000)
+    w = docked()[0]
+    qtbot.waitUntil(lambda: w.session is not None and w._worker is None, timeout=60_000)
+    assert len(w.session.order) == 12
+    assert [ly.name for ly in viewer.layers].count(TRUE_COLOUR) == 1
