@@ -1,0 +1,123 @@
+"""The synthetic generator's invariants: what the demo, the tests and the benchmarks rely on."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import rasterio
+
+from chipqa.dataset import open_dataset
+from chipqa.synth import ERROR_KINDS, MIN_CHANGED, corrupt_label, generate_dataset, make_chip
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synth") / "data"
+    return generate_dataset(root, n_chips=60, size=32, error_rate=0.3, seed=5, nodata_rate=0.2)
+
+
+def test_files_look_like_real_on_cloud_n_chips(synth):
+    cid = synth.chip_ids[0]
+    with rasterio.open(synth.root / "train_features" / cid / "B08.tif") as src:
+        assert (src.count, src.dtypes[0], src.nodata, src.res) == (1, "uint16", 0, (10.0, 10.0))
+        assert src.crs.to_epsg() // 100 in (326, 327)  # a UTM zone
+        assert src.compression is None and src.block_shapes[0][0] != src.block_shapes[0][1]  # strips, not tiles
+    with rasterio.open(synth.root / "train_labels" / f"{cid}.tif") as src:
+        assert (src.dtypes[0], src.nodata) == ("uint8", 255)
+    meta = pd.read_csv(synth.root / "train_metadata.csv")
+    assert list(meta.columns) == ["chip_id", "location", "datetime", "cloudpath"]
+    assert sorted(meta["chip_id"]) == sorted(synth.chip_ids)
+    # The truth stays outside the dataset folder.
+    assert not synth.truth_dir.is_relative_to(synth.root)
+
+
+def test_the_planted_errors_are_real_errors_and_the_rest_is_clean(synth):
+    truth = pd.read_csv(synth.truth_csv, keep_default_na=False)
+    ds = open_dataset(synth.root)
+    bad = truth[truth["corrupted"].astype(str) == "True"]
+    assert len(bad) == round(0.3 * 60)
+    assert set(bad["error_kind"]) <= set(ERROR_KINDS)
+    assert {"all_cloud", "no_cloud"} <= set(bad["error_kind"])
+    for row in truth.itertuples():
+        chip = ds.read(row.chip_id)
+        with rasterio.open(synth.truth_dir / "true_labels" / f"{row.chip_id}.tif") as src:
+            true = src.read(1)
+        assert ((true == 255) == ~chip.valid).all()  # nodata agrees everywhere
+        changed = (chip.label != true)[chip.valid].mean()
+        if row.corrupted == "True" or row.corrupted is True:
+            assert changed >= MIN_CHANGED
+            assert changed == pytest.approx(row.changed_fraction, abs=1e-5)
+        else:
+            assert changed == 0
+        if row.error_kind == "all_cloud":
+            assert (chip.label[chip.valid] == 1).all() and row.true_cloud_fraction < 0.9
+        if row.error_kind == "no_cloud":
+            assert (chip.label[chip.valid] == 0).all() and row.true_cloud_fraction > 0.2
+
+
+def test_sky_shares_and_nodata(synth):
+    truth = pd.read_csv(synth.truth_csv, keep_default_na=False)
+    shares = truth["sky"].value_counts(normalize=True)
+    assert shares["overcast"] == pytest.approx(0.4, abs=0.05)
+    assert shares["clear"] == pytest.approx(0.1, abs=0.05)
+    assert truth["has_nodata"].astype(str).eq("True").sum() >= 6
+
+
+def test_same_seed_same_bytes_other_seed_other_chips(tmp_path):
+    a = generate_dataset(tmp_path / "a", n_chips=4, size=32, seed=9)
+    b = generate_dataset(tmp_path / "b", n_chips=4, size=32, seed=9)
+    c = generate_dataset(tmp_path / "c", n_chips=4, size=32, seed=10)
+    assert a.chip_ids == b.chip_ids != c.chip_ids
+    for cid in a.chip_ids:
+        for f in ("B02.tif", "B08.tif"):
+            pa = (tmp_path / "a" / "train_features" / cid / f).read_bytes()
+            pb = (tmp_path / "b" / "train_features" / cid / f).read_bytes()
+            assert pa == pb
+
+
+def test_flat_layout(tmp_path):
+    res = generate_dataset(tmp_path / "flat", n_chips=3, size=32, layout="flat", seed=1)
+    ds = open_dataset(res.root)
+    assert ds.layout == "flat" and ds.n_labelled == 3
+
+
+def test_chips_have_the_spectra_of_their_sky_and_cover():
+    rng = np.random.default_rng(0)
+    overcast = make_chip(rng, "ovc", 64, sky="overcast", land_cover="vegetation")
+    clear_veg = make_chip(rng, "veg", 64, sky="clear", land_cover="vegetation")
+    snow = make_chip(rng, "snw", 64, sky="clear", land_cover="snow")
+    water = make_chip(rng, "wat", 64, sky="clear", land_cover="water")
+    assert (overcast.label == 1).all() and (clear_veg.label == 0).all()
+    assert overcast.bands[:3].mean() > 5000  # bright cloud tops
+    assert clear_veg.bands[3].mean() > 3 * clear_veg.bands[2].mean()  # NIR ≫ red over vegetation
+    assert snow.bands[:3].mean() > 3000 and snow.bands[3].mean() < snow.bands[0].mean()
+    assert water.bands[3].mean() < 1500
+    partial = make_chip(rng, "par", 64, sky="partial")
+    assert 0.02 < partial.label.mean() < 0.95
+
+
+@pytest.mark.parametrize("kind", ERROR_KINDS)
+def test_each_kind_of_corruption(kind):
+    rng = np.random.default_rng(3)
+    chip = make_chip(rng, "x", 64, sky="partial", land_cover="crops", nodata_fraction=0.2)
+    other = make_chip(rng, "y", 64, sky="overcast").label if kind == "swap" else None
+    wrong = corrupt_label(rng, chip, kind, other)
+    assert wrong.dtype == np.uint8 and wrong.shape == chip.label.shape
+    assert ((wrong == 255) == (chip.label == 255)).all()
+    valid = chip.label != 255
+    if kind == "all_cloud":
+        assert (wrong[valid] == 1).all()
+    elif kind == "no_cloud":
+        assert (wrong[valid] == 0).all()
+    elif kind == "half_missing":
+        assert 0.3 < wrong[valid].sum() / chip.label[valid].sum() < 0.75
+    else:
+        assert (wrong[valid] != chip.label[valid]).mean() > 0
+
+
+def test_a_folder_with_files_is_never_overwritten(tmp_path):
+    (tmp_path / "keep.txt").write_text("x")
+    with pytest.raises(FileExistsError, match="empty"):
+        generate_dataset(tmp_path, n_chips=2, size=32)
+    assert (tmp_path / "keep.txt").read_text() == "x"
