@@ -22,7 +22,7 @@ def test_files_look_like_real_on_cloud_n_chips(synth):
     with rasterio.open(synth.root / "train_features" / cid / "B08.tif") as src:
         assert (src.count, src.dtypes[0], src.nodata, src.res) == (1, "uint16", 0, (10.0, 10.0))
         assert src.crs.to_epsg() // 100 in (326, 327)  # a UTM zone
-        assert src.compression is None and src.block_shapes[0][0] != src.block_shapes[0][1]  # strips, not tiles
+        assert src.compression is None and src.profile["tiled"] is False
     with rasterio.open(synth.root / "train_labels" / f"{cid}.tif") as src:
         assert (src.dtypes[0], src.nodata) == ("uint8", 255)
     meta = pd.read_csv(synth.root / "train_metadata.csv")
