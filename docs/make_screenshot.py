@@ -34,7 +34,7 @@ def wait(cond, timeout=120.0):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", default="docs/napari_review.png")
-    ap.add_argument("--mode", default="side by side", choices=["side by side", "overlay"])
+    ap.add_argument("--mode", default="side by side", choices=["side by side", "layers"])
     ap.add_argument("--chip", type=int, default=0, help="position in the ranking to show")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:

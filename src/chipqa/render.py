@@ -69,27 +69,73 @@ def _resize(arr: np.ndarray, size: int, nearest: bool = False) -> np.ndarray:
     return np.asarray(img.resize((size, size), Image.NEAREST if nearest else Image.BILINEAR))
 
 
+def label_panel(rgb: np.ndarray, label: np.ndarray | None, valid: np.ndarray) -> np.ndarray:
+    """The label over a dimmed true colour: cloud tinted yellow and outlined, nodata blue."""
+    out = (rgb * 0.45).astype(np.uint8)
+    if label is not None:
+        out = draw_outline(out, label == 1, LABEL_COLOUR, fill=0.55)
+    out[~valid] = NODATA_COLOUR
+    return out
+
+
+def prediction_panel(
+    rgb: np.ndarray, prob: np.ndarray, label: np.ndarray | None, valid: np.ndarray
+) -> np.ndarray:
+    """The model's cloud probability (magenta, opacity = probability) over a dimmed true
+    colour, with the label's outline in yellow for comparison."""
+    base = rgb.astype(np.float32) * 0.45
+    a = (np.clip(prob, 0.0, 1.0) * 0.85)[..., None]
+    out = (base * (1 - a) + np.asarray(PRED_COLOUR, np.float32) * a).astype(np.uint8)
+    if label is not None:
+        out = draw_outline(out, label == 1, LABEL_COLOUR)
+    out[~valid] = NODATA_COLOUR
+    return out
+
+
+SIDE_BY_SIDE_TITLES = ("true colour (B04 B03 B02)", "NIR false colour (B08 B04 B03)",
+                       "label", "model prediction (+ label outline)")
+
+
+def side_by_side(
+    rgb: np.ndarray, nir_rgb: np.ndarray, label: np.ndarray | None, prob: np.ndarray | None,
+    valid: np.ndarray, *, gap: int = 6, title_px: int = 18,
+) -> np.ndarray:
+    """One RGB mosaic of a chip: true colour | NIR false colour over label | prediction.
+
+    A single image is what the viewer can swap fastest when the reviewer moves to the
+    next chip (one texture instead of four). Each panel has a title strip above it.
+    """
+    h, w = rgb.shape[:2]
+    if prob is None:
+        prob = np.zeros((h, w), np.float32)
+    panels = [rgb, nir_rgb, label_panel(rgb, label, valid), prediction_panel(rgb, prob, label, valid)]
+    cell_h = h + title_px
+    out = np.zeros((2 * cell_h + gap, 2 * w + gap, 3), np.uint8)
+    out[:] = 24
+    for k, panel in enumerate(panels):
+        r, c = divmod(k, 2)
+        y, x = r * (cell_h + gap) + title_px, c * (w + gap)
+        out[y : y + h, x : x + w] = panel
+    img = Image.fromarray(out)
+    draw = ImageDraw.Draw(img)
+    font = _font(max(10, min(14, title_px - 4)))
+    for k, title in enumerate(SIDE_BY_SIDE_TITLES):
+        r, c = divmod(k, 2)
+        draw.text((c * (w + gap) + 3, r * (cell_h + gap) + 2), title, fill=(220, 220, 220), font=font)
+    return np.asarray(img)
+
+
 def chip_panels(chip: Chip, prob: np.ndarray | None, size: int = 160) -> list[np.ndarray]:
-    """Three thumbnails of one chip: true colour, + label outline, prediction + label outline."""
+    """Three thumbnails of one chip: true colour, label, prediction with the label outline."""
     rgb = _resize(true_colour(chip.bands), size)
-    nodata = _resize((~chip.valid).astype(np.uint8), size, nearest=True).astype(bool)
-    panels = [rgb]
+    valid = _resize(chip.valid.astype(np.uint8), size, nearest=True).astype(bool)
+    label = None
     if chip.label is not None:
-        lab = _resize((chip.label == 1).astype(np.uint8), size, nearest=True)
-        with_label = draw_outline(rgb, lab, LABEL_COLOUR, fill=0.3)
-    else:
-        lab = None
-        with_label = rgb.copy()
-    with_label[nodata] = NODATA_COLOUR
-    panels.append(with_label)
+        label = _resize((chip.label == 1).astype(np.uint8), size, nearest=True)
+    panels = [rgb, label_panel(rgb, label, valid)]
     if prob is not None:
-        p = _resize((np.clip(prob, 0, 1) * 255).astype(np.uint8), size)
-        pred_rgb = np.stack([p, (p * 0.2).astype(np.uint8), (p * 0.8).astype(np.uint8)], -1)
-        pred_rgb = np.maximum(pred_rgb, (rgb * 0.35).astype(np.uint8))
-        if lab is not None:
-            pred_rgb = draw_outline(pred_rgb, lab, LABEL_COLOUR)
-        pred_rgb[nodata] = NODATA_COLOUR
-        panels.append(pred_rgb)
+        p = _resize((np.clip(prob, 0, 1) * 255).astype(np.uint8), size).astype(np.float32) / 255
+        panels.append(prediction_panel(rgb, p, label, valid))
     return panels
 
 
@@ -140,7 +186,7 @@ def contact_sheet(
     draw = ImageDraw.Draw(sheet)
     font, small = _font(15), _font(12)
     draw.text((pad, 4), title or "chipqa: most suspicious labels first", fill=(235, 235, 235), font=font)
-    legend = "panels: true colour | label (yellow) | model cloud probability (magenta) + label outline"
+    legend = "panels: true colour | label (yellow) | model cloud probability (magenta) with the label's outline"
     if highlight is not None:
         legend += " | * = planted error"
     draw.text((pad, 24), legend, fill=(170, 170, 170), font=small)

@@ -21,7 +21,7 @@ from chipqa.blocklist import BlocklistStore, Decision
 from chipqa.dataset import Chip, ChipDataset
 from chipqa.errors import ChipReadError
 from chipqa.models import Predictor
-from chipqa.render import false_colour, true_colour
+from chipqa.render import false_colour, side_by_side, true_colour
 
 INFO_COLUMNS = ("flags", "suspicion", "iou", "label_cloud_fraction", "pred_cloud_fraction", "model")
 
@@ -42,6 +42,7 @@ class ReviewSession:
     def __init__(self, scores: pd.DataFrame, store: BlocklistStore, *, auto_advance: bool = True):
         self.scores = scores.reset_index(drop=True)
         self._rows = {cid: i for i, cid in enumerate(self.scores["chip_id"].astype(str))}
+        self._records = self.scores.to_dict("records")  # row() is on the key-press path
         self.store = store
         self.auto_advance = auto_advance
         self.sort_by = "suspicion"
@@ -107,7 +108,7 @@ class ReviewSession:
         return self.order[self.position]
 
     def row(self, chip_id: str) -> dict:
-        return self.scores.iloc[self._rows[chip_id]].to_dict()
+        return self._records[self._rows[chip_id]]
 
     def goto(self, chip_id: str) -> str | None:
         if chip_id in self.order:
@@ -195,6 +196,7 @@ class ChipView:
     label: np.ndarray | None
     prob: np.ndarray | None
     error: str = ""
+    mosaic: np.ndarray | None = None
 
 
 class ChipLoader:
@@ -236,13 +238,15 @@ class ChipLoader:
         if self.predict is not None:
             prob = np.asarray(self.predict(chip.bands), dtype=np.float32)
             prob = np.where(chip.valid, prob, 0.0).astype(np.float32)
+        tc, fc = true_colour(chip.bands), false_colour(chip.bands)
         return ChipView(
             chip_id=chip_id,
             chip=chip,
-            true_colour=true_colour(chip.bands),
-            false_colour=false_colour(chip.bands),
+            true_colour=tc,
+            false_colour=fc,
             label=chip.label,
             prob=prob,
+            mosaic=side_by_side(tc, fc, chip.label, prob, chip.valid),
         )
 
     def _submit(self, chip_id: str) -> Future[ChipView]:

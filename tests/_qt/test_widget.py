@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from chipqa._qt.chip_layers import FALSE_COLOUR, LABEL, PREDICTION, TRUE_COLOUR, viewer_grid
+from chipqa._qt.chip_layers import (
+    FALSE_COLOUR,
+    LABEL,
+    LABEL_OUTLINE,
+    PREDICTION,
+    SIDE_BY_SIDE_LAYER,
+    TRUE_COLOUR,
+)
 from chipqa._qt.review_widget import ChipQAWidget, scores_path_for
 from chipqa.blocklist import read_blocklist
 from chipqa.dataset import open_dataset
@@ -60,14 +67,18 @@ def test_layers_show_the_chip_the_keys_go_to(make_napari_viewer, qtbot, fresh_ro
     ds = open_dataset(fresh_root)
     order = list(w.session.order)
     assert w.session.current == order[0]
-    for layer in (TRUE_COLOUR, FALSE_COLOUR, LABEL, PREDICTION):
+    for layer in (TRUE_COLOUR, FALSE_COLOUR, LABEL, PREDICTION, SIDE_BY_SIDE_LAYER):
         assert layer in viewer.layers
-    assert viewer_grid(viewer).enabled  # side by side
+    assert viewer.layers[SIDE_BY_SIDE_LAYER].visible and not viewer.layers[TRUE_COLOUR].visible
 
     def shown_is(chip_id):
         chip = ds.read(chip_id)
-        np.testing.assert_array_equal(viewer.layers[TRUE_COLOUR].data, true_colour(chip.bands))
+        tc = true_colour(chip.bands)
+        np.testing.assert_array_equal(viewer.layers[TRUE_COLOUR].data, tc)
         np.testing.assert_array_equal(viewer.layers[LABEL].data, chip.label)
+        mosaic = viewer.layers[SIDE_BY_SIDE_LAYER].data
+        h, w = chip.shape
+        np.testing.assert_array_equal(mosaic[18 : 18 + h, :w], tc)  # top-left panel
         assert viewer.layers[PREDICTION].metadata["chip_id"] == chip_id
 
     shown_is(order[0])
@@ -81,7 +92,10 @@ def test_layers_show_the_chip_the_keys_go_to(make_napari_viewer, qtbot, fresh_ro
     _press(viewer, qtbot, "n")
     shown_is(order[2])
     _press(viewer, qtbot, "g")
-    assert not viewer_grid(viewer).enabled and viewer.layers["label outline"].visible
+    assert viewer.layers[LABEL_OUTLINE].visible and viewer.layers[TRUE_COLOUR].visible
+    assert not viewer.layers[SIDE_BY_SIDE_LAYER].visible
+    _press(viewer, qtbot, "n")  # layers mode keeps following the keys
+    shown_is(order[3])
 
 
 def test_key_driven_triage_writes_exactly_the_expected_blocklist(make_napari_viewer, qtbot, fresh_root):

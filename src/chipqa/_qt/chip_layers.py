@@ -17,19 +17,27 @@ LABEL = "label"
 PREDICTION = "prediction"
 LABEL_OUTLINE = "label outline"
 PRED_OUTLINE = "prediction outline"
-LAYER_NAMES = (TRUE_COLOUR, FALSE_COLOUR, LABEL, PREDICTION, LABEL_OUTLINE, PRED_OUTLINE)
+SIDE_BY_SIDE_LAYER = "side by side"
+LAYER_NAMES = (TRUE_COLOUR, FALSE_COLOUR, LABEL, PREDICTION, LABEL_OUTLINE, PRED_OUTLINE,
+               SIDE_BY_SIDE_LAYER)
 
 SIDE_BY_SIDE = "side by side"
-OVERLAY = "overlay"
-MODES = (SIDE_BY_SIDE, OVERLAY)
+LAYERS = "layers"
+MODES = (SIDE_BY_SIDE, LAYERS)
 _VISIBLE = {
-    SIDE_BY_SIDE: {TRUE_COLOUR, FALSE_COLOUR, LABEL, PREDICTION},
-    OVERLAY: {TRUE_COLOUR, LABEL_OUTLINE, PRED_OUTLINE},
+    SIDE_BY_SIDE: {SIDE_BY_SIDE_LAYER},
+    LAYERS: {TRUE_COLOUR, LABEL_OUTLINE, PRED_OUTLINE},
 }
 
 YELLOW = (1.0, 0.87, 0.0, 1.0)
 MAGENTA = (1.0, 0.0, 0.8, 1.0)
 NODATA = (0.16, 0.24, 0.35, 1.0)
+
+
+def viewer_grid(viewer: napari.Viewer):
+    """napari's grid settings (``viewer.canvas.grid`` since napari 0.9, ``viewer.grid`` before)."""
+    canvas = getattr(viewer, "canvas", None)
+    return canvas.grid if canvas is not None and hasattr(canvas, "grid") else viewer.grid
 
 
 def _label_colormap(colour):
@@ -40,19 +48,21 @@ def _label_colormap(colour):
     )
 
 
-def viewer_grid(viewer: napari.Viewer):
-    """napari's grid settings (``viewer.canvas.grid`` since napari 0.9, ``viewer.grid`` before)."""
-    canvas = getattr(viewer, "canvas", None)
-    return canvas.grid if canvas is not None and hasattr(canvas, "grid") else viewer.grid
-
-
 class ChipLayers:
-    """Six layers for the current chip; created once, then only their data changes.
+    """The layers of the current chip; created once, then only their pixels change.
 
-    Side by side (napari's grid, one view per layer): true colour | NIR false colour |
-    label | prediction. Overlay: the label (yellow) and the prediction (magenta) as
-    outlines on the true colour. Contrast is fixed (see :mod:`chipqa.render`), never
-    recomputed per chip, so that chips can be compared.
+    Two ways to look at a chip (``g`` switches):
+
+    * **side by side**: one image holding true colour | NIR false colour over label |
+      prediction (each mask over the dimmed true colour, the label's outline on the
+      prediction). One image is the fastest thing to swap when the reviewer moves on.
+    * **layers**: the same content as separate napari layers (true colour, NIR false
+      colour, label, prediction, label and prediction outlines), outlines over true
+      colour by default; any of them can be toggled, blended and inspected.
+
+    Every layer always holds the current chip (hidden ones are filled without being
+    redrawn), so switching modes or toggling a layer never shows a stale chip. Contrast
+    is fixed (see :mod:`chipqa.render`), never recomputed per chip.
     """
 
     def __init__(self, viewer: napari.Viewer):
@@ -68,23 +78,34 @@ class ChipLayers:
     def layers(self) -> list:
         return [ly for ly in (self._get(n) for n in LAYER_NAMES) if ly is not None]
 
-    def _ensure(self, shape: tuple[int, int]) -> None:
+    def _ensure(self, shape: tuple[int, int], mosaic_shape: tuple[int, ...]) -> None:
+        if len(self.layers) == len(LAYER_NAMES):
+            return
         v = self.viewer
-        blank_rgb = np.zeros((*shape, 3), np.uint8)
-        blank = np.zeros(shape, np.uint8)
+
+        # Each layer gets a buffer of its own: pixels are later copied into it in place.
+        def blank_rgb():
+            return np.zeros((*shape, 3), np.uint8)
+
+        def blank():
+            return np.zeros(shape, np.uint8)
+
         if self._get(TRUE_COLOUR) is None:
-            v.add_image(blank_rgb, name=TRUE_COLOUR, rgb=True, contrast_limits=(0, 255))
+            v.add_image(blank_rgb(), name=TRUE_COLOUR, rgb=True, contrast_limits=(0, 255))
         if self._get(FALSE_COLOUR) is None:
-            v.add_image(blank_rgb, name=FALSE_COLOUR, rgb=True, contrast_limits=(0, 255))
+            v.add_image(blank_rgb(), name=FALSE_COLOUR, rgb=True, contrast_limits=(0, 255))
         if self._get(LABEL) is None:
-            v.add_labels(blank, name=LABEL, colormap=_label_colormap(YELLOW), opacity=0.9)
+            v.add_labels(blank(), name=LABEL, colormap=_label_colormap(YELLOW), opacity=0.5)
         if self._get(PREDICTION) is None:
             v.add_image(np.zeros(shape, np.float32), name=PREDICTION, colormap="magma",
-                        contrast_limits=(0.0, 1.0))
+                        contrast_limits=(0.0, 1.0), opacity=0.7, blending="additive")
         if self._get(LABEL_OUTLINE) is None:
-            v.add_labels(blank, name=LABEL_OUTLINE, colormap=_label_colormap(YELLOW)).contour = 2
+            v.add_labels(blank(), name=LABEL_OUTLINE, colormap=_label_colormap(YELLOW)).contour = 2
         if self._get(PRED_OUTLINE) is None:
-            v.add_labels(blank, name=PRED_OUTLINE, colormap=_label_colormap(MAGENTA)).contour = 2
+            v.add_labels(blank(), name=PRED_OUTLINE, colormap=_label_colormap(MAGENTA)).contour = 2
+        if self._get(SIDE_BY_SIDE_LAYER) is None:
+            v.add_image(np.zeros(mosaic_shape, np.uint8), name=SIDE_BY_SIDE_LAYER, rgb=True,
+                        contrast_limits=(0, 255))
         for layer in self.layers:
             layer.editable = False
         self.set_mode(self.mode)
@@ -92,30 +113,55 @@ class ChipLayers:
     def set_mode(self, mode: str) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
+        changed = mode != self.mode
         self.mode = mode
         visible = _VISIBLE[mode]
         for layer in self.layers:
             layer.visible = layer.name in visible
-        grid = viewer_grid(self.viewer)
-        grid.stride = 1  # one layer per view; true colour (the bottom layer) top left
-        grid.enabled = mode == SIDE_BY_SIDE
+        viewer_grid(self.viewer).enabled = False
+        if changed:
+            self.viewer.reset_view()
+
+    def _put(self, name: str, array: np.ndarray) -> None:
+        """Give a layer new pixels as cheaply as napari allows.
+
+        Same shape and dtype: copy into the layer's own buffer and refresh it if it is
+        visible (napari then skips recomputing extents and dims, about half the cost of
+        ``layer.data = …``; a hidden layer is refreshed by napari when it is shown).
+        Otherwise the layer gets a private copy, so that the loader's cached arrays are
+        never written to.
+        """
+        layer = self._get(name)
+        old = layer.data
+        if isinstance(old, np.ndarray) and old.shape == array.shape and old.dtype == array.dtype:
+            old[...] = array
+            if layer.visible:
+                layer.refresh()
+        else:
+            layer.data = np.array(array, copy=True)
 
     def show(self, view: ChipView) -> None:
         """Put one chip's arrays into the layers (creating them the first time)."""
         if view.chip is None:
             return
         shape = view.chip.shape
-        self._ensure(shape)
+        self._ensure(shape, view.mosaic.shape)
         label = view.label if view.label is not None else np.zeros(shape, np.uint8)
         prob = view.prob if view.prob is not None else np.zeros(shape, np.float32)
-        self._get(TRUE_COLOUR).data = view.true_colour
-        self._get(FALSE_COLOUR).data = view.false_colour
-        self._get(LABEL).data = label
-        self._get(PREDICTION).data = prob
-        self._get(LABEL_OUTLINE).data = (label == 1).astype(np.uint8)
-        self._get(PRED_OUTLINE).data = (prob >= 0.5).astype(np.uint8)
-        for layer in self.layers:
-            layer.metadata["chip_id"] = view.chip_id
+        # Visible layers last: the hidden ones are only a memory copy each.
+        order = sorted(LAYER_NAMES, key=lambda n: n in _VISIBLE[self.mode])
+        arrays = {
+            TRUE_COLOUR: view.true_colour,
+            FALSE_COLOUR: view.false_colour,
+            LABEL: label,
+            PREDICTION: prob,
+            LABEL_OUTLINE: (label == 1).astype(np.uint8),
+            PRED_OUTLINE: (prob >= 0.5).astype(np.uint8),
+            SIDE_BY_SIDE_LAYER: view.mosaic,
+        }
+        for name in order:
+            self._put(name, arrays[name])
+            self._get(name).metadata["chip_id"] = view.chip_id
         self.chip_id = view.chip_id
         if shape != self._shape:
             self._shape = shape

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
-from qtpy.QtCore import Qt
+from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -31,7 +31,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from chipqa._qt.chip_layers import MODES, OVERLAY, SIDE_BY_SIDE, ChipLayers
+from chipqa._qt.chip_layers import LAYERS, MODES, SIDE_BY_SIDE, ChipLayers
 from chipqa._qt.scores_table import ScoresTableModel
 from chipqa.blocklist import REASONS, BlocklistError, BlocklistStore, default_path
 from chipqa.dataset import ChipDataset, open_dataset
@@ -149,6 +149,8 @@ class ChipQAWidget(QWidget):
 
         self.chip_label = QLabel("")
         self.chip_label.setWordWrap(True)
+        # A fixed height keeps the dock's layout still from chip to chip (no relayout).
+        self.chip_label.setFixedHeight(4 * self.chip_label.fontMetrics().lineSpacing() + 4)
         lay.addWidget(self.chip_label)
 
         row = QHBoxLayout()
@@ -197,7 +199,7 @@ class ChipQAWidget(QWidget):
             ("u", "unsure", self.unsure),
             ("z", "undo last decision", self.undo),
             ("j", "jump to next undecided", self.next_undecided),
-            ("g", "side by side / overlay", self.toggle_mode),
+            ("g", "side by side / layers", self.toggle_mode),
         ]
         for i, reason in enumerate(REASONS, start=1):
             keys.append((str(i), f"block: {reason}", lambda r=reason: self.block(r)))
@@ -451,10 +453,14 @@ class ChipQAWidget(QWidget):
             self.chip_label.setText(f"<b>{cid}</b> cannot be shown: {view.error}")
         else:
             self.chip_layers.show(view)
-        self._update_info()
         self.loader.prefetch(self.session.upcoming(PREFETCH))
+        # Text and table follow on the next turn of the event loop, so that the canvas
+        # (what the reviewer is looking at) is drawn first.
+        QTimer.singleShot(0, self._update_info)
 
     def _update_info(self) -> None:
+        if not self._alive:
+            return
         s = self.session
         if s is None or s.current is None:
             return
@@ -561,7 +567,7 @@ class ChipQAWidget(QWidget):
         self.status.setText(f"Undid the decision on {cid}.")
 
     def toggle_mode(self) -> None:
-        mode = OVERLAY if self.chip_layers.mode == SIDE_BY_SIDE else SIDE_BY_SIDE
+        mode = LAYERS if self.chip_layers.mode == SIDE_BY_SIDE else SIDE_BY_SIDE
         self.mode_combo.setCurrentText(mode)
 
     def _on_export(self) -> None:

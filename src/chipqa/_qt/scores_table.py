@@ -34,11 +34,30 @@ class ScoresTableModel(QAbstractTableModel):
     def __init__(self, session: ReviewSession | None = None):
         super().__init__()
         self.session = session
+        self._text: dict[str, tuple[str, ...]] = {}
 
     def set_session(self, session: ReviewSession | None) -> None:
         self.beginResetModel()
         self.session = session
+        self._text = {}
         self.endResetModel()
+
+    def _row_text(self, cid: str) -> tuple[str, ...]:
+        """Display strings of a chip's fixed columns, made once (Qt asks for them often)."""
+        text = self._text.get(cid)
+        if text is None:
+            row = self.session.row(cid)
+            flags = "unreadable" if row.get("error") else str(row.get("flags") or "").replace(";", " ")
+            text = (
+                cid,
+                _number(row.get("suspicion")),
+                _number(row.get("iou")),
+                fraction_text(row.get("label_cloud_fraction")),
+                fraction_text(row.get("pred_cloud_fraction")),
+                flags,
+            )
+            self._text[cid] = text
+        return text
 
     def refresh(self) -> None:
         self.beginResetModel()
@@ -66,23 +85,17 @@ class ScoresTableModel(QAbstractTableModel):
         cid = self.chip_at(index.row())
         if cid is None:
             return None
-        key = COLUMNS[index.column()][0]
-        if key == "chip_id":
-            return cid
+        col = index.column()
+        key = COLUMNS[col][0]
         if key == "decision":
             d = self.session.store.get(cid)
             if d is None:
                 return ""
             return f"{d.decision} ({d.reason})" if d.reason else d.decision
-        row = self.session.row(cid)
-        if key in ("label_cloud_fraction", "pred_cloud_fraction"):
-            return fraction_text(row.get(key))
-        if key == "flags":
-            text = str(row.get("flags") or "")
-            if row.get("error"):
-                return str(row["error"]) if role == Qt.ItemDataRole.ToolTipRole else "unreadable"
-            return text.replace(";", " ")
-        return _number(row.get(key))
+        if key == "flags" and role == Qt.ItemDataRole.ToolTipRole:
+            row = self.session.row(cid)
+            return str(row.get("error") or row.get("flags") or "")
+        return self._row_text(cid)[col]
 
     def sort(self, column: int, order=Qt.SortOrder.AscendingOrder) -> None:
         if self.session is None:

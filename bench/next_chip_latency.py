@@ -1,0 +1,89 @@
+"""Time from the "next chip" key to the new chip drawn, in a real napari window.
+
+Generates a synthetic dataset (512×512 chips by default), opens it in the Chip QA
+widget, scores it with the baseline, then presses the real "next chip" key (→) on the
+canvas N times. For each press it measures the time from the key event to the end
+of the canvas draw that shows the new chip, and prints the median and the 95th
+percentile. ``--dwell`` is the reviewer's look at each chip before the next key
+press (background prefetch works during it); ``--dwell 0`` is key-repeat speed.
+
+Needs a display; on a headless machine run it under Xvfb:
+
+    xvfb-run -a -s "-screen 0 1920x1200x24" python bench/next_chip_latency.py --chips 110
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--chips", type=int, default=110, help="chips in the dataset (presses = chips - 5)")
+    ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--dwell", type=float, nargs="+", default=[0.3, 0.0],
+                    help="seconds between presses (one run per value)")
+    ap.add_argument("--data", type=Path, default=None, help="reuse a generated dataset folder")
+    args = ap.parse_args()
+
+    import napari
+    from qtpy.QtCore import Qt
+    from qtpy.QtTest import QTest
+    from qtpy.QtWidgets import QApplication
+
+    from chipqa._qt.review_widget import open_in_viewer
+    from chipqa.synth import generate_dataset
+
+    tmp = tempfile.TemporaryDirectory()
+    root = args.data or Path(tmp.name) / "data"
+    if not root.exists():
+        t0 = time.perf_counter()
+        generate_dataset(root, n_chips=args.chips, size=args.size, seed=0)
+        print(f"generated {args.chips} chips of {args.size}² in {time.perf_counter() - t0:.1f} s")
+
+    viewer = napari.Viewer(show=True)
+    viewer.window._qt_window.resize(1600, 1000)
+    app = QApplication.instance()
+    widget = open_in_viewer(viewer, root)
+    while widget.session is None or widget._worker is not None:
+        app.processEvents()
+        time.sleep(0.01)
+    scene = viewer.window._qt_viewer.canvas._scene_canvas
+    native = viewer.window._qt_viewer.canvas.native
+    drawn = {"t": None}
+    scene.events.draw.connect(lambda event: drawn.__setitem__("t", time.perf_counter()), position="last")
+
+    presses = len(widget.session.order) - 5
+    for dwell in args.dwell:
+        widget.session.position = 0
+        widget.show_current()
+        app.processEvents()
+        times = []
+        for _ in range(presses):
+            end = time.perf_counter() + dwell
+            while time.perf_counter() < end:
+                app.processEvents()
+                time.sleep(0.002)
+            before = widget.session.current
+            native.setFocus()
+            drawn["t"] = None
+            t0 = time.perf_counter()
+            QTest.keyClick(native, Qt.Key.Key_Right)
+            while drawn["t"] is None:
+                app.processEvents()
+            assert widget.session.current != before
+            times.append((drawn["t"] - t0) * 1000)
+        times.sort()
+        p95 = times[int(round(0.95 * (len(times) - 1)))]
+        print(f"dwell {dwell:.2f} s, {len(times)} presses, {args.size}² chips: "
+              f"median {statistics.median(times):.1f} ms, p95 {p95:.1f} ms, max {times[-1]:.1f} ms")
+    viewer.close()
+    tmp.cleanup()
+
+
+if __name__ == "__main__":
+    main()
