@@ -191,3 +191,31 @@ def test_sample_data_opens_for_review(make_napari_viewer, qtbot, tmp_path, monke
     qtbot.waitUntil(lambda: w.session is not None and w._worker is None, timeout=60_000)
     assert len(w.session.order) == 12
     assert [ly.name for ly in viewer.layers].count(TRUE_COLOUR) == 1
+
+
+def test_an_unreadable_chip_shows_its_error_and_the_review_goes_on(make_napari_viewer, qtbot, fresh_root):
+    ids = sorted(p.name for p in (fresh_root / "train_features").iterdir())
+    (fresh_root / "train_features" / ids[0] / "B03.tif").write_bytes(b"not a tiff")
+    viewer = make_napari_viewer(show=True)
+    w = _open(viewer, qtbot, fresh_root)
+    assert w.session.order[-1] == ids[0]  # unreadable chips rank last
+    w.session.goto(ids[0])
+    w.show_current()
+    qtbot.waitUntil(lambda: "B03.tif" in w.chip_label.text(), timeout=10_000)
+    assert not viewer.layers[SIDE_BY_SIDE_LAYER].data.any()  # no other chip's pixels on screen
+    _press(viewer, qtbot, "b")  # a broken chip can still be blocked
+    assert read_blocklist(w.store.path)[ids[0]].flags == "unreadable"
+
+
+def test_closing_the_viewer_during_scoring_is_clean(make_napari_viewer, qtbot, tmp_path):
+    root = tmp_path / "big"
+    generate_dataset(root, n_chips=80, size=48, seed=4)
+    viewer = make_napari_viewer(show=True)
+    w = ChipQAWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    w.open_dataset(root)
+    qtbot.waitUntil(lambda: w.progress_bar.value() > 0, timeout=60_000)
+    worker = w._worker
+    viewer.close()
+    qtbot.waitUntil(lambda: worker is None or not worker.is_running, timeout=60_000)
+    assert not scores_path_for(root).exists()  # an interrupted run writes no scores file

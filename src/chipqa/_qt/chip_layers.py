@@ -140,9 +140,20 @@ class ChipLayers:
         else:
             layer.data = np.array(array, copy=True)
 
+    def clear(self, chip_id: str) -> None:
+        """Blank every layer (for a chip that cannot be read), so no other chip shows."""
+        for layer in self.layers:
+            if isinstance(layer.data, np.ndarray):
+                layer.data[...] = 0
+                if layer.visible:
+                    layer.refresh()
+            layer.metadata["chip_id"] = chip_id
+        self.chip_id = chip_id
+
     def show(self, view: ChipView) -> None:
         """Put one chip's arrays into the layers (creating them the first time)."""
         if view.chip is None:
+            self.clear(view.chip_id)
             return
         shape = view.chip.shape
         self._ensure(shape, view.mosaic.shape)

@@ -449,10 +449,7 @@ class ChipQAWidget(QWidget):
             self.chip_label.setText("No chip matches the filters.")
             return
         view = self.loader.get(cid)
-        if view.chip is None:
-            self.chip_label.setText(f"<b>{cid}</b> cannot be shown: {view.error}")
-        else:
-            self.chip_layers.show(view)
+        self.chip_layers.show(view)
         self.loader.prefetch(self.session.upcoming(PREFETCH))
         # Text and table follow on the next turn of the event loop, so that the canvas
         # (what the reviewer is looking at) is drawn first.
@@ -484,9 +481,11 @@ class ChipQAWidget(QWidget):
             f"<br>decision: <b>{d.decision if d else 'none yet'}</b>{f' ({d.reason})' if d and d.reason else ''}"
             f" · {decided} of {total} decided"
         )
-        if row.get("error"):
-            text += f"<br><span style='color:#ff6b6b'>{row['error']}</span>"
+        error = row.get("error") or (self.loader.get(cid).error if self.loader else "")
+        if error:
+            text += f"<br><span style='color:#ff6b6b'>cannot be shown: {error}</span>"
         self.chip_label.setText(text)
+        self.chip_label.setToolTip(text)
         if 0 <= s.position < len(s.order):
             self.table.selectRow(s.position)
             self.table.scrollTo(self.table_model.index(s.position, 0))
