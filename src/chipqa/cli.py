@@ -42,37 +42,22 @@ def _add_scoring_options(p: argparse.ArgumentParser) -> None:
                    help="probability at or above which a pixel is cloud (default 0.5)")
 
 
-def _progress_printer(label: str, quiet: bool):
-    if quiet or sys.stderr.isatty():
+def _synth_progress(quiet: bool):
+    """A tqdm bar for chip writing on a terminal; nothing otherwise (logs stay clean)."""
+    if quiet or not sys.stderr.isatty():
         return None
-    last = [0.0]
+    from tqdm.auto import tqdm
+
+    bar = {}
 
     def show(done: int, total: int) -> None:
-        now = time.monotonic()
-        if done == total or now - last[0] > 5:
-            last[0] = now
-            print(f"{label}: {done}/{total}", file=sys.stderr, flush=True)
+        if "b" not in bar:
+            bar["b"] = tqdm(total=total, unit="chip", desc="writing chips")
+        bar["b"].update(done - bar["b"].n)
+        if done == total:
+            bar["b"].close()
 
     return show
-
-
-def _synth_progress(quiet: bool):
-    if quiet:
-        return None
-    if sys.stderr.isatty():
-        from tqdm.auto import tqdm
-
-        bar = {}
-
-        def show(done: int, total: int) -> None:
-            if "b" not in bar:
-                bar["b"] = tqdm(total=total, unit="chip", desc="writing chips")
-            bar["b"].update(done - bar["b"].n)
-            if done == total:
-                bar["b"].close()
-
-        return show
-    return _progress_printer("writing chips", quiet)
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -89,18 +74,13 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 def _score(dataset, args, quiet: bool):
     from chipqa.models import load_predictor
-    from chipqa.scoring import ScoreProgress, score_dataset
+    from chipqa.scoring import score_dataset
 
     predictor = load_predictor(args.model, device=args.device)
-    printer = _progress_printer("scoring", quiet)
-    progress: object = not quiet
-    if printer is not None:
-        def progress(p: ScoreProgress) -> None:  # noqa: F811
-            printer(p.done, p.total)
     t0 = time.perf_counter()
-    scores = score_dataset(
+    scores = score_dataset(  # progress=True: a bar on a terminal, silent otherwise
         dataset, predictor, batch_size=args.batch_size, workers=args.workers,
-        threshold=args.threshold, progress=progress,
+        threshold=args.threshold, progress=not quiet,
     )
     return predictor, scores, time.perf_counter() - t0
 

@@ -219,3 +219,19 @@ def test_closing_the_viewer_during_scoring_is_clean(make_napari_viewer, qtbot, t
     viewer.close()
     qtbot.waitUntil(lambda: worker is None or not worker.is_running, timeout=60_000)
     assert not scores_path_for(root).exists()  # an interrupted run writes no scores file
+
+
+def test_filters_and_export_from_the_widget(make_napari_viewer, qtbot, fresh_root, tmp_path):
+    viewer = make_napari_viewer(show=True)
+    w = _open(viewer, qtbot, fresh_root)
+    idx = w.flag_combo.findData("all_cloud_label")
+    assert idx > 0
+    w.flag_combo.setCurrentIndex(idx)
+    listed = [w.table_model.chip_at(r) for r in range(w.table_model.rowCount())]
+    assert listed == w.session.order and listed
+    assert all("all_cloud_label" in w.session.row(c)["flags"] for c in listed)
+    _press(viewer, qtbot, "2")
+    w.undecided_check.setChecked(True)
+    assert listed[0] not in w.session.order
+    out = w.export(tmp_path / "export.csv")
+    assert list(read_blocklist(out)) == [listed[0]]

@@ -1,0 +1,42 @@
+"""The napari manifest: valid, every python_name importable, shipped with the package."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from importlib import resources
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_manifest_validates_with_imports():
+    res = subprocess.run(
+        [sys.executable, "-m", "npe2", "validate", "--imports", str(ROOT / "napari.yaml")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "valid" in res.stdout
+
+
+def test_installed_package_carries_the_manifest_napari_finds():
+    shipped = resources.files("chipqa").joinpath("napari.yaml").read_text()
+    assert shipped == (ROOT / "napari.yaml").read_text()
+    from npe2 import PluginManager
+
+    pm = PluginManager()
+    pm.discover()
+    manifest = pm.get_manifest("chipqa")
+    assert [w.display_name for w in manifest.contributions.widgets] == ["Chip QA"]
+    assert manifest.contributions.sample_data[0].key == "synthetic"
+
+
+def test_the_reader_declines_what_is_not_a_dataset(tmp_path, tiny_dataset):
+    from chipqa._reader import get_reader
+
+    assert get_reader(str(tiny_dataset)) is not None
+    assert get_reader(str(tmp_path / "nothing")) is None
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.txt").write_text("x")
+    assert get_reader(str(tmp_path / "notes")) is None
+    assert get_reader(str(tiny_dataset / "train_labels" / "aaaa.tif")) is None
