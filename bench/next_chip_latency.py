@@ -22,11 +22,20 @@ from pathlib import Path
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--chips", type=int, default=110, help="chips in the dataset (presses = chips - 5)")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--chips", type=int, default=110, help="chips in the dataset (presses = chips - 5)"
+    )
     ap.add_argument("--size", type=int, default=512)
-    ap.add_argument("--dwell", type=float, nargs="+", default=[0.3, 0.0],
-                    help="seconds between presses (one run per value)")
+    ap.add_argument(
+        "--dwell",
+        type=float,
+        nargs="+",
+        default=[0.3, 0.0],
+        help="seconds between presses (one run per value)",
+    )
     ap.add_argument("--data", type=Path, default=None, help="reuse a generated dataset folder")
     args = ap.parse_args()
 
@@ -55,7 +64,9 @@ def main() -> None:
     scene = viewer.window._qt_viewer.canvas._scene_canvas
     native = viewer.window._qt_viewer.canvas.native
     drawn = {"t": None}
-    scene.events.draw.connect(lambda event: drawn.__setitem__("t", time.perf_counter()), position="last")
+    scene.events.draw.connect(
+        lambda event: drawn.__setitem__("t", time.perf_counter()), position="last"
+    )
 
     presses = len(widget.session.order) - 5
     for dwell in args.dwell:
@@ -79,8 +90,10 @@ def main() -> None:
             times.append((drawn["t"] - t0) * 1000)
         times.sort()
         p95 = times[int(round(0.95 * (len(times) - 1)))]
-        print(f"dwell {dwell:.2f} s, {len(times)} presses, {args.size}² chips: "
-              f"median {statistics.median(times):.1f} ms, p95 {p95:.1f} ms, max {times[-1]:.1f} ms")
+        print(
+            f"dwell {dwell:.2f} s, {len(times)} presses, {args.size}² chips: "
+            f"median {statistics.median(times):.1f} ms, p95 {p95:.1f} ms, max {times[-1]:.1f} ms"
+        )
     viewer.close()
     tmp.cleanup()
 

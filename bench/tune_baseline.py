@@ -27,7 +27,9 @@ def features(bands: torch.Tensor) -> torch.Tensor:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--chips", type=int, default=120)
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--pixels", type=int, default=1500, help="pixels sampled per chip")
@@ -37,8 +39,13 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     xs, ys = [], []
     for i in range(args.chips):
-        chip = make_chip(rng, f"t{i:03d}", args.size, sky=SKIES[i % 3],
-                         land_cover=LAND_COVERS[(i // 3) % len(LAND_COVERS)])
+        chip = make_chip(
+            rng,
+            f"t{i:03d}",
+            args.size,
+            sky=SKIES[i % 3],
+            land_cover=LAND_COVERS[(i // 3) % len(LAND_COVERS)],
+        )
         valid = chip.label != 255
         f = features(torch.from_numpy(chip.bands[None].astype(np.int32)))[0]  # (F, H, W)
         idx = np.flatnonzero(valid.ravel())
@@ -53,7 +60,10 @@ def main() -> None:
     def closure():
         opt.zero_grad()
         logit = w[0] + x @ w[1:]
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(logit, y) + 1e-4 * (w[1:] ** 2).sum()
+        loss = (
+            torch.nn.functional.binary_cross_entropy_with_logits(logit, y)
+            + 1e-4 * (w[1:] ** 2).sum()
+        )
         loss.backward()
         return loss
 

@@ -21,8 +21,16 @@ def write_tif(path: Path, array: np.ndarray, *, nodata, crs=CRS, transform=TRANS
     """Write one single-band GeoTIFF like the real chips (uncompressed, not tiled)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with rasterio.open(
-        path, "w", driver="GTiff", height=array.shape[0], width=array.shape[1], count=1,
-        dtype=array.dtype, crs=crs, transform=transform, nodata=nodata,
+        path,
+        "w",
+        driver="GTiff",
+        height=array.shape[0],
+        width=array.shape[1],
+        count=1,
+        dtype=array.dtype,
+        crs=crs,
+        transform=transform,
+        nodata=nodata,
     ) as dst:
         dst.write(array, 1)
     return path
@@ -38,14 +46,19 @@ def make_bands(size: int = 32, cloud: np.ndarray | None = None, seed: int = 0) -
     return np.clip(bands, 1, 65535).astype(np.uint16)
 
 
-def write_chip(root: Path, chip_id: str, bands: np.ndarray, label: np.ndarray | None,
-               layout: str = "oncloudn") -> Path:
+def write_chip(
+    root: Path, chip_id: str, bands: np.ndarray, label: np.ndarray | None, layout: str = "oncloudn"
+) -> Path:
     """Write one chip in the given layout; returns its band folder."""
     folder = root / "train_features" / chip_id if layout == "oncloudn" else root / chip_id
     for i, b in enumerate(BANDS):
         write_tif(folder / f"{b}.tif", bands[i], nodata=0)
     if label is not None:
-        lpath = root / "train_labels" / f"{chip_id}.tif" if layout == "oncloudn" else folder / "label.tif"
+        lpath = (
+            root / "train_labels" / f"{chip_id}.tif"
+            if layout == "oncloudn"
+            else folder / "label.tif"
+        )
         write_tif(lpath, label.astype(np.uint8), nodata=255)
     return folder
 
@@ -57,7 +70,10 @@ def tiny_dataset(tmp_path: Path) -> Path:
     size = 32
     half = np.zeros((size, size), bool)
     half[:, : size // 2] = True
-    for cid, cloud in (("aaaa", np.zeros((size, size), bool)), ("bbbb", half),
-                       ("cccc", np.ones((size, size), bool))):
+    for cid, cloud in (
+        ("aaaa", np.zeros((size, size), bool)),
+        ("bbbb", half),
+        ("cccc", np.ones((size, size), bool)),
+    ):
         write_chip(root, cid, make_bands(size, cloud), cloud.astype(np.uint8))
     return root

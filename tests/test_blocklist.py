@@ -24,14 +24,28 @@ from chipqa.blocklist import (
 def test_each_decision_is_on_disk_before_decide_returns(tmp_path):
     path = tmp_path / "bl.csv"
     store = BlocklistStore(path, reviewer="ana")
-    store.decide("aaaa", "block", "all_cloud_wrong",
-                 info={"flags": "all_cloud_label;low_iou", "suspicion": 0.91234567, "iou": 0.02,
-                       "model": "baseline"})
+    store.decide(
+        "aaaa",
+        "block",
+        "all_cloud_wrong",
+        info={
+            "flags": "all_cloud_label;low_iou",
+            "suspicion": 0.91234567,
+            "iou": 0.02,
+            "model": "baseline",
+        },
+    )
     rows = read_blocklist(path)
     assert list(rows) == ["aaaa"]
     d = rows["aaaa"]
     assert (d.decision, d.reason, d.flags, d.suspicion, d.model, d.reviewer) == (
-        "block", "all_cloud_wrong", "all_cloud_label;low_iou", "0.912346", "baseline", "ana")
+        "block",
+        "all_cloud_wrong",
+        "all_cloud_label;low_iou",
+        "0.912346",
+        "baseline",
+        "ana",
+    )
     assert d.decided_at.endswith("Z")
     header = path.read_text().splitlines()[0].split(",")
     assert header == list(COLUMNS)
@@ -66,15 +80,22 @@ def test_two_sessions_on_one_file_keep_each_others_decisions(tmp_path):
     second.decide("bbbb", "keep")  # second never saw aaaa: must merge, not overwrite
     first.decide("cccc", "unsure")
     rows = read_blocklist(path)
-    assert {k: v.decision for k, v in rows.items()} == {"aaaa": "block", "bbbb": "keep", "cccc": "unsure"}
+    assert {k: v.decision for k, v in rows.items()} == {
+        "aaaa": "block",
+        "bbbb": "keep",
+        "cccc": "unsure",
+    }
     assert second.merged_from_elsewhere == 1 and first.merged_from_elsewhere == 1
 
 
-@pytest.mark.parametrize("text, message", [
-    ("id,decision\nx,block\n", "first column is 'id'"),
-    ("chip_id,decision\naaaa,maybe\n", "line 2: decision 'maybe'"),
-    ("chip_id,decision\n,block\n", "line 2: empty chip_id"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("id,decision\nx,block\n", "first column is 'id'"),
+        ("chip_id,decision\naaaa,maybe\n", "line 2: decision 'maybe'"),
+        ("chip_id,decision\n,block\n", "line 2: empty chip_id"),
+    ],
+)
 def test_a_blocklist_edited_into_nonsense_is_refused_and_left_alone(tmp_path, text, message):
     path = tmp_path / "bl.csv"
     path.write_text(text)
@@ -92,8 +113,10 @@ def test_a_hand_written_minimal_blocklist_is_read(tmp_path):
 def test_a_read_only_folder_is_refused_before_any_decision(tmp_path, monkeypatch):
     # Root may write anywhere, so let the OS's permission check say "read-only".
     real_access = os.access
-    monkeypatch.setattr("chipqa.blocklist.os.access",
-                        lambda p, mode: False if mode == os.W_OK else real_access(p, mode))
+    monkeypatch.setattr(
+        "chipqa.blocklist.os.access",
+        lambda p, mode: False if mode == os.W_OK else real_access(p, mode),
+    )
     with pytest.raises(BlocklistError, match="no write permission"):
         BlocklistStore(tmp_path / "bl.csv")
     assert not (tmp_path / "bl.csv").exists()
@@ -108,7 +131,7 @@ def test_a_failed_write_keeps_the_file_and_the_session_consistent(tmp_path, monk
     def disk_full(*a, **k):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("chipqa.blocklist.os.replace", disk_full)
+    monkeypatch.setattr("chipqa._io.os.replace", disk_full)
     with pytest.raises(BlocklistError, match="No space left"):
         store.decide("bbbb", "keep")
     assert path.read_text() == before
@@ -137,7 +160,8 @@ def test_killing_a_writer_mid_stream_leaves_a_whole_csv(tmp_path):
         store = BlocklistStore({str(path)!r}, reviewer="bot")
         i = 0
         while True:
-            store.decide(f"c{{i:06d}}", "block", "other", info={{"flags": "x;y", "suspicion": i / 7}})
+            info = {{"flags": "x;y", "suspicion": i / 7}}
+            store.decide(f"c{{i:06d}}", "block", "other", info=info)
             i += 1
             if i == 20:
                 print("ready", flush=True)
@@ -150,5 +174,7 @@ def test_killing_a_writer_mid_stream_leaves_a_whole_csv(tmp_path):
     rows = read_blocklist(path)  # parses: no torn row, header intact
     n = len(rows)
     assert n >= 20
-    assert list(rows) == [f"c{i:06d}" for i in range(n)]  # every decision up to the last whole write
+    assert list(rows) == [
+        f"c{i:06d}" for i in range(n)
+    ]  # every decision up to the last whole write
     assert all(r.decision == "block" and r.flags == "x;y" for r in rows.values())

@@ -60,11 +60,14 @@ def test_a_failed_run_leaves_an_existing_scores_file_untouched(synth_set, tmp_pa
     assert "model.ckpt" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("args, message", [
-    (["score", "{tmp}/nowhere"], "does not exist"),
-    (["score", "{tmp}"], "is empty"),
-    (["score", "{root}", "--device", "cuda:0"], "no usable CUDA GPU"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["score", "{tmp}/nowhere"], "does not exist"),
+        (["score", "{tmp}"], "is empty"),
+        (["score", "{root}", "--device", "cuda:0"], "no usable CUDA GPU"),
+    ],
+)
 def test_bad_arguments_end_in_one_clear_line(synth_set, tmp_path, capsys, args, message):
     if "cuda" in " ".join(args):
         import torch
@@ -88,9 +91,24 @@ def test_synth_refuses_a_folder_that_is_not_empty(tmp_path, capsys):
 @pytest.mark.slow
 def test_demo_runs_from_the_console_script(tmp_path):
     exe = [sys.executable, "-m", "chipqa.cli"]
-    res = subprocess.run(exe + ["demo", str(tmp_path / "demo"), "--chips", "30", "--size", "64",
-                                "--error-rate", "0.2", "--sheet", "6"],
-                         capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        exe
+        + [
+            "demo",
+            str(tmp_path / "demo"),
+            "--chips",
+            "30",
+            "--size",
+            "64",
+            "--error-rate",
+            "0.2",
+            "--sheet",
+            "6",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr
     assert "average precision" in res.stdout and "precision@k" in res.stdout
     sheet = tmp_path / "demo" / "contact_sheet.png"
@@ -101,7 +119,22 @@ def test_demo_runs_from_the_console_script(tmp_path):
     scores = pd.read_csv(tmp_path / "demo" / "scores.csv")
     assert len(scores) == 30
     # Running it again reuses the data instead of failing or regenerating.
-    again = subprocess.run(exe + ["demo", str(tmp_path / "demo"), "--chips", "30", "--size", "64",
-                                  "--error-rate", "0.2", "--sheet", "6"],
-                           capture_output=True, text=True, timeout=300)
+    again = subprocess.run(
+        exe
+        + [
+            "demo",
+            str(tmp_path / "demo"),
+            "--chips",
+            "30",
+            "--size",
+            "64",
+            "--error-rate",
+            "0.2",
+            "--sheet",
+            "6",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert again.returncode == 0 and "reusing" in again.stdout

@@ -119,8 +119,16 @@ def _broken(tmp_path: Path, kind: str) -> tuple[Path, str]:
     raise ValueError(kind)
 
 
-BROKEN = ["missing band", "truncated", "not a tiff", "label size", "label crs", "label values",
-          "band grid", "all nodata"]
+BROKEN = [
+    "missing band",
+    "truncated",
+    "not a tiff",
+    "label size",
+    "label crs",
+    "label values",
+    "band grid",
+    "all nodata",
+]
 
 
 @pytest.mark.parametrize("kind", BROKEN)

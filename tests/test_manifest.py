@@ -13,7 +13,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_manifest_validates_with_imports():
     res = subprocess.run(
         [sys.executable, "-m", "npe2", "validate", "--imports", str(ROOT / "napari.yaml")],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert res.returncode == 0, res.stdout + res.stderr
     assert "valid" in res.stdout

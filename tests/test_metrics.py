@@ -40,8 +40,9 @@ def batch():
 
 def test_iou_matches_numpy_reference_with_nodata_and_empty_masks(batch):
     prob, label, valid = batch
-    got = per_chip_iou(torch.from_numpy(prob >= 0.5), torch.from_numpy(label == 1),
-                       torch.from_numpy(valid)).numpy()
+    got = per_chip_iou(
+        torch.from_numpy(prob >= 0.5), torch.from_numpy(label == 1), torch.from_numpy(valid)
+    ).numpy()
     want = np.array([numpy_iou(prob[i] >= 0.5, label[i] == 1, valid[i]) for i in range(len(prob))])
     np.testing.assert_allclose(got, want, rtol=1e-6)
     assert got[0] == 1.0  # empty union: perfect agreement
@@ -71,8 +72,12 @@ def test_chip_stats_fractions_ignore_nodata():
     prob = np.zeros((1, 4, 4), np.float32)
     prob[0, 0] = 1.0  # 4 predicted cloud pixels, all on labelled cloud
     prob[0, 3] = 1.0  # predicted cloud on nodata: must not count
-    s = {k: v.item() for k, v in chip_stats(torch.from_numpy(prob), torch.from_numpy(label),
-                                             torch.from_numpy(valid)).items()}
+    s = {
+        k: v.item()
+        for k, v in chip_stats(
+            torch.from_numpy(prob), torch.from_numpy(label), torch.from_numpy(valid)
+        ).items()
+    }
     assert s["valid_fraction"] == pytest.approx(12 / 16)
     assert s["label_cloud_fraction"] == pytest.approx(8 / 12)
     assert s["pred_cloud_fraction"] == pytest.approx(4 / 12)

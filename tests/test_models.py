@@ -48,8 +48,9 @@ def _tiny_checkpoint(tmp_path, encoder="resnet18"):
     config = ModelConfig(encoder=encoder, mean=(0.1, 0.1, 0.1, 0.3), std=(0.2, 0.2, 0.2, 0.2))
     torch.manual_seed(0)
     model = build_model(config)
-    path = save_checkpoint(tmp_path / "m.ckpt", model, config, train_chips=["aaaa", "bbbb"],
-                           blocklist=["cccc"])
+    path = save_checkpoint(
+        tmp_path / "m.ckpt", model, config, train_chips=["aaaa", "bbbb"], blocklist=["cccc"]
+    )
     return path, model, config
 
 

@@ -14,16 +14,18 @@ from chipqa.review import ChipLoader, ReviewSession
 
 @pytest.fixture
 def scores():
-    return pd.DataFrame({
-        "chip_id": ["a", "b", "c", "d", "e"],
-        "suspicion": [0.1, 0.9, 0.5, 0.7, np.nan],
-        "iou": [0.9, 0.0, 0.5, 0.3, np.nan],
-        "label_cloud_fraction": [0.2, 1.0, 0.5, 0.0, np.nan],
-        "pred_cloud_fraction": [0.2, 0.0, 0.4, 0.6, 0.3],
-        "flags": ["", "all_cloud_label;low_iou", "", "no_cloud_label;low_iou", "no_label"],
-        "model": "baseline",
-        "error": "",
-    })
+    return pd.DataFrame(
+        {
+            "chip_id": ["a", "b", "c", "d", "e"],
+            "suspicion": [0.1, 0.9, 0.5, 0.7, np.nan],
+            "iou": [0.9, 0.0, 0.5, 0.3, np.nan],
+            "label_cloud_fraction": [0.2, 1.0, 0.5, 0.0, np.nan],
+            "pred_cloud_fraction": [0.2, 0.0, 0.4, 0.6, 0.3],
+            "flags": ["", "all_cloud_label;low_iou", "", "no_cloud_label;low_iou", "no_label"],
+            "model": "baseline",
+            "error": "",
+        }
+    )
 
 
 def test_ordering_is_by_suspicion_and_navigation_follows_it(scores, tmp_path):

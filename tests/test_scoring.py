@@ -27,8 +27,12 @@ def mixed_dataset(tmp_path):
     write_chip(root, "ok_clear", make_bands(s, clear, 1), clear.astype(np.uint8))
     write_chip(root, "ok_half", make_bands(s, half, 2), half.astype(np.uint8))
     write_chip(root, "ok_full", make_bands(s, full, 3), full.astype(np.uint8))
-    write_chip(root, "wrong_all", make_bands(s, clear, 4), full.astype(np.uint8))  # all-cloud label, clear sky
-    write_chip(root, "wrong_none", make_bands(s, full, 5), clear.astype(np.uint8))  # no-cloud label, overcast
+    write_chip(
+        root, "wrong_all", make_bands(s, clear, 4), full.astype(np.uint8)
+    )  # all-cloud label, clear sky
+    write_chip(
+        root, "wrong_none", make_bands(s, full, 5), clear.astype(np.uint8)
+    )  # no-cloud label, overcast
     write_chip(root, "nolabel", make_bands(s, half, 6), None)
     broken = write_chip(root, "broken", make_bands(s, half, 7), half.astype(np.uint8))
     (broken / "B04.tif").write_bytes(b"garbage")
@@ -38,11 +42,20 @@ def mixed_dataset(tmp_path):
 def test_wrong_constant_labels_rank_first_with_words_that_say_why(mixed_dataset):
     df = score_dataset(open_dataset(mixed_dataset), SpectralBaseline(), batch_size=3)
     assert list(df.columns[: len(SCORE_COLUMNS)]) == SCORE_COLUMNS
-    assert df["chip_id"].tolist()[:2] == ["wrong_none", "wrong_all"] or \
-        df["chip_id"].tolist()[:2] == ["wrong_all", "wrong_none"]
+    assert df["chip_id"].tolist()[:2] == ["wrong_none", "wrong_all"] or df["chip_id"].tolist()[
+        :2
+    ] == ["wrong_all", "wrong_none"]
     rows = df.set_index("chip_id")
-    assert set(rows.loc["wrong_all", "flags"].split(";")) >= {"all_cloud_label", "label_contradicted", "low_iou"}
-    assert set(rows.loc["wrong_none", "flags"].split(";")) >= {"no_cloud_label", "label_contradicted", "cloud_missing_from_label"}
+    assert set(rows.loc["wrong_all", "flags"].split(";")) >= {
+        "all_cloud_label",
+        "label_contradicted",
+        "low_iou",
+    }
+    assert set(rows.loc["wrong_none", "flags"].split(";")) >= {
+        "no_cloud_label",
+        "label_contradicted",
+        "cloud_missing_from_label",
+    }
     for good in ("ok_clear", "ok_half", "ok_full"):
         assert rows.loc[good, "iou"] > 0.8
         assert rows.loc[good, "suspicion"] < rows.loc["wrong_all", "suspicion"] / 2
@@ -73,15 +86,24 @@ def test_chips_of_different_sizes_are_scored_in_one_run(tmp_path):
         cloud = _square(s, 0, s // 2)
         write_chip(tmp_path, cid, make_bands(s, cloud), cloud.astype(np.uint8), layout="flat")
     df = score_dataset(open_dataset(tmp_path), SpectralBaseline(), batch_size=8)
-    assert sorted(zip(df["chip_id"], df["height"], strict=True)) == [("big", 48), ("small", 32), ("small2", 32)]
+    assert sorted(zip(df["chip_id"], df["height"], strict=True)) == [
+        ("big", 48),
+        ("small", 32),
+        ("small2", 32),
+    ]
     assert (df["iou"] > 0.8).all()
 
 
 def test_a_stopped_run_returns_what_was_scored(mixed_dataset):
     calls = []
-    df = score_dataset(open_dataset(mixed_dataset), SpectralBaseline(), batch_size=2, workers=0,
-                       progress=lambda p: calls.append((p.done, p.total)),
-                       should_stop=lambda: len(calls) >= 2)
+    df = score_dataset(
+        open_dataset(mixed_dataset),
+        SpectralBaseline(),
+        batch_size=2,
+        workers=0,
+        progress=lambda p: calls.append((p.done, p.total)),
+        should_stop=lambda: len(calls) >= 2,
+    )
     assert calls[-1][1] == 7 and len(calls) == 2
     assert 0 < len(df) < 7
 

@@ -34,8 +34,13 @@ def ensure_sample_dataset() -> Path:
             import shutil
 
             shutil.rmtree(sample_root())
-        generate_dataset(root, n_chips=SAMPLE_CHIPS, size=SAMPLE_SIZE, seed=SAMPLE_SEED,
-                         truth_dir=sample_root() / "truth")
+        generate_dataset(
+            root,
+            n_chips=SAMPLE_CHIPS,
+            size=SAMPLE_SIZE,
+            seed=SAMPLE_SEED,
+            truth_dir=sample_root() / "truth",
+        )
         done.write_text("ok\n")
     return root
 
@@ -62,5 +67,10 @@ def sample_dataset():
 
         QTimer.singleShot(0, lambda: open_in_viewer(viewer, root))
     meta = {"chip_id": first.chip_id, "dataset": str(root)}
-    return [(true_colour(first.bands), {"name": TRUE_COLOUR, "rgb": True,
-                                        "contrast_limits": (0, 255), "metadata": meta}, "image")]
+    return [
+        (
+            true_colour(first.bands),
+            {"name": TRUE_COLOUR, "rgb": True, "contrast_limits": (0, 255), "metadata": meta},
+            "image",
+        )
+    ]

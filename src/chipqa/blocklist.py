@@ -20,12 +20,12 @@ import csv
 import getpass
 import io
 import os
-import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 
+from chipqa._io import atomic_open
 from chipqa.errors import ChipqaError
 
 try:  # POSIX advisory locks; on Windows the lock is skipped (single writer assumed)
@@ -132,7 +132,9 @@ def parse_blocklist(text: str, path: Path) -> dict[str, Decision]:
                 f"{path}, line {lineno}: decision {decision!r} for chip {chip_id!r} is not one of "
                 f"{', '.join(DECISIONS)}. Fix or delete that line."
             )
-        values = {c: (row.get(c) or "").strip() for c in COLUMNS if c not in ("chip_id", "decision")}
+        values = {
+            c: (row.get(c) or "").strip() for c in COLUMNS if c not in ("chip_id", "decision")
+        }
         out[chip_id] = Decision(chip_id=chip_id, decision=decision, **values)
     return out
 
@@ -149,7 +151,9 @@ def read_blocklist(path: str | Path) -> dict[str, Decision]:
     try:
         return parse_blocklist(text, path)
     except csv.Error as exc:
-        raise BlocklistError(f"{path} is not valid CSV ({exc}). Fix it or choose another file.") from exc
+        raise BlocklistError(
+            f"{path} is not valid CSV ({exc}). Fix it or choose another file."
+        ) from exc
 
 
 def blocked_ids(path: str | Path) -> list[str]:
@@ -169,22 +173,8 @@ def _render(decisions: Mapping[str, Decision], only: str | None = None) -> str:
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically (temporary file, fsync, rename)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    with contextlib.suppress(OSError):  # make the rename itself durable
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+    with atomic_open(path, "w", encoding="utf-8", newline="") as f:
+        f.write(text)
 
 
 def _stamp(path: Path) -> tuple[int, int] | None:
@@ -300,7 +290,8 @@ class BlocklistStore:
                 atomic_write_text(self.path, _render(self.decisions))
             except OSError as exc:
                 raise BlocklistError(
-                    f"cannot write the blocklist {self.path} ({exc.strerror or exc}). Choose another "
+                    f"cannot write the blocklist {self.path} ({exc.strerror or exc}). "
+                    "Choose another "
                     "blocklist path; the decisions on disk are unchanged."
                 ) from exc
             self._seen = _stamp(self.path)

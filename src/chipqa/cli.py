@@ -33,13 +33,24 @@ def _fraction(text: str) -> float:
 
 
 def _add_scoring_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="baseline",
-                   help="'baseline' (weight-free spectral test) or a chipqa checkpoint (.ckpt)")
-    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, …")
-    p.add_argument("--batch-size", type=_positive_int, default=8, help="chips per batch (default 8)")
+    p.add_argument(
+        "--model",
+        default="baseline",
+        help="'baseline' (weight-free spectral test) or a chipqa checkpoint (.ckpt)",
+    )
+    p.add_argument(
+        "--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, …"
+    )
+    p.add_argument(
+        "--batch-size", type=_positive_int, default=8, help="chips per batch (default 8)"
+    )
     p.add_argument("--workers", type=int, default=2, help="threads reading chips ahead (default 2)")
-    p.add_argument("--threshold", type=_fraction, default=0.5,
-                   help="probability at or above which a pixel is cloud (default 0.5)")
+    p.add_argument(
+        "--threshold",
+        type=_fraction,
+        default=0.5,
+        help="probability at or above which a pixel is cloud (default 0.5)",
+    )
 
 
 def _synth_progress(quiet: bool):
@@ -64,8 +75,14 @@ def cmd_synth(args: argparse.Namespace) -> int:
     from chipqa.synth import generate_dataset
 
     res = generate_dataset(
-        args.out, n_chips=args.chips, size=args.size, error_rate=args.error_rate, seed=args.seed,
-        layout=args.layout, truth_dir=args.truth, progress=_synth_progress(args.quiet),
+        args.out,
+        n_chips=args.chips,
+        size=args.size,
+        error_rate=args.error_rate,
+        seed=args.seed,
+        layout=args.layout,
+        truth_dir=args.truth,
+        progress=_synth_progress(args.quiet),
     )
     print(f"wrote {len(res.chip_ids)} chips to {res.root} ({args.layout} layout)")
     print(f"planted label errors and true labels: {res.truth_dir} (kept outside the dataset)")
@@ -79,8 +96,12 @@ def _score(dataset, args, quiet: bool):
     predictor = load_predictor(args.model, device=args.device)
     t0 = time.perf_counter()
     scores = score_dataset(  # progress=True: a bar on a terminal, silent otherwise
-        dataset, predictor, batch_size=args.batch_size, workers=args.workers,
-        threshold=args.threshold, progress=not quiet,
+        dataset,
+        predictor,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        threshold=args.threshold,
+        progress=not quiet,
     )
     return predictor, scores, time.perf_counter() - t0
 
@@ -88,8 +109,10 @@ def _score(dataset, args, quiet: bool):
 def _print_errors(scores, limit: int = 10) -> None:
     bad = scores[scores["error"] != ""]
     if len(bad):
-        print(f"{len(bad)} chip(s) could not be read and were skipped (their rows say why):",
-              file=sys.stderr)
+        print(
+            f"{len(bad)} chip(s) could not be read and were skipped (their rows say why):",
+            file=sys.stderr,
+        )
         for msg in bad["error"].head(limit):
             print(f"  - {msg}", file=sys.stderr)
         if len(bad) > limit:
@@ -101,10 +124,14 @@ def _print_top(scores, n: int) -> None:
     if not len(top):
         return
     print(f"most suspicious labels (top {len(top)}):")
-    print(f"{'rank':>5} {'chip_id':<12} {'suspicion':>9} {'IoU':>6} {'label':>6} {'model':>6}  flags")
+    print(
+        f"{'rank':>5} {'chip_id':<12} {'suspicion':>9} {'IoU':>6} {'label':>6} {'model':>6}  flags"
+    )
     for r in top.itertuples(index=False):
-        print(f"{r.rank:>5} {r.chip_id:<12} {r.suspicion:>9.3f} {r.iou:>6.2f} "
-              f"{r.label_cloud_fraction:>6.0%} {r.pred_cloud_fraction:>6.0%}  {r.flags}")
+        print(
+            f"{r.rank:>5} {r.chip_id:<12} {r.suspicion:>9.3f} {r.iou:>6.2f} "
+            f"{r.label_cloud_fraction:>6.0%} {r.pred_cloud_fraction:>6.0%}  {r.flags}"
+        )
 
 
 def cmd_score(args: argparse.Namespace) -> int:
@@ -114,15 +141,20 @@ def cmd_score(args: argparse.Namespace) -> int:
     dataset = open_dataset(args.data)
     out = Path(args.out) if args.out else dataset.root.parent / f"{dataset.root.name}_scores.csv"
     if not args.quiet:
-        print(f"{len(dataset)} chips in {dataset.root} ({dataset.layout} layout), "
-              f"{dataset.n_labelled} with a label", file=sys.stderr)
+        print(
+            f"{len(dataset)} chips in {dataset.root} ({dataset.layout} layout), "
+            f"{dataset.n_labelled} with a label",
+            file=sys.stderr,
+        )
     predictor, scores, seconds = _score(dataset, args, args.quiet)
     atomic_write_csv(scores, out)
     _print_errors(scores)
     if not args.quiet:
         _print_top(scores, args.top)
-        print(f"scored {len(scores)} chips with {predictor.name} on {predictor.device} "
-              f"in {seconds:.1f} s; wrote {out}")
+        print(
+            f"scored {len(scores)} chips with {predictor.name} on {predictor.device} "
+            f"in {seconds:.1f} s; wrote {out}"
+        )
     return 0
 
 
@@ -135,8 +167,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     folder = Path(args.folder)
     data, truth_dir = folder / "data", folder / "data-truth"
-    settings = {"chips": args.chips, "size": args.size, "error_rate": args.error_rate,
-                "seed": args.seed, "chipqa": __version__}
+    settings = {
+        "chips": args.chips,
+        "size": args.size,
+        "error_rate": args.error_rate,
+        "seed": args.seed,
+        "chipqa": __version__,
+    }
     stamp = folder / "demo.json"
     if data.exists():
         old = json.loads(stamp.read_text()) if stamp.is_file() else None
@@ -147,10 +184,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
             )
         print(f"reusing the synthetic dataset in {data}")
     else:
-        print(f"writing {args.chips} synthetic chips of {args.size}×{args.size} px with "
-              f"{args.error_rate:.0%} planted label errors to {data}")
-        generate_dataset(data, n_chips=args.chips, size=args.size, error_rate=args.error_rate,
-                         seed=args.seed, truth_dir=truth_dir, progress=_synth_progress(args.quiet))
+        print(
+            f"writing {args.chips} synthetic chips of {args.size}×{args.size} px with "
+            f"{args.error_rate:.0%} planted label errors to {data}"
+        )
+        generate_dataset(
+            data,
+            n_chips=args.chips,
+            size=args.size,
+            error_rate=args.error_rate,
+            seed=args.seed,
+            truth_dir=truth_dir,
+            progress=_synth_progress(args.quiet),
+        )
         stamp.write_text(json.dumps(settings, indent=1))
     dataset = open_dataset(data)
     predictor, scores, seconds = _score(dataset, args, args.quiet)
@@ -162,12 +208,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print()
     print(report.format())
     sheet = contact_sheet(
-        scores, dataset, predictor.predict_numpy, folder / "contact_sheet.png", n=args.sheet,
-        title=f"chipqa demo: {len(scores)} synthetic chips scored by {predictor.name}, most suspicious first",
+        scores,
+        dataset,
+        predictor.predict_numpy,
+        folder / "contact_sheet.png",
+        n=args.sheet,
+        title=f"chipqa demo: {len(scores)} synthetic chips scored by {predictor.name}, "
+        "most suspicious first",
         highlight=set(truth.loc[truth["corrupted"], "chip_id"]),
     )
     print()
-    print(f"scored {len(scores)} chips with {predictor.name} on {predictor.device} in {seconds:.1f} s")
+    print(
+        f"scored {len(scores)} chips with {predictor.name} on {predictor.device} in {seconds:.1f} s"
+    )
     print(f"scores:        {scores_path}")
     print(f"contact sheet: {sheet}")
     print(f"truth:         {truth_dir / 'planted_errors.csv'}")
@@ -182,22 +235,38 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"chipqa {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("synth", help="write a synthetic dataset with planted label errors",
-                       description="Write Sentinel-2-like chips (4 bands + cloud label) with "
-                       "planted label errors; the truth goes to a folder beside the dataset.")
+    p = sub.add_parser(
+        "synth",
+        help="write a synthetic dataset with planted label errors",
+        description="Write Sentinel-2-like chips (4 bands + cloud label) with "
+        "planted label errors; the truth goes to a folder beside the dataset.",
+    )
     p.add_argument("out", help="dataset folder to create (must be new or empty)")
     p.add_argument("--chips", type=_positive_int, default=200, help="number of chips (default 200)")
-    p.add_argument("--size", type=_positive_int, default=256, help="chip size in pixels (default 256; real chips are 512)")
-    p.add_argument("--error-rate", type=_fraction, default=0.15, help="share of labels to corrupt (default 0.15)")
+    p.add_argument(
+        "--size",
+        type=_positive_int,
+        default=256,
+        help="chip size in pixels (default 256; real chips are 512)",
+    )
+    p.add_argument(
+        "--error-rate",
+        type=_fraction,
+        default=0.15,
+        help="share of labels to corrupt (default 0.15)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--layout", choices=["oncloudn", "flat"], default="oncloudn")
     p.add_argument("--truth", default=None, help="truth folder (default: OUT-truth beside OUT)")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_synth)
 
-    p = sub.add_parser("score", help="rank every chip by how suspicious its label is",
-                       description="Predict every chip, compare with its label and write the "
-                       "scores table, most suspicious first.")
+    p = sub.add_parser(
+        "score",
+        help="rank every chip by how suspicious its label is",
+        description="Predict every chip, compare with its label and write the "
+        "scores table, most suspicious first.",
+    )
     p.add_argument("data", help="dataset folder (On Cloud N or flat layout)")
     p.add_argument("--out", default=None, help="scores CSV (default: DATA_scores.csv beside DATA)")
     p.add_argument("--top", type=int, default=15, help="rows to print (default 15)")
@@ -205,11 +274,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_scoring_options(p)
     p.set_defaults(func=cmd_score)
 
-    p = sub.add_parser("demo", help="synthetic dataset + scoring + report + contact sheet",
-                       description="Make a synthetic dataset with planted label errors, score "
-                       "it with the weight-free baseline, report how many planted errors rank "
-                       "at the top and write a contact sheet of the most suspicious chips.")
-    p.add_argument("folder", nargs="?", default="chipqa-demo", help="output folder (default ./chipqa-demo)")
+    p = sub.add_parser(
+        "demo",
+        help="synthetic dataset + scoring + report + contact sheet",
+        description="Make a synthetic dataset with planted label errors, score "
+        "it with the weight-free baseline, report how many planted errors rank "
+        "at the top and write a contact sheet of the most suspicious chips.",
+    )
+    p.add_argument(
+        "folder", nargs="?", default="chipqa-demo", help="output folder (default ./chipqa-demo)"
+    )
     p.add_argument("--chips", type=_positive_int, default=200)
     p.add_argument("--size", type=_positive_int, default=256)
     p.add_argument("--error-rate", type=_fraction, default=0.15)
@@ -231,8 +305,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"chipqa {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"chipqa {args.command}: interrupted; files already written are complete",
-              file=sys.stderr)
+        print(
+            f"chipqa {args.command}: interrupted; files already written are complete",
+            file=sys.stderr,
+        )
         return 130
 
 

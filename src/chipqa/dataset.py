@@ -210,9 +210,7 @@ def open_dataset(root: str | Path) -> ChipDataset:
 
 def _subdirs(root: Path) -> list[Path]:
     with os.scandir(root) as it:
-        return sorted(
-            Path(e.path) for e in it if e.is_dir() and not e.name.startswith(".")
-        )
+        return sorted(Path(e.path) for e in it if e.is_dir() and not e.name.startswith("."))
 
 
 def _file_names(folder: Path) -> set[str]:
@@ -344,8 +342,10 @@ def _same_grid(chip_id: str, path: Path, what: str, shape, crs, transform, ref) 
             f"{what} is in {crs} but {ref_path.name} is in {ref_crs}; all files of a chip "
             "must share one CRS (reproject it onto the bands' grid)",
         )
-    if transform is not None and ref_transform is not None and not transform.almost_equals(
-        ref_transform, precision=1e-6
+    if (
+        transform is not None
+        and ref_transform is not None
+        and not transform.almost_equals(ref_transform, precision=1e-6)
     ):
         raise ChipReadError(
             chip_id,

@@ -85,8 +85,12 @@ def ranking_report(
     for k in ks:
         h = int(hits[:k].sum())
         at_k.append(
-            {"k": int(k), "hits": h, "precision": h / k if k else float("nan"),
-             "recall": h / n_err if n_err else float("nan")}
+            {
+                "k": int(k),
+                "hits": h,
+                "precision": h / k if k else float("nan"),
+                "recall": h / n_err if n_err else float("nan"),
+            }
         )
     by_kind = []
     if kinds:
@@ -94,8 +98,14 @@ def ranking_report(
         for kind in sorted(set(kinds[c] for c in errors if c in kinds)):
             members = [c for c in errors if kinds.get(c) == kind]
             found = sum(c in top for c in members)
-            by_kind.append({"kind": kind, "total": len(members), "found": found,
-                            "recall": found / len(members)})
+            by_kind.append(
+                {
+                    "kind": kind,
+                    "total": len(members),
+                    "found": found,
+                    "recall": found / len(members),
+                }
+            )
     return RankingReport(
         n_chips=len(ranked) if n_chips is None else n_chips,
         n_errors=n_err,

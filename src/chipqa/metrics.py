@@ -139,6 +139,4 @@ def predicted_fraction(prob: Tensor, valid: Tensor, threshold: float = DEFAULT_T
     """Share of valid pixels predicted cloud, per chip (for chips without a label)."""
     n_valid = _flat(valid).sum(1)
     n_pred = _flat((prob >= threshold) & valid).sum(1)
-    return torch.where(
-        n_valid > 0, n_pred.float() / n_valid.clamp(min=1).float(), float("nan")
-    )
+    return torch.where(n_valid > 0, n_pred.float() / n_valid.clamp(min=1).float(), float("nan"))

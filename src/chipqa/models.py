@@ -14,9 +14,7 @@ to the GPU as compact integers.
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -29,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from chipqa import __version__
+from chipqa._io import atomic_open
 from chipqa.dataset import BANDS
 from chipqa.errors import CheckpointError
 
@@ -150,7 +149,9 @@ class SpectralBaseline(Predictor):
         prob = torch.sigmoid(logit)
         k = self.smooth_px
         if k > 1 and min(prob.shape[-2:]) >= k:
-            prob = F.avg_pool2d(prob[:, None], k, stride=1, padding=k // 2, count_include_pad=False)[:, 0]
+            prob = F.avg_pool2d(
+                prob[:, None], k, stride=1, padding=k // 2, count_include_pad=False
+            )[:, 0]
         return prob.clamp(0.0, 1.0)
 
 
@@ -266,20 +267,6 @@ class UNetPredictor(Predictor):
         return torch.sigmoid(logits[:, 0, :h, :w].float())
 
 
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 @dataclass
 class CheckpointInfo:
     """What a checkpoint says about itself besides its weights."""
@@ -318,7 +305,8 @@ def save_checkpoint(
         "blocklist": [str(c) for c in blocklist],
         "extra": dict(extra or {}),
     }
-    _atomic_torch_save(obj, path)
+    with atomic_open(path, "wb") as f:
+        torch.save(obj, f)
     return path
 
 
@@ -384,7 +372,9 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], CheckpointInfo
     return state, info
 
 
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, CheckpointInfo]:
+def load_checkpoint(
+    path: str | Path, device: str | torch.device = "cpu"
+) -> tuple[nn.Module, CheckpointInfo]:
     """Rebuild the model a checkpoint describes and load its weights.
 
     Raises:

@@ -33,7 +33,9 @@ def _stretch(x: np.ndarray, vmax: float, gamma: float) -> np.ndarray:
     return (y * 255.0 + 0.5).astype(np.uint8)
 
 
-def true_colour(bands: np.ndarray, vmax: float = TRUE_COLOUR_MAX, gamma: float = TRUE_COLOUR_GAMMA) -> np.ndarray:
+def true_colour(
+    bands: np.ndarray, vmax: float = TRUE_COLOUR_MAX, gamma: float = TRUE_COLOUR_GAMMA
+) -> np.ndarray:
     """``(4, H, W)`` DNs (B02, B03, B04, B08) → ``(H, W, 3)`` uint8 RGB from B04, B03, B02."""
     return np.stack([_stretch(bands[i], vmax, gamma) for i in (2, 1, 0)], axis=-1)
 
@@ -92,13 +94,23 @@ def prediction_panel(
     return out
 
 
-SIDE_BY_SIDE_TITLES = ("true colour (B04 B03 B02)", "NIR false colour (B08 B04 B03)",
-                       "label", "model prediction (+ label outline)")
+SIDE_BY_SIDE_TITLES = (
+    "true colour (B04 B03 B02)",
+    "NIR false colour (B08 B04 B03)",
+    "label",
+    "model prediction (+ label outline)",
+)
 
 
 def side_by_side(
-    rgb: np.ndarray, nir_rgb: np.ndarray, label: np.ndarray | None, prob: np.ndarray | None,
-    valid: np.ndarray, *, gap: int = 6, title_px: int = 18,
+    rgb: np.ndarray,
+    nir_rgb: np.ndarray,
+    label: np.ndarray | None,
+    prob: np.ndarray | None,
+    valid: np.ndarray,
+    *,
+    gap: int = 6,
+    title_px: int = 18,
 ) -> np.ndarray:
     """One RGB mosaic of a chip: true colour | NIR false colour over label | prediction.
 
@@ -108,7 +120,12 @@ def side_by_side(
     h, w = rgb.shape[:2]
     if prob is None:
         prob = np.zeros((h, w), np.float32)
-    panels = [rgb, nir_rgb, label_panel(rgb, label, valid), prediction_panel(rgb, prob, label, valid)]
+    panels = [
+        rgb,
+        nir_rgb,
+        label_panel(rgb, label, valid),
+        prediction_panel(rgb, prob, label, valid),
+    ]
     cell_h = h + title_px
     out = np.zeros((2 * cell_h + gap, 2 * w + gap, 3), np.uint8)
     out[:] = 24
@@ -121,7 +138,9 @@ def side_by_side(
     font = _font(max(10, min(14, title_px - 4)))
     for k, title in enumerate(SIDE_BY_SIDE_TITLES):
         r, c = divmod(k, 2)
-        draw.text((c * (w + gap) + 3, r * (cell_h + gap) + 2), title, fill=(220, 220, 220), font=font)
+        draw.text(
+            (c * (w + gap) + 3, r * (cell_h + gap) + 2), title, fill=(220, 220, 220), font=font
+        )
     return np.asarray(img)
 
 
@@ -185,8 +204,13 @@ def contact_sheet(
     sheet = Image.new("RGB", (columns * cell_w, header + n_rows * cell_h), (24, 24, 24))
     draw = ImageDraw.Draw(sheet)
     font, small = _font(15), _font(12)
-    draw.text((pad, 4), title or "chipqa: most suspicious labels first", fill=(235, 235, 235), font=font)
-    legend = "panels: true colour | label (yellow) | model cloud probability (magenta) with the label's outline"
+    draw.text(
+        (pad, 4), title or "chipqa: most suspicious labels first", fill=(235, 235, 235), font=font
+    )
+    legend = (
+        "panels: true colour | label (yellow) | "
+        "model cloud probability (magenta) with the label's outline"
+    )
     if highlight is not None:
         legend += " | * = planted error"
     draw.text((pad, 24), legend, fill=(170, 170, 170), font=small)

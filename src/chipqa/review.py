@@ -20,7 +20,6 @@ import pandas as pd
 from chipqa.blocklist import BlocklistStore, Decision
 from chipqa.dataset import Chip, ChipDataset
 from chipqa.errors import ChipReadError
-from chipqa.models import Predictor
 from chipqa.render import false_colour, side_by_side, true_colour
 
 INFO_COLUMNS = ("flags", "suspicion", "iou", "label_cloud_fraction", "pred_cloud_fraction", "model")

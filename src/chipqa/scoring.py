@@ -13,9 +13,7 @@ could not be read keeps its row with the reason in ``error``.
 from __future__ import annotations
 
 import math
-import os
 import sys
-import tempfile
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -26,29 +24,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from chipqa._io import atomic_open
 from chipqa.dataset import Chip, ChipDataset, ChipRecord, read_chip
 from chipqa.errors import ChipqaError, ChipReadError
 from chipqa.metrics import DEFAULT_THRESHOLD, chip_stats, predicted_fraction
 from chipqa.models import Predictor
-
-SCORE_COLUMNS = [
-    "chip_id",
-    "rank",
-    "suspicion",
-    "iou",
-    "label_cloud_fraction",
-    "pred_cloud_fraction",
-    "mismatch_fraction",
-    "soft_mismatch",
-    "label_quality",
-    "valid_fraction",
-    "flags",
-    "error",
-    "model",
-    "height",
-    "width",
-]
-"""Columns of the scores table, in order; metadata columns (location, datetime) follow."""
 
 STAT_COLUMNS = [
     "iou",
@@ -59,6 +39,21 @@ STAT_COLUMNS = [
     "label_quality",
     "valid_fraction",
 ]
+"""The per-chip statistics (see :func:`chipqa.metrics.chip_stats`)."""
+
+SCORE_COLUMNS = [
+    "chip_id",
+    "rank",
+    "suspicion",
+    *STAT_COLUMNS,
+    "flags",
+    "error",
+    "model",
+    "height",
+    "width",
+]
+"""Columns of the scores table, in order; metadata columns (location, datetime) follow."""
+
 
 # Thresholds behind the flags (fractions of a chip's valid pixels).
 ALL_CLOUD_MIN = 0.995
@@ -219,7 +214,9 @@ def score_batch(
     with torch.inference_mode():
         prob = predictor.predict_proba(bands)
         if chips[0].label is not None:
-            label = torch.from_numpy(np.stack([c.label for c in chips])).to(device, non_blocking=True)
+            label = torch.from_numpy(np.stack([c.label for c in chips])).to(
+                device, non_blocking=True
+            )
             stats = chip_stats(prob, label, valid, threshold=threshold)
         else:
             stats = {
@@ -280,7 +277,9 @@ def finalize(rows: list[dict]) -> pd.DataFrame:
     for col in STAT_COLUMNS:
         df[col] = df[col].astype(float)
     df["error"] = df["error"].fillna("").astype(str)
-    df["suspicion"] = suspicion_score(df["soft_mismatch"].to_numpy(), df["label_quality"].to_numpy())
+    df["suspicion"] = suspicion_score(
+        df["soft_mismatch"].to_numpy(), df["label_quality"].to_numpy()
+    )
     df["flags"] = [";".join(flags_for(r)) for r in df.to_dict("records")]
     group = np.where(df["error"] != "", 2, np.where(df["suspicion"].isna(), 1, 0))
     df = df.assign(_group=group).sort_values(
@@ -346,17 +345,8 @@ def score_dataset(
 def atomic_write_csv(df: pd.DataFrame, path: str | Path) -> Path:
     """Write a table as CSV atomically: temporary file, fsync, rename over ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-            df.to_csv(f, index=False, float_format="%.6g")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "w", newline="", encoding="utf-8") as f:
+        df.to_csv(f, index=False, float_format="%.6g")
     return path
 
 
@@ -364,10 +354,16 @@ def read_scores(path: str | Path) -> pd.DataFrame:
     """Read a scores CSV written by chipqa (``flags`` and ``error`` come back as strings)."""
     path = Path(path)
     try:
-        df = pd.read_csv(path, dtype={"chip_id": str, "flags": str, "error": str, "model": str},
-                         keep_default_na=False, na_values={c: [""] for c in STAT_COLUMNS + ["suspicion"]})
+        df = pd.read_csv(
+            path,
+            dtype={"chip_id": str, "flags": str, "error": str, "model": str},
+            keep_default_na=False,
+            na_values={c: [""] for c in STAT_COLUMNS + ["suspicion"]},
+        )
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise ChipqaError(f"scores file {path} cannot be read ({exc}); re-run `chipqa score`") from exc
+        raise ChipqaError(
+            f"scores file {path} cannot be read ({exc}); re-run `chipqa score`"
+        ) from exc
     missing = [c for c in ("chip_id", "suspicion") if c not in df.columns]
     if missing:
         raise ChipqaError(

@@ -98,18 +98,22 @@ def test_layers_show_the_chip_the_keys_go_to(make_napari_viewer, qtbot, fresh_ro
     shown_is(order[3])
 
 
-def test_key_driven_triage_writes_exactly_the_expected_blocklist(make_napari_viewer, qtbot, fresh_root):
+def test_key_driven_triage_writes_exactly_the_expected_blocklist(
+    make_napari_viewer, qtbot, fresh_root
+):
     viewer = make_napari_viewer(show=True)
     w = _open(viewer, qtbot, fresh_root)
     order = list(w.session.order)
     for key in ["b", "1", "k", "u", "z", "k", "3", "Left", "j"]:
         _press(viewer, qtbot, key)
     rows = read_blocklist(w.store.path)
-    expected = {order[0]: ("block", "all_cloud_wrong"),  # b: reason from the combo (first)
-                order[1]: ("block", "all_cloud_wrong"),  # 1
-                order[2]: ("keep", ""),                  # k
-                order[3]: ("keep", ""),                  # u, z (undo), k
-                order[4]: ("block", "shifted")}          # 3
+    expected = {
+        order[0]: ("block", "all_cloud_wrong"),  # b: reason from the combo (first)
+        order[1]: ("block", "all_cloud_wrong"),  # 1
+        order[2]: ("keep", ""),  # k
+        order[3]: ("keep", ""),  # u, z (undo), k
+        order[4]: ("block", "shifted"),
+    }  # 3
     assert {k: (v.decision, v.reason) for k, v in rows.items()} == expected
     assert w.store.path == scores_path_for(fresh_root).with_name("data_chipqa_blocklist.csv")
     assert rows[order[0]].model == "baseline"
@@ -132,7 +136,9 @@ def test_reopening_resumes_and_uses_the_saved_scores(make_napari_viewer, qtbot, 
     assert "Loaded scores" in w2.status.text() or "Resumed" in w2.status.text()
 
 
-def test_a_folder_that_is_not_a_dataset_is_a_message_not_a_crash(make_napari_viewer, qtbot, tmp_path):
+def test_a_folder_that_is_not_a_dataset_is_a_message_not_a_crash(
+    make_napari_viewer, qtbot, tmp_path
+):
     viewer = make_napari_viewer(show=True)
     w = ChipQAWidget(viewer)
     viewer.window.add_dock_widget(w)
@@ -172,7 +178,9 @@ def test_cancelling_scoring_keeps_the_viewer_usable(make_napari_viewer, qtbot, t
     w._on_cancel()
     qtbot.waitUntil(lambda: w._worker is None, timeout=60_000)
     assert "cancelled" in w.status.text()
-    assert not scores_path_for(root).exists()  # partial scores are not saved as the dataset's scores
+    assert not scores_path_for(
+        root
+    ).exists()  # partial scores are not saved as the dataset's scores
     assert w.score_btn.isEnabled()
 
 
@@ -193,7 +201,9 @@ def test_sample_data_opens_for_review(make_napari_viewer, qtbot, tmp_path, monke
     assert [ly.name for ly in viewer.layers].count(TRUE_COLOUR) == 1
 
 
-def test_an_unreadable_chip_shows_its_error_and_the_review_goes_on(make_napari_viewer, qtbot, fresh_root):
+def test_an_unreadable_chip_shows_its_error_and_the_review_goes_on(
+    make_napari_viewer, qtbot, fresh_root
+):
     ids = sorted(p.name for p in (fresh_root / "train_features").iterdir())
     (fresh_root / "train_features" / ids[0] / "B03.tif").write_bytes(b"not a tiff")
     viewer = make_napari_viewer(show=True)

@@ -18,8 +18,15 @@ PREDICTION = "prediction"
 LABEL_OUTLINE = "label outline"
 PRED_OUTLINE = "prediction outline"
 SIDE_BY_SIDE_LAYER = "side by side"
-LAYER_NAMES = (TRUE_COLOUR, FALSE_COLOUR, LABEL, PREDICTION, LABEL_OUTLINE, PRED_OUTLINE,
-               SIDE_BY_SIDE_LAYER)
+LAYER_NAMES = (
+    TRUE_COLOUR,
+    FALSE_COLOUR,
+    LABEL,
+    PREDICTION,
+    LABEL_OUTLINE,
+    PRED_OUTLINE,
+    SIDE_BY_SIDE_LAYER,
+)
 
 SIDE_BY_SIDE = "side by side"
 LAYERS = "layers"
@@ -97,15 +104,25 @@ class ChipLayers:
         if self._get(LABEL) is None:
             v.add_labels(blank(), name=LABEL, colormap=_label_colormap(YELLOW), opacity=0.5)
         if self._get(PREDICTION) is None:
-            v.add_image(np.zeros(shape, np.float32), name=PREDICTION, colormap="magma",
-                        contrast_limits=(0.0, 1.0), opacity=0.7, blending="additive")
+            v.add_image(
+                np.zeros(shape, np.float32),
+                name=PREDICTION,
+                colormap="magma",
+                contrast_limits=(0.0, 1.0),
+                opacity=0.7,
+                blending="additive",
+            )
         if self._get(LABEL_OUTLINE) is None:
             v.add_labels(blank(), name=LABEL_OUTLINE, colormap=_label_colormap(YELLOW)).contour = 2
         if self._get(PRED_OUTLINE) is None:
             v.add_labels(blank(), name=PRED_OUTLINE, colormap=_label_colormap(MAGENTA)).contour = 2
         if self._get(SIDE_BY_SIDE_LAYER) is None:
-            v.add_image(np.zeros(mosaic_shape, np.uint8), name=SIDE_BY_SIDE_LAYER, rgb=True,
-                        contrast_limits=(0, 255))
+            v.add_image(
+                np.zeros(mosaic_shape, np.uint8),
+                name=SIDE_BY_SIDE_LAYER,
+                rgb=True,
+                contrast_limits=(0, 255),
+            )
         for layer in self.layers:
             layer.editable = False
         self.set_mode(self.mode)

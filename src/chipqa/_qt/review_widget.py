@@ -163,8 +163,13 @@ class ChipQAWidget(QWidget):
         lay.addLayout(row)
 
         row = QHBoxLayout()
-        for text, slot in (("Keep", self.keep), ("Block", self.block), ("Unsure", self.unsure),
-                           ("Undo", self.undo), ("Next undecided", self.next_undecided)):
+        for text, slot in (
+            ("Keep", self.keep),
+            ("Block", self.block),
+            ("Unsure", self.unsure),
+            ("Undo", self.undo),
+            ("Next undecided", self.next_undecided),
+        ):
             b = QPushButton(text)
             b.clicked.connect(lambda _=False, s=slot: s())
             row.addWidget(b)
@@ -262,17 +267,23 @@ class ChipQAWidget(QWidget):
             self.dataset_edit.setText(path)
 
     def _on_browse_model(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "chipqa checkpoint", "", "Checkpoints (*.ckpt *.pt);;All files (*)")
+        path, _ = QFileDialog.getOpenFileName(
+            self, "chipqa checkpoint", "", "Checkpoints (*.ckpt *.pt);;All files (*)"
+        )
         if path:
             self.model_edit.setText(path)
 
     def _on_browse_blocklist(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Blocklist CSV", self.blocklist_edit.text(), "CSV (*.csv)")
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Blocklist CSV", self.blocklist_edit.text(), "CSV (*.csv)"
+        )
         if path:
             self.blocklist_edit.setText(path)
             self._on_blocklist_path_edited()
 
-    def open_dataset(self, path: str | Path, model: str | None = None, *, score: bool = True) -> bool:
+    def open_dataset(
+        self, path: str | Path, model: str | None = None, *, score: bool = True
+    ) -> bool:
         """Open a dataset (and start scoring it unless its scores are on disk already)."""
         self.dataset_edit.setText(str(path))
         if model is not None:
@@ -337,7 +348,9 @@ class ChipQAWidget(QWidget):
         self._worker = worker
         self.score_btn.setEnabled(False)
         self.cancel_btn.setEnabled(True)
-        self._say(f"Scoring {total} chips of {dataset.root} with {predictor.name} on {predictor.device}…")
+        self._say(
+            f"Scoring {total} chips of {dataset.root} with {predictor.name} on {predictor.device}…"
+        )
         worker.start()
 
     def _on_scored_batch(self, rows: list[dict]) -> None:
@@ -355,7 +368,10 @@ class ChipQAWidget(QWidget):
         try:
             atomic_write_csv(scores, scores_path_for(self.dataset.root))
         except OSError as exc:
-            self._say(f"Scores could not be saved beside the dataset ({exc}); reviewing anyway.", error=True)
+            self._say(
+                f"Scores could not be saved beside the dataset ({exc}); reviewing anyway.",
+                error=True,
+            )
         bad = int((scores["error"] != "").sum())
         msg = f"Scored {len(scores)} chips with {self.predictor.name}."
         if bad:
@@ -367,8 +383,10 @@ class ChipQAWidget(QWidget):
         if not self._alive:
             return
         n = len(self._rows)
-        self._say(f"Scoring cancelled after {n} of {len(self.dataset)} chips; "
-                  "the table holds the chips scored so far (they are not saved as scores).")
+        self._say(
+            f"Scoring cancelled after {n} of {len(self.dataset)} chips; "
+            "the table holds the chips scored so far (they are not saved as scores)."
+        )
         if n:
             self._start_review(finalize(self._rows))
 
@@ -395,7 +413,9 @@ class ChipQAWidget(QWidget):
         try:
             return BlocklistStore(path)
         except BlocklistError as exc:
-            self._say(f"{exc} Decisions are disabled until a usable blocklist path is chosen.", error=True)
+            self._say(
+                f"{exc} Decisions are disabled until a usable blocklist path is chosen.", error=True
+            )
             return None
 
     def _start_review(self, scores: pd.DataFrame) -> None:
@@ -474,11 +494,13 @@ class ChipQAWidget(QWidget):
             return "–" if math.isnan(f) else f"{f:.2f}"
 
         text = (
-            f"<b>{cid}</b> ({s.position + 1} of {len(s.order)} listed) · suspicion {num('suspicion')}"
+            f"<b>{cid}</b> ({s.position + 1} of {len(s.order)} listed)"
+            f" · suspicion {num('suspicion')}"
             f" · IoU {num('iou')} · label {fraction_text(row.get('label_cloud_fraction'))} cloud,"
             f" model {fraction_text(row.get('pred_cloud_fraction'))}"
             f"<br>flags: {str(row.get('flags') or '–').replace(';', ', ')}"
-            f"<br>decision: <b>{d.decision if d else 'none yet'}</b>{f' ({d.reason})' if d and d.reason else ''}"
+            f"<br>decision: <b>{d.decision if d else 'none yet'}</b>"
+            f"{f' ({d.reason})' if d and d.reason else ''}"
             f" · {decided} of {total} decided"
         )
         error = row.get("error") or (self.loader.get(cid).error if self.loader else "")
@@ -500,8 +522,9 @@ class ChipQAWidget(QWidget):
     def _on_filter_changed(self, *_) -> None:
         if self.session is None:
             return
-        self.session.set_view(flag=self.flag_combo.currentData(),
-                              undecided_only=self.undecided_check.isChecked())
+        self.session.set_view(
+            flag=self.flag_combo.currentData(), undecided_only=self.undecided_check.isChecked()
+        )
         self.table_model.refresh()
         self.show_current()
 
@@ -573,7 +596,12 @@ class ChipQAWidget(QWidget):
         if self.store is None:
             self._say("Nothing to export: no blocklist is open.", error=True)
             return
-        path, _ = QFileDialog.getSaveFileName(self, "Export blocklist", str(self.store.path.with_name("blocklist_export.csv")), "CSV (*.csv)")
+        path, _ = QFileDialog.getSaveFileName(
+            self,
+            "Export blocklist",
+            str(self.store.path.with_name("blocklist_export.csv")),
+            "CSV (*.csv)",
+        )
         if path:
             self.export(path)
 
@@ -601,8 +629,9 @@ class ChipQAWidget(QWidget):
         super().closeEvent(event)
 
 
-
-def open_in_viewer(viewer: napari.Viewer, path: str | Path, model: str = "baseline") -> ChipQAWidget:
+def open_in_viewer(
+    viewer: napari.Viewer, path: str | Path, model: str = "baseline"
+) -> ChipQAWidget:
     """Dock the Chip QA widget in ``viewer`` (once) and open ``path`` in it."""
     _, widget = viewer.window.add_plugin_dock_widget("chipqa", "Chip QA")
     widget.open_dataset(path, model)

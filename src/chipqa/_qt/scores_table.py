@@ -19,6 +19,9 @@ COLUMNS = (
 )
 
 
+_ROOT = QModelIndex()
+
+
 def _number(value: object) -> str:
     try:
         f = float(value)  # type: ignore[arg-type]
@@ -47,7 +50,9 @@ class ScoresTableModel(QAbstractTableModel):
         text = self._text.get(cid)
         if text is None:
             row = self.session.row(cid)
-            flags = "unreadable" if row.get("error") else str(row.get("flags") or "").replace(";", " ")
+            flags = (
+                "unreadable" if row.get("error") else str(row.get("flags") or "").replace(";", " ")
+            )
             text = (
                 cid,
                 _number(row.get("suspicion")),
@@ -63,10 +68,10 @@ class ScoresTableModel(QAbstractTableModel):
         self.beginResetModel()
         self.endResetModel()
 
-    def rowCount(self, parent=QModelIndex()) -> int:  # noqa: N802 (Qt API)
+    def rowCount(self, parent=_ROOT) -> int:  # noqa: N802 (Qt API)
         return 0 if parent.isValid() or self.session is None else len(self.session.order)
 
-    def columnCount(self, parent=QModelIndex()) -> int:  # noqa: N802
+    def columnCount(self, parent=_ROOT) -> int:  # noqa: N802
         return len(COLUMNS)
 
     def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):  # noqa: N802
