@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -51,6 +52,24 @@ def _add_scoring_options(p: argparse.ArgumentParser) -> None:
         default=0.5,
         help="probability at or above which a pixel is cloud (default 0.5)",
     )
+
+
+def _add_training_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("training")
+    g.add_argument(
+        "--encoder",
+        default="resnet34",
+        help="smp encoder: resnet34 (default), mobilenet_v2, inceptionv4, resnet18, …",
+    )
+    g.add_argument("--epochs", type=_positive_int, default=20)
+    g.add_argument("--train-batch-size", type=_positive_int, default=8)
+    g.add_argument("--lr", type=float, default=1e-3)
+    g.add_argument("--val-fraction", type=_fraction, default=0.2)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--accelerator", default="auto", help="auto, cpu or gpu")
+    g.add_argument("--devices", default="1", help="devices per node (Lightning; 'auto' for all)")
+    g.add_argument("--num-nodes", type=_positive_int, default=1, help="nodes for DDP")
+    g.add_argument("--max-steps", type=int, default=-1, help="stop after this many steps (tests)")
 
 
 def _synth_progress(quiet: bool):
@@ -146,14 +165,116 @@ def cmd_score(args: argparse.Namespace) -> int:
             f"{dataset.n_labelled} with a label",
             file=sys.stderr,
         )
-    predictor, scores, seconds = _score(dataset, args, args.quiet)
+    if args.folds:
+        from chipqa.oof import score_out_of_fold
+
+        t0 = time.perf_counter()
+        bar = _TrainingBar(args.quiet)
+        try:
+            scores = score_out_of_fold(
+                dataset,
+                args.folds,
+                out.with_suffix(".folds"),
+                blocklist=args.blocklist,
+                config=_train_config(args),
+                device=args.device,
+                batch_size=args.batch_size,
+                echo=bar,
+            )
+        finally:
+            bar.close()
+        name, device = f"{args.folds}-fold out-of-fold U-Nets", args.device
+        seconds = time.perf_counter() - t0
+    else:
+        predictor, scores, seconds = _score(dataset, args, args.quiet)
+        name, device = predictor.name, predictor.device
     atomic_write_csv(scores, out)
     _print_errors(scores)
     if not args.quiet:
         _print_top(scores, args.top)
+        print(f"scored {len(scores)} chips with {name} on {device} in {seconds:.1f} s; wrote {out}")
+    return 0
+
+
+class _TrainingBar:
+    """Turns training progress events into a tqdm bar on a terminal (silent otherwise)."""
+
+    def __init__(self, quiet: bool):
+        self.enabled = not quiet and sys.stderr.isatty()
+        self.bar = None
+
+    def __call__(self, ev: dict) -> None:
+        kind = ev.get("event")
+        if kind == "warning":
+            print(f"warning: {ev.get('message')}", file=sys.stderr)
+        if not self.enabled:
+            return
+        from tqdm.auto import tqdm
+
+        fold = f"fold {ev['fold']}/{ev['folds']} " if "fold" in ev else ""
+        if kind == "start":
+            self.close()
+            total = ev["epochs"] * ev["steps_per_epoch"]
+            self.bar = tqdm(total=total, unit="step", desc=f"{fold}training {ev['encoder']}")
+        elif kind == "step" and self.bar is not None:
+            self.bar.update(ev["step"] - self.bar.n)
+            self.bar.set_postfix(epoch=ev["epoch"], loss=f"{ev['loss']:.3f}")
+        elif kind == "epoch" and self.bar is not None:
+            self.bar.set_postfix(epoch=ev["epoch"], val_iou=f"{ev.get('val_iou', math.nan):.3f}")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _train_config(args: argparse.Namespace):
+    from chipqa.training import TrainConfig
+
+    return TrainConfig(
+        encoder=args.encoder,
+        epochs=args.epochs,
+        batch_size=args.train_batch_size,
+        lr=args.lr,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        devices=int(args.devices) if str(args.devices).isdigit() else args.devices,
+        num_nodes=args.num_nodes,
+        accelerator=args.accelerator,
+        workers=args.workers,
+        max_steps=args.max_steps,
+    )
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import signal
+
+    from chipqa.training import train
+
+    def on_term(signum, frame):  # a cancel from the napari plugin or a job scheduler
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    bar = _TrainingBar(args.quiet)
+    try:
+        result = train(
+            args.data,
+            args.out,
+            blocklist=args.blocklist,
+            config=_train_config(args),
+            progress=args.progress,
+            echo=bar,
+        )
+    except (KeyboardInterrupt, SystemExit):
+        print("chipqa train: cancelled; no checkpoint was written", file=sys.stderr)
+        return 130
+    finally:
+        bar.close()
+    if not args.quiet:
         print(
-            f"scored {len(scores)} chips with {predictor.name} on {predictor.device} "
-            f"in {seconds:.1f} s; wrote {out}"
+            f"trained {result.epochs_run} epoch(s) on {len(result.train_chips)} chips "
+            f"({len(result.val_chips)} for validation) in {result.seconds:.0f} s; "
+            f"best validation IoU {result.best_val_iou:.3f}; wrote {result.checkpoint}"
         )
     return 0
 
@@ -271,8 +392,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="scores CSV (default: DATA_scores.csv beside DATA)")
     p.add_argument("--top", type=int, default=15, help="rows to print (default 15)")
     p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument(
+        "--folds",
+        type=int,
+        default=0,
+        help="out-of-fold scoring: train K U-Nets on K-1 folds each and score every "
+        "chip with the one that never saw it (ignores --model)",
+    )
+    p.add_argument("--blocklist", default=None, help="with --folds: chips left out of training")
     _add_scoring_options(p)
+    _add_training_options(p)
     p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser(
+        "train",
+        help="train a U-Net on the chips that are not blocked",
+        description="Train a segmentation-models-pytorch U-Net with PyTorch Lightning on the "
+        "labelled chips that the blocklist does not block, and write one checkpoint when "
+        "training ends.",
+    )
+    p.add_argument("data", help="dataset folder (On Cloud N or flat layout)")
+    p.add_argument("--out", required=True, help="checkpoint to write (.ckpt)")
+    p.add_argument(
+        "--blocklist", default=None, help="blocklist CSV; its blocked chips are left out"
+    )
+    p.add_argument("--progress", default=None, help="write progress events as JSON lines here")
+    p.add_argument("--workers", type=int, default=2, help="data-loading worker processes")
+    p.add_argument("-q", "--quiet", action="store_true")
+    _add_training_options(p)
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser(
         "demo",
