@@ -167,9 +167,11 @@ def cmd_score(args: argparse.Namespace) -> int:
         )
     if args.folds:
         from chipqa.oof import score_out_of_fold
+        from chipqa.training import ProgressWriter
 
         t0 = time.perf_counter()
         bar = _TrainingBar(args.quiet)
+        writer = ProgressWriter(args.progress, echo=bar)
         try:
             scores = score_out_of_fold(
                 dataset,
@@ -179,10 +181,12 @@ def cmd_score(args: argparse.Namespace) -> int:
                 config=_train_config(args),
                 device=args.device,
                 batch_size=args.batch_size,
-                echo=bar,
+                echo=lambda ev: writer.emit(ev.pop("event"), **ev),
             )
+            writer.emit("done", scores=str(out))
         finally:
             bar.close()
+            writer.close()
         name, device = f"{args.folds}-fold out-of-fold U-Nets", args.device
         seconds = time.perf_counter() - t0
     else:
@@ -400,6 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
         "chip with the one that never saw it (ignores --model)",
     )
     p.add_argument("--blocklist", default=None, help="with --folds: chips left out of training")
+    p.add_argument("--progress", default=None, help="with --folds: progress events as JSON lines")
     _add_scoring_options(p)
     _add_training_options(p)
     p.set_defaults(func=cmd_score)

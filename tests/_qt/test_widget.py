@@ -245,3 +245,58 @@ def test_filters_and_export_from_the_widget(make_napari_viewer, qtbot, fresh_roo
     assert listed[0] not in w.session.order
     out = w.export(tmp_path / "export.csv")
     assert list(read_blocklist(out)) == [listed[0]]
+
+
+def _retrain_settings(w, epochs: int) -> None:
+    p = w.retrain
+    p.encoder.setCurrentText("mobilenet_v2")
+    p.epochs.setValue(epochs)
+    p.batch.setValue(4)
+    p.device.setCurrentText("cpu")
+
+
+@pytest.mark.slow
+def test_retrain_in_a_subprocess_loads_the_new_model_and_rescores(
+    make_napari_viewer, qtbot, fresh_root
+):
+    viewer = make_napari_viewer(show=True)
+    w = _open(viewer, qtbot, fresh_root)
+    _press(viewer, qtbot, "1")  # block the most suspicious chip
+    blocked = next(iter(w.store.decisions))
+    _retrain_settings(w, epochs=1)
+    assert w.retrain.start()
+    _press(viewer, qtbot, "k")  # reviewing goes on while it trains
+    qtbot.waitUntil(lambda: not w.retrain.running, timeout=240_000)
+    kinds = [e["event"] for e in w.retrain.last_events]
+    assert kinds[0] == "start" and kinds[-1] == "done", w.retrain.status.text()
+    ckpt = w.retrain.checkpoint
+    assert ckpt.is_file()
+    from chipqa.models import read_checkpoint
+
+    _, info = read_checkpoint(ckpt)
+    assert blocked not in info.train_chips and blocked in info.blocklist
+    qtbot.waitUntil(
+        lambda: w._worker is None and w.predictor.name.startswith("unet-"), timeout=120_000
+    )
+    assert set(w.session.scores["model"]) == {w.predictor.name}
+    qtbot.waitUntil(lambda: w.retrain.before_iou is not None, timeout=60_000)
+    text = w.retrain.result.text()
+    assert "before (baseline)" in text and ckpt.name in text and "…" not in text
+
+
+def test_cancelling_retraining_ends_the_process_and_writes_no_checkpoint(
+    make_napari_viewer, qtbot, fresh_root
+):
+    viewer = make_napari_viewer(show=True)
+    w = _open(viewer, qtbot, fresh_root)
+    _retrain_settings(w, epochs=500)
+    assert w.retrain.start()
+    qtbot.waitUntil(
+        lambda: any(e["event"] == "step" for e in w.retrain.last_events), timeout=120_000
+    )
+    w.retrain.cancel()
+    qtbot.waitUntil(lambda: not w.retrain.running, timeout=60_000)
+    assert "Cancelled" in w.retrain.status.text()
+    assert not w.retrain.checkpoint.exists()
+    assert not list(w.retrain.checkpoint.parent.glob("*.ckpt*"))
+    assert w.predictor.name == "baseline"

@@ -27,6 +27,7 @@ from qtpy.QtWidgets import (
     QProgressBar,
     QPushButton,
     QTableView,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -81,7 +82,17 @@ class ChipQAWidget(QWidget):
 
     # ------------------------------------------------------------------ UI
     def _build_ui(self) -> None:
-        lay = QVBoxLayout(self)
+        from chipqa._qt.retrain_panel import RetrainPanel
+
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        self.tabs = QTabWidget()
+        outer.addWidget(self.tabs)
+        review_tab = QWidget()
+        self.tabs.addTab(review_tab, "Review")
+        self.retrain = RetrainPanel(self)
+        self.tabs.addTab(self.retrain, "Retrain")
+        lay = QVBoxLayout(review_tab)
         form = QGridLayout()
         self.dataset_edit = QLineEdit()
         self.dataset_edit.setPlaceholderText("dataset folder (On Cloud N or flat layout)")
@@ -619,6 +630,10 @@ class ChipQAWidget(QWidget):
         self._alive = False
         if self._worker is not None:
             self._worker.quit()
+        try:
+            self.retrain.shutdown()
+        except RuntimeError:  # its Qt object is already gone
+            pass
         if self.loader is not None:
             self.loader.close()
 

@@ -1,0 +1,322 @@
+"""The Retrain tab: train a U-Net on the chips not blocked, in a separate process.
+
+Training runs as ``chipqa train`` in a child process (a crash or an out-of-memory
+error there never takes the viewer down). The panel follows the run through the
+JSON-lines progress file the trainer writes, shows loss and validation IoU in a napari
+progress bar, can cancel it (SIGTERM: the trainer stops and writes no checkpoint) and,
+when it succeeds, hands the new checkpoint to the review widget, which re-scores the
+dataset with it. The previous model's IoU on the new run's validation chips is
+computed too, so that "before" and "after" stand next to each other.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from qtpy.QtCore import QProcess, QTimer
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from chipqa.models import RECOMMENDED_ENCODERS, read_checkpoint
+from chipqa.training import read_progress
+
+if TYPE_CHECKING:
+    from chipqa._qt.review_widget import ChipQAWidget
+
+POLL_MS = 250
+
+
+def models_dir(dataset_root: Path) -> Path:
+    """Where retrained checkpoints go: ``<dataset>_models`` beside the dataset."""
+    root = Path(dataset_root).resolve()
+    return root.parent / f"{root.name}_models"
+
+
+class RetrainPanel(QWidget):
+    """Encoder, epochs, folds and device; Train / Cancel; progress; before / after."""
+
+    def __init__(self, review: ChipQAWidget):
+        super().__init__()
+        self.review = review
+        self.process: QProcess | None = None
+        self.progress_path: Path | None = None
+        self.checkpoint: Path | None = None
+        self.oof_scores: Path | None = None
+        self._offset = 0
+        self._pbar = None
+        self._stage = ""
+        self.last_events: list[dict] = []
+        self.before_iou: float | None = None
+        self.after_iou: float | None = None
+
+        lay = QVBoxLayout(self)
+        form = QFormLayout()
+        self.encoder = QComboBox()
+        self.encoder.setEditable(True)
+        self.encoder.addItems(list(RECOMMENDED_ENCODERS))
+        self.encoder.setCurrentText("mobilenet_v2")
+        self.epochs = QSpinBox()
+        self.epochs.setRange(1, 1000)
+        self.epochs.setValue(10)
+        self.folds = QSpinBox()
+        self.folds.setRange(0, 10)
+        self.folds.setSpecialValueText("none (score in-sample)")
+        self.folds.setToolTip(
+            "≥ 2: re-score out-of-fold (K more models, each chip scored by one that never saw it)"
+        )
+        self.device = QComboBox()
+        self.device.addItems(["auto", "cpu", "gpu"])
+        self.batch = QSpinBox()
+        self.batch.setRange(1, 512)
+        self.batch.setValue(8)
+        form.addRow("Encoder", self.encoder)
+        form.addRow("Epochs", self.epochs)
+        form.addRow("Out-of-fold folds", self.folds)
+        form.addRow("Device", self.device)
+        form.addRow("Batch size", self.batch)
+        lay.addLayout(form)
+        row = QHBoxLayout()
+        self.train_btn = QPushButton("Train on chips not blocked")
+        self.train_btn.clicked.connect(self.start)
+        self.cancel_btn = QPushButton("Cancel")
+        self.cancel_btn.setEnabled(False)
+        self.cancel_btn.clicked.connect(self.cancel)
+        row.addWidget(self.train_btn)
+        row.addWidget(self.cancel_btn)
+        lay.addLayout(row)
+        self.bar = QProgressBar()
+        lay.addWidget(self.bar)
+        self.status = QLabel("Blocked chips are left out; you can go on reviewing while it trains.")
+        self.status.setWordWrap(True)
+        lay.addWidget(self.status)
+        self.result = QLabel("")
+        self.result.setWordWrap(True)
+        lay.addWidget(self.result)
+        lay.addStretch(1)
+        self.timer = QTimer(self)
+        self.timer.setInterval(POLL_MS)
+        self.timer.timeout.connect(self._poll)
+
+    # ------------------------------------------------------------------ running
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.state() != QProcess.ProcessState.NotRunning
+
+    def _command(self, kind: str) -> list[str]:
+        r = self.review
+        args = ["-m", "chipqa.cli", kind, str(r.dataset.root)]
+        if kind == "train":
+            args += ["--out", str(self.checkpoint)]
+        else:
+            args += ["--folds", str(self.folds.value()), "--out", str(self.oof_scores)]
+        if r.store is not None:
+            args += ["--blocklist", str(r.store.path)]
+        args += [
+            "--encoder",
+            self.encoder.currentText().strip(),
+            "--epochs",
+            str(self.epochs.value()),
+            "--train-batch-size",
+            str(self.batch.value()),
+            "--accelerator",
+            self.device.currentText(),
+            "--progress",
+            str(self.progress_path),
+            "-q",
+        ]
+        return args
+
+    def start(self) -> bool:
+        r = self.review
+        if self.running:
+            self._say("A training run is already going; cancel it first.", error=True)
+            return False
+        if r.dataset is None:
+            self._say("Open a dataset in the Review tab first.", error=True)
+            return False
+        out_dir = models_dir(r.dataset.root)
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            self._say(f"Cannot create {out_dir}: {exc}", error=True)
+            return False
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        self.checkpoint = out_dir / f"unet-{self.encoder.currentText().strip()}-{stamp}.ckpt"
+        self.oof_scores = out_dir / f"scores-oof{self.folds.value()}-{stamp}.csv"
+        self.before_model = r.predictor
+        self.before_iou = self.after_iou = None
+        self.result.setText("")
+        self._launch("train")
+        return True
+
+    def _launch(self, kind: str) -> None:
+        self._stage = kind
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        self.progress_path = models_dir(self.review.dataset.root) / f"progress-{kind}-{stamp}.jsonl"
+        self._offset = 0
+        self.last_events = []
+        proc = QProcess(self)
+        proc.setProcessChannelMode(QProcess.ProcessChannelMode.MergedChannels)
+        proc.finished.connect(self._on_finished)
+        self.process = proc
+        proc.start(sys.executable, self._command(kind))
+        self.train_btn.setEnabled(False)
+        self.cancel_btn.setEnabled(True)
+        self.bar.setRange(0, 0)
+        what = (
+            "Training" if kind == "train" else f"Out-of-fold scoring ({self.folds.value()} folds)"
+        )
+        self._say(f"{what} started in a separate process…")
+        self.timer.start()
+
+    def cancel(self) -> None:
+        if self.running:
+            self._say("Cancelling…")
+            self.process.terminate()  # SIGTERM: the trainer stops and writes no checkpoint
+            if not self.process.waitForFinished(30_000):
+                self.process.kill()
+
+    # ------------------------------------------------------------------ progress
+    def _poll(self) -> None:
+        if self.progress_path is None:
+            return
+        events, self._offset = read_progress(self.progress_path, self._offset)
+        for ev in events:
+            self.last_events.append(ev)
+            self._show_event(ev)
+
+    def _show_event(self, ev: dict) -> None:
+        from napari.utils import progress
+
+        kind = ev.get("event")
+        fold = f"fold {ev['fold']}/{ev['folds']}: " if "fold" in ev else ""
+        if kind == "start":
+            total = int(ev["epochs"]) * int(ev["steps_per_epoch"])
+            self.bar.setRange(0, max(total, 1))
+            self.bar.setValue(0)
+            if self._pbar is not None:
+                self._pbar.close()
+            self._pbar = progress(total=total, desc=f"chipqa: {fold}training {ev['encoder']}")
+            self._say(
+                f"{fold}training on {ev['train_chips']} chips ({ev['blocked']} blocked left "
+                f"out), validating on {ev['val_chips']}"
+            )
+        elif kind == "step":
+            self.bar.setValue(int(ev["step"]))
+            if self._pbar is not None:
+                self._pbar.update(int(ev["step"]) - self._pbar.n)
+                self._pbar.set_description(
+                    f"chipqa: {fold}epoch {ev['epoch'] + 1}, loss {ev['loss']:.3f}"
+                )
+        elif kind == "epoch":
+            eta = ev.get("eta_s", math.nan)
+            eta_txt = f", about {eta:.0f} s left" if eta == eta else ""
+            self._say(
+                f"{fold}epoch {ev['epoch'] + 1}: loss {ev.get('train_loss', math.nan):.3f}, "
+                f"validation IoU {ev.get('val_iou', math.nan):.3f}{eta_txt}"
+            )
+        elif kind == "warning":
+            self._say(ev.get("message", ""), error=True)
+        elif kind == "error":
+            self._say(f"Training failed: {ev.get('message')}", error=True)
+
+    def _close_pbar(self) -> None:
+        if self._pbar is not None:
+            self._pbar.close()
+            self._pbar = None
+
+    def _on_finished(self, code: int, status) -> None:
+        self.timer.stop()
+        self._poll()
+        self._close_pbar()
+        output = bytes(self.process.readAll()).decode(errors="replace").strip()
+        kinds = [e.get("event") for e in self.last_events]
+        self.process = None
+        self.train_btn.setEnabled(True)
+        self.cancel_btn.setEnabled(False)
+        self.bar.setRange(0, 1)
+        if "cancelled" in kinds or code == 130:
+            self._say("Cancelled; no checkpoint was written. The current model stays loaded.")
+            return
+        if code != 0:
+            last = output.splitlines()[-1] if output else f"exit code {code}"
+            if "error" not in kinds:
+                self._say(f"The {self._stage} process failed: {last}", error=True)
+            return
+        self.bar.setValue(1)
+        if self._stage == "train":
+            self._trained()
+        else:
+            self._oof_done()
+
+    def _trained(self) -> None:
+        from napari.qt.threading import create_worker
+
+        from chipqa.training import dataset_iou
+
+        _, info = read_checkpoint(self.checkpoint)
+        self.after_iou = float(info.extra.get("best_val_iou", math.nan))
+        val = list(info.extra.get("val_chips", []))
+        before = self.before_model
+        r = self.review
+
+        def before_job():
+            return dataset_iou(before, r.dataset, val) if before is not None and val else math.nan
+
+        def show_before(value):
+            self.before_iou = float(value)
+            self._show_result(before.name if before is not None else "none", len(val))
+
+        worker = create_worker(before_job)
+        worker.returned.connect(show_before)
+        worker.start()
+        self._show_result(before.name if before is not None else "none", len(val))
+        if self.folds.value() >= 2:
+            self._launch("score")
+        else:
+            r.model_edit.setText(str(self.checkpoint))
+            r._on_score()
+
+    def _oof_done(self) -> None:
+        from chipqa.scoring import read_scores
+
+        r = self.review
+        r.model_edit.setText(str(self.checkpoint))
+        r._start_review(read_scores(self.oof_scores))
+        r._say(f"Re-scored out-of-fold with {self.folds.value()} folds ({self.oof_scores.name}).")
+
+    def _show_result(self, before_name: str, n_val: int) -> None:
+        def fmt(x):
+            return "…" if x is None or x != x else f"{x:.3f}"
+
+        self.result.setText(
+            f"<b>Validation IoU</b> on {n_val} chips (labels as they are now):<br>"
+            f"before ({before_name}): <b>{fmt(self.before_iou)}</b> &nbsp;→&nbsp; "
+            f"after ({self.checkpoint.name}): <b>{fmt(self.after_iou)}</b>"
+        )
+
+    def _say(self, text: str, error: bool = False) -> None:
+        self.status.setText(text)
+        self.status.setStyleSheet("color: #ff6b6b;" if error else "")
+
+    def shutdown(self) -> None:
+        """Stop a running child process (the viewer is closing)."""
+        self.timer.stop()
+        if self.running:
+            self.process.terminate()
+            if not self.process.waitForFinished(10_000):
+                self.process.kill()
+        self._close_pbar()
