@@ -161,7 +161,7 @@ class ChipQAWidget(QWidget):
         self.chip_label = QLabel("")
         self.chip_label.setWordWrap(True)
         # A fixed height keeps the dock's layout still from chip to chip (no relayout).
-        self.chip_label.setFixedHeight(4 * self.chip_label.fontMetrics().lineSpacing() + 4)
+        self.chip_label.setFixedHeight(5 * self.chip_label.fontMetrics().lineSpacing() + 4)
         lay.addWidget(self.chip_label)
 
         row = QHBoxLayout()
@@ -505,14 +505,13 @@ class ChipQAWidget(QWidget):
             return "–" if math.isnan(f) else f"{f:.2f}"
 
         text = (
-            f"<b>{cid}</b> ({s.position + 1} of {len(s.order)} listed)"
-            f" · suspicion {num('suspicion')}"
-            f" · IoU {num('iou')} · label {fraction_text(row.get('label_cloud_fraction'))} cloud,"
+            f"<b>{cid}</b> · {s.position + 1} of {len(s.order)} listed"
+            f" · suspicion <b>{num('suspicion')}</b> · IoU {num('iou')}"
+            f"<br>cloud: label {fraction_text(row.get('label_cloud_fraction'))},"
             f" model {fraction_text(row.get('pred_cloud_fraction'))}"
-            f"<br>flags: {str(row.get('flags') or '–').replace(';', ', ')}"
-            f"<br>decision: <b>{d.decision if d else 'none yet'}</b>"
-            f"{f' ({d.reason})' if d and d.reason else ''}"
-            f" · {decided} of {total} decided"
+            f" · decision: <b>{d.decision if d else 'none yet'}</b>"
+            f"{f' ({d.reason})' if d and d.reason else ''} · {decided}/{total} decided"
+            f"<br>flags: {str(row.get('flags') or '–').replace(';', ' ')}"
         )
         error = row.get("error") or (self.loader.get(cid).error if self.loader else "")
         if error:
