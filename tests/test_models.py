@@ -112,3 +112,22 @@ def test_asking_for_cuda_without_a_gpu_says_so():
     assert resolve_device("auto").type == "cpu"
     with pytest.raises(ValueError, match="no usable CUDA GPU"):
         resolve_device("cuda")
+
+
+def test_local_rgb_encoder_weights_are_adapted_to_four_bands(tmp_path):
+    from chipqa._compat import import_smp
+
+    smp = import_smp()
+    rgb = smp.create_model("unet", encoder_name="resnet18", encoder_weights=None, in_channels=3)
+    torch.save(rgb.encoder.state_dict(), tmp_path / "resnet18_rgb.pth")
+    model = build_model(ModelConfig(encoder="resnet18"), tmp_path / "resnet18_rgb.pth")
+    w_rgb = rgb.encoder.conv1.weight.detach()
+    w = model.encoder.conv1.weight.detach()
+    assert w.shape[1] == 4
+    torch.testing.assert_close(w[:, :3], w_rgb * 3 / 4)
+    torch.testing.assert_close(w[:, 3], w_rgb.mean(1) * 3 / 4)
+    torch.testing.assert_close(
+        model.encoder.layer4[0].conv1.weight, rgb.encoder.layer4[0].conv1.weight
+    )
+    with pytest.raises(ValueError, match="does not fit encoder"):
+        build_model(ModelConfig(encoder="mobilenet_v2"), tmp_path / "resnet18_rgb.pth")

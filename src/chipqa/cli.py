@@ -70,6 +70,12 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--devices", default="1", help="devices per node (Lightning; 'auto' for all)")
     g.add_argument("--num-nodes", type=_positive_int, default=1, help="nodes for DDP")
     g.add_argument("--max-steps", type=int, default=-1, help="stop after this many steps (tests)")
+    g.add_argument(
+        "--encoder-weights",
+        default=None,
+        help="local file with pretrained encoder weights (a state_dict); "
+        "default: random initialisation, nothing is downloaded",
+    )
 
 
 def _synth_progress(quiet: bool):
@@ -247,6 +253,7 @@ def _train_config(args: argparse.Namespace):
         accelerator=args.accelerator,
         workers=args.workers,
         max_steps=args.max_steps,
+        encoder_weights=args.encoder_weights,
     )
 
 

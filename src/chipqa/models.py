@@ -191,18 +191,23 @@ def encoder_names() -> list[str]:
     return sorted(smp.encoders.get_encoder_names())
 
 
-def build_model(config: ModelConfig, encoder_weights: str | None = None) -> nn.Module:
+def build_model(config: ModelConfig, encoder_weights: str | Path | None = None) -> nn.Module:
     """Build a segmentation model with segmentation-models-pytorch's one factory.
 
     Args:
         config: architecture, encoder, channels and classes.
-        encoder_weights: ``None`` (random initialisation, the default: no download) or a
-            name smp knows (``"imagenet"``), which smp downloads.
+        encoder_weights: ``None`` (random initialisation, the default: no download), a
+            local file holding an encoder ``state_dict`` (see :func:`load_encoder_weights`),
+            or a name smp knows (``"imagenet"``), which smp downloads.
 
     Raises:
         ValueError: the encoder or architecture does not exist (the message lists the
-            valid ones).
+            valid ones), or the weights file does not fit the encoder.
     """
+    if encoder_weights is not None and Path(encoder_weights).is_file():
+        model = build_model(config, None)
+        load_encoder_weights(model, encoder_weights)
+        return model
     from chipqa._compat import import_smp
 
     smp = import_smp()
@@ -222,6 +227,45 @@ def build_model(config: ModelConfig, encoder_weights: str | None = None) -> nn.M
         )
     except KeyError as exc:
         raise ValueError(f"unknown architecture {config.arch!r}: {exc}") from exc
+
+
+def load_encoder_weights(model: nn.Module, path: str | Path) -> None:
+    """Load pretrained encoder weights from a local file into ``model.encoder``.
+
+    The file is a ``state_dict`` of the encoder (for example saved from an smp model
+    built with ``encoder_weights="imagenet"`` on a machine with internet access); read
+    with ``weights_only=True``. Weights made for 3-band (RGB) input are adapted to the
+    model's bands the way smp does it: the RGB kernels are kept and every further band
+    gets their mean, and the first layer is scaled by 3 / number of bands.
+
+    Raises:
+        ValueError: the file is not a state_dict or does not fit the encoder.
+    """
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"{path} cannot be read as an encoder state_dict ({exc})") from exc
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise ValueError(f"{path} does not hold an encoder state_dict (a mapping of tensors)")
+    own = model.encoder.state_dict()
+    adapted = {}
+    for key, value in state.items():
+        target = own.get(key)
+        if target is not None and value.ndim == 4 and value.shape[1] != target.shape[1]:
+            n_in = target.shape[1]
+            extra = value.mean(1, keepdim=True).repeat(1, n_in - value.shape[1], 1, 1)
+            value = torch.cat([value, extra], 1) * (value.shape[1] / n_in)
+        adapted[key] = value
+    missing = [k for k in own if k not in adapted]
+    bad = [k for k in own if k in adapted and adapted[k].shape != own[k].shape]
+    if missing or bad:
+        raise ValueError(
+            f"{path} does not fit encoder {type(model.encoder).__name__}: {len(missing)} missing "
+            f"and {len(bad)} differently shaped tensors (e.g. {(missing + bad)[0]})"
+        )
+    model.encoder.load_state_dict({k: adapted[k] for k in own}, strict=True)
 
 
 class UNetPredictor(Predictor):

@@ -57,6 +57,7 @@ class TrainConfig:
     workers: int = 2
     max_steps: int = -1
     augment: bool = True
+    encoder_weights: str | None = None
     stats_chips: int = 64
 
 
@@ -262,7 +263,7 @@ def _lightning():
     return pl
 
 
-def make_module(config: ModelConfig, lr: float):
+def make_module(config: ModelConfig, lr: float, encoder_weights: str | None = None):
     """The LightningModule (built lazily so that importing chipqa does not import Lightning)."""
     pl = _lightning()
 
@@ -271,7 +272,7 @@ def make_module(config: ModelConfig, lr: float):
             super().__init__()
             self.config = config
             self.lr = lr
-            self.model = build_model(config)
+            self.model = build_model(config, encoder_weights)
             shape = (1, len(config.mean), 1, 1)
             self.register_buffer("mean", torch.tensor(config.mean).view(shape), persistent=False)
             self.register_buffer("std", torch.tensor(config.std).view(shape), persistent=False)
@@ -496,7 +497,7 @@ def train(
         mean, std = band_statistics(train_records, cfg.stats_chips, cfg.seed)
         model_cfg = ModelConfig(encoder=cfg.encoder, mean=mean, std=std)
         try:
-            build_model(model_cfg)
+            build_model(model_cfg, cfg.encoder_weights)
         except ValueError as exc:
             raise TrainingError(str(exc)) from exc
         result = _fit(
@@ -574,7 +575,7 @@ def _fit(
         encoder=model_cfg.encoder,
         blocked=len(blocked),
     )
-    module = make_module(model_cfg, cfg.lr)
+    module = make_module(model_cfg, cfg.lr, cfg.encoder_weights)
     progress_cb = _progress_callback(writer, cfg.epochs, steps)
     cuda = accelerator == "gpu" or (accelerator == "auto" and torch.cuda.is_available())
     log_dir.mkdir(parents=True, exist_ok=True)
