@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -356,6 +357,32 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"scores:        {scores_path}")
     print(f"contact sheet: {sheet}")
     print(f"truth:         {truth_dir / 'planted_errors.csv'}")
+    if args.view == "yes" or (args.view == "auto" and _can_open_viewer()):
+        return _open_napari(data)
+    return 0
+
+
+def _can_open_viewer() -> bool:
+    """An interactive terminal with a display: the demo then continues in napari."""
+    has_display = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    return has_display and sys.stdin.isatty() and sys.stdout.isatty()
+
+
+def _open_napari(data: Path) -> int:
+    try:
+        import napari
+    except ImportError:
+        print(
+            'napari is not installed: pip install "chipqa[napari]" to review the chips in it',
+            file=sys.stderr,
+        )
+        return 0
+    from chipqa._qt.review_widget import open_in_viewer
+
+    print("opening napari with the Chip QA widget (close the window to finish)")
+    viewer = napari.Viewer(title="chipqa demo")
+    open_in_viewer(viewer, data)
+    napari.run()
     return 0
 
 
@@ -449,6 +476,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--error-rate", type=_fraction, default=0.15)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sheet", type=_positive_int, default=24, help="chips on the contact sheet")
+    p.add_argument(
+        "--view",
+        choices=["auto", "yes", "no"],
+        default="auto",
+        help="open the data in napari afterwards (auto: when run from a terminal with a display)",
+    )
     p.add_argument("--top", type=int, default=15, help="rows to print (default 15)")
     p.add_argument("-q", "--quiet", action="store_true")
     _add_scoring_options(p)
