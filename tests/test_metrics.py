@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from chipqa._compat import import_smp
-from chipqa.metrics import chip_stats, per_chip_iou, soft_min
+from chipqa.metrics import _packable, chip_stats, per_chip_iou, soft_min
 
 
 def numpy_iou(pred: np.ndarray, target: np.ndarray, valid: np.ndarray) -> float:
@@ -22,7 +22,7 @@ def numpy_iou(pred: np.ndarray, target: np.ndarray, valid: np.ndarray) -> float:
 @pytest.fixture
 def batch():
     rng = np.random.default_rng(1)
-    b, h, w = 12, 24, 20
+    b, h, w = 12, 23, 24
     prob = rng.random((b, h, w)).astype(np.float32)
     label = (rng.random((b, h, w)) > 0.5).astype(np.uint8)
     valid = rng.random((b, h, w)) > 0.2
@@ -38,8 +38,10 @@ def batch():
     return prob, label, valid
 
 
-def test_iou_matches_numpy_reference_with_nodata_and_empty_masks(batch):
-    prob, label, valid = batch
+@pytest.mark.parametrize("width", [24, 21])  # 23×24 packs into int64 words, 23×21 does not
+def test_iou_matches_numpy_reference_with_nodata_and_empty_masks(batch, width):
+    prob, label, valid = (np.ascontiguousarray(a[..., :width]) for a in batch)
+    assert _packable(torch.from_numpy(valid)) == (width == 24)
     got = per_chip_iou(
         torch.from_numpy(prob >= 0.5), torch.from_numpy(label == 1), torch.from_numpy(valid)
     ).numpy()

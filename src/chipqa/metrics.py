@@ -31,6 +31,25 @@ def _flat(t: Tensor) -> Tensor:
     return t.reshape(t.shape[0], -1)
 
 
+_BYTE_SUM = 0x0101010101010101
+
+
+def _count_words(words: Tensor) -> Tensor:
+    """Per-row count of set bytes in int64 words holding 8 bool bytes each.
+
+    Multiplying a word by 0x0101…01 adds all its bytes into the top byte (each byte is 0
+    or 1, so the sum, at most 8, never carries); the shift reads it out. One multiply
+    and one sum per 8 pixels instead of one sum per pixel.
+    """
+    return ((words * _BYTE_SUM) >> 56).sum(1)
+
+
+def _packable(*masks: Tensor) -> bool:
+    return all(
+        m.dtype == torch.bool and m.is_contiguous() and (m[0].numel() % 8 == 0) for m in masks
+    )
+
+
 def confusion_counts(pred: Tensor, target: Tensor, valid: Tensor) -> dict[str, Tensor]:
     """Per-chip pixel counts of a binary prediction against a binary target.
 
@@ -42,12 +61,20 @@ def confusion_counts(pred: Tensor, target: Tensor, valid: Tensor) -> dict[str, T
     Returns:
         int64 tensors of shape ``(B,)``: ``tp``, ``fp``, ``fn``, ``tn`` and ``n_valid``.
     """
-    p = _flat(pred & valid)
-    t = _flat(target & valid)
-    n_valid = _flat(valid).sum(1)
-    tp = (p & t).sum(1)
-    n_pred = p.sum(1)
-    n_target = t.sum(1)
+    b = pred.shape[0]
+    if _packable(pred, target, valid):
+        # Eight pixels per int64 word: bitwise AND and counting on 8× fewer elements.
+        v = valid.reshape(b, -1).view(torch.int64)
+        p = pred.reshape(b, -1).view(torch.int64) & v
+        t = target.reshape(b, -1).view(torch.int64) & v
+        tp, n_pred, n_target, n_valid = (_count_words(x) for x in (p & t, p, t, v))
+    else:
+        p = _flat(pred & valid)
+        t = _flat(target & valid)
+        n_valid = _flat(valid).sum(1)
+        tp = (p & t).sum(1)
+        n_pred = p.sum(1)
+        n_target = t.sum(1)
     fp = n_pred - tp
     fn = n_target - tp
     tn = n_valid - tp - fp - fn
