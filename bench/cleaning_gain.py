@@ -100,23 +100,21 @@ def main() -> None:
     )
 
     print("\nranking the planted errors (average precision):")
+    def ap(scores) -> float:
+        return report_against_truth(scores, truth).average_precision
+
     base = score_dataset(ds, SpectralBaseline())
-    print(
-        f"  baseline (no training)        AP {report_against_truth(base, truth).average_precision:.3f}"
-    )
+    print(f"  baseline (no training)        AP {ap(base):.3f}")
     t = time.perf_counter()
     insample_cfg = TrainConfig(**{**cfg.__dict__, "val_fraction": 0.0})
     res = train(ds, work / "insample.ckpt", config=insample_cfg)
     ins = score_dataset(ds, load_predictor(res.checkpoint, device="auto"))
-    print(
-        f"  U-Net, in-sample              AP {report_against_truth(ins, truth).average_precision:.3f}"
-        f"  ({time.perf_counter() - t:.0f} s)"
-    )
+    print(f"  U-Net, in-sample              AP {ap(ins):.3f}  ({time.perf_counter() - t:.0f} s)")
     t = time.perf_counter()
     oof = score_out_of_fold(ds, args.folds, work / "oof", config=insample_cfg)
     print(
-        f"  U-Net, {args.folds}-fold out-of-fold     "
-        f"AP {report_against_truth(oof, truth).average_precision:.3f}  ({time.perf_counter() - t:.0f} s)"
+        f"  U-Net, {args.folds}-fold out-of-fold     AP {ap(oof):.3f}"
+        f"  ({time.perf_counter() - t:.0f} s)"
     )
     print(f"total {time.perf_counter() - t0:.0f} s")
 
