@@ -124,6 +124,26 @@ class ChipDataset:
         self.layout = layout
         self.records = records
         self._by_id = {r.chip_id: r for r in records}
+        self.cache = None
+        """A :class:`chipqa.cache.ChipCache` to read from first (see :meth:`use_cache`)."""
+
+    def use_cache(self, cache=None) -> bool:
+        """Read chips from a cache when it holds them (default: the dataset's own
+        ``<dataset>_cache`` if one was built); returns whether a cache is in use."""
+        if cache is None:
+            from chipqa.cache import ChipCache
+
+            cache = ChipCache.open(self.root)
+        self.cache = cache
+        return cache is not None
+
+    def read_record(self, record: ChipRecord) -> Chip:
+        """Read one chip, from the cache when it holds an up-to-date copy."""
+        if self.cache is not None:
+            chip = self.cache.read(record)
+            if chip is not None:
+                return chip
+        return read_chip(record)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -151,8 +171,8 @@ class ChipDataset:
         return sum(r.label_path is not None for r in self.records)
 
     def read(self, key: int | str) -> Chip:
-        """Read one chip (see :func:`read_chip`)."""
-        return read_chip(self[key])
+        """Read one chip (see :func:`read_chip`; from the cache when one is in use)."""
+        return self.read_record(self[key])
 
     def __repr__(self) -> str:
         return f"ChipDataset({str(self.root)!r}, layout={self.layout!r}, chips={len(self)})"

@@ -139,13 +139,16 @@ def flags_for(row: dict) -> list[str]:
 
 
 def _read_ahead(
-    records: list[ChipRecord], workers: int, depth: int
+    records: list[ChipRecord],
+    workers: int,
+    depth: int,
+    read: Callable[[ChipRecord], Chip] = read_chip,
 ) -> Iterator[tuple[ChipRecord, Chip | ChipReadError]]:
     """Read chips in a thread pool, at most ``depth`` ahead, yielding them in order."""
 
     def load(rec: ChipRecord) -> Chip | ChipReadError:
         try:
-            return read_chip(rec)
+            return read(rec)
         except ChipReadError as exc:
             return exc
         except Exception as exc:  # an unexpected failure is still this chip's alone
@@ -247,9 +250,10 @@ def iter_scores(
     with ``error`` set and the run goes on. Suitable for a GUI worker (one yield per
     batch: a natural place to report progress and to cancel).
     """
+    read = dataset.read_record if isinstance(dataset, ChipDataset) else read_chip
     records = list(dataset)
     depth = max(2 * batch_size, workers * 2)
-    for batch, failed in _batches(_read_ahead(records, workers, depth), batch_size):
+    for batch, failed in _batches(_read_ahead(records, workers, depth, read), batch_size):
         rows = []
         for rec, err in failed:
             row = _base_row(rec, predictor.name)
@@ -314,8 +318,9 @@ def score_dataset(
         should_stop: polled after each batch; when it returns True the run stops and the
             chips scored so far are returned.
     """
-    records = list(dataset)
-    total = len(records)
+    if not isinstance(dataset, ChipDataset):
+        dataset = list(dataset)
+    total = len(dataset)
     bar = None
     callback = progress if callable(progress) else None
     if progress is True:
@@ -326,7 +331,7 @@ def score_dataset(
     errors = 0
     try:
         for batch_rows in iter_scores(
-            records, predictor, batch_size=batch_size, workers=workers, threshold=threshold
+            dataset, predictor, batch_size=batch_size, workers=workers, threshold=threshold
         ):
             rows.extend(batch_rows)
             errors += sum(1 for r in batch_rows if r.get("error"))

@@ -178,17 +178,20 @@ class ChipTrainingSet(Dataset):
     :func:`collate`.
     """
 
-    def __init__(self, records: Sequence[ChipRecord], augment: bool, seed: int = 0):
+    def __init__(self, records: Sequence[ChipRecord], augment: bool, seed: int = 0, cache=None):
         self.records = list(records)
         self.augment = augment
         self.seed = seed
+        self.cache = cache  # a ChipCache pickles without its memory maps (worker-safe)
 
     def __len__(self) -> int:
         return len(self.records)
 
     def __getitem__(self, i: int):
+        rec = self.records[i]
         try:
-            chip = read_chip(self.records[i])
+            chip = self.cache.read(rec) if self.cache is not None else None
+            chip = chip if chip is not None else read_chip(rec)
         except ChipReadError:
             return None
         bands = chip.bands.astype(np.float32)

@@ -313,6 +313,7 @@ class ChipQAWidget(QWidget):
             return False
         try:
             dataset = open_dataset(text)
+            dataset.use_cache()  # `chipqa cache DATA` makes the prefetch read one file
             predictor = load_predictor(self.model_edit.text().strip() or "baseline", device="auto")
         except (ChipqaError, ValueError) as exc:
             self._say(str(exc), error=True)

@@ -1,0 +1,88 @@
+"""The chip cache: same pixels as the TIFFs, never stale, never required."""
+
+from __future__ import annotations
+
+import os
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from chipqa.cache import ChipCache, build_cache, cache_dir_for
+from chipqa.cli import main
+from chipqa.dataset import open_dataset, read_chip
+from chipqa.synth import generate_dataset
+from conftest import make_bands, write_chip
+
+
+@pytest.fixture
+def data(tmp_path):
+    res = generate_dataset(tmp_path / "data", n_chips=10, size=32, seed=2, nodata_rate=0.3)
+    write_chip(res.root, "zzunlabelled", make_bands(32), None)  # predicted, not scored
+    write_chip(res.root, "zzbigger", make_bands(48), np.zeros((48, 48), np.uint8))  # other size
+    return res.root
+
+
+def test_cached_chips_are_the_tiff_chips(data):
+    ds = open_dataset(data)
+    cache = build_cache(ds)
+    assert cache.folder == cache_dir_for(data) and len(cache) == 11  # all but the 48 px chip
+    for rec in ds:
+        from_cache = cache.read(rec)
+        if rec.chip_id == "zzbigger":
+            assert from_cache is None
+            continue
+        tiff = read_chip(rec)
+        np.testing.assert_array_equal(from_cache.bands, tiff.bands)
+        np.testing.assert_array_equal(from_cache.valid, tiff.valid)
+        if tiff.label is None:
+            assert from_cache.label is None
+        else:
+            np.testing.assert_array_equal(from_cache.label, tiff.label)
+
+
+def test_a_changed_source_file_is_read_from_the_tiff_again(data):
+    ds = open_dataset(data)
+    build_cache(ds)
+    rec = ds[0]
+    cache = ChipCache.open(data)
+    assert cache.holds(rec)
+    import rasterio
+
+    with rasterio.open(rec.band_paths[2]) as src:
+        profile = src.profile
+    new = np.full((32, 32), 1234, np.uint16)
+    with rasterio.open(rec.band_paths[2], "w", **profile) as dst:
+        dst.write(new, 1)
+    st = os.stat(rec.band_paths[2])
+    os.utime(rec.band_paths[2], ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert not cache.holds(rec) and cache.read(rec) is None
+    ds.use_cache()
+    np.testing.assert_array_equal(ds.read(rec.chip_id).bands[2], new)
+
+
+def test_scores_from_the_cache_equal_scores_from_tiffs_and_it_pickles(data, tmp_path):
+    assert main(["score", str(data), "--out", str(tmp_path / "a.csv"), "--cache", "off", "-q"]) == 0
+    assert main(["cache", str(data), "-q"]) == 0
+    assert main(["score", str(data), "--out", str(tmp_path / "b.csv"), "-q"]) == 0
+    a, b = pd.read_csv(tmp_path / "a.csv"), pd.read_csv(tmp_path / "b.csv")
+    pd.testing.assert_frame_equal(a, b)
+    cache = ChipCache.open(data)
+    cache.read(open_dataset(data)[0])  # maps opened
+    clone = pickle.loads(pickle.dumps(cache))
+    assert clone._bands is None and clone.read(open_dataset(data)[0]) is not None
+
+
+def test_an_interrupted_rebuild_keeps_the_old_cache(data, monkeypatch):
+    ds = open_dataset(data)
+    build_cache(ds)
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("chipqa.cache._signature", boom)
+    with pytest.raises(KeyboardInterrupt):
+        build_cache(ds)
+    monkeypatch.undo()
+    assert ChipCache.open(data).holds(ds[0])
