@@ -100,6 +100,7 @@ def main() -> None:
     )
 
     print("\nranking the planted errors (average precision):")
+
     def ap(scores) -> float:
         return report_against_truth(scores, truth).average_precision
 

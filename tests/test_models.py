@@ -31,6 +31,14 @@ def test_baseline_finds_bright_white_cloud_over_vegetation():
     assert prob[50:, :].mean() < 0.1
 
 
+def test_fast_baseline_computes_the_documented_model():
+    rng = np.random.default_rng(4)
+    bands = torch.from_numpy(rng.integers(0, 15000, (3, 4, 37, 41)).astype(np.uint16))
+    base = SpectralBaseline()
+    fast, ref = base.predict_proba(bands), base.predict_proba_reference(bands)
+    torch.testing.assert_close(fast, ref, atol=2e-6, rtol=0)
+
+
 @pytest.mark.parametrize("encoder", ["resnet34", "mobilenet_v2", "inceptionv4"])
 def test_factory_builds_four_band_unets_without_downloading(encoder):
     model = build_model(ModelConfig(encoder=encoder))

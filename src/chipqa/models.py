@@ -142,17 +142,38 @@ class SpectralBaseline(Predictor):
         ndvi = (nir - red) / (nir + red).clamp(min=1e-3)
         return torch.stack([vis, whiteness, hot, gap, ndvi], dim=1)
 
-    def predict_proba(self, bands: Tensor) -> Tensor:
+    def predict_proba_reference(self, bands: Tensor) -> Tensor:
+        """The model written plainly (:meth:`features`, then the logistic and the window);
+        :meth:`predict_proba` computes the same numbers about three times faster."""
         f = self.features(bands)
         w = torch.tensor(self.coefficients[1:], dtype=f.dtype, device=f.device)
-        logit = self.coefficients[0] + torch.einsum("bfhw,f->bhw", f, w)
-        prob = torch.sigmoid(logit)
+        prob = torch.sigmoid(self.coefficients[0] + torch.einsum("bfhw,f->bhw", f, w))
         k = self.smooth_px
         if k > 1 and min(prob.shape[-2:]) >= k:
-            prob = F.avg_pool2d(
-                prob[:, None], k, stride=1, padding=k // 2, count_include_pad=False
-            )[:, 0]
+            prob = F.avg_pool2d(prob[:, None], k, 1, k // 2, count_include_pad=False)[:, 0]
         return prob.clamp(0.0, 1.0)
+
+    def predict_proba(self, bands: Tensor) -> Tensor:
+        # Fused form of predict_proba_reference: works in DN (the 1e-4 of reflectance is
+        # folded into the linear coefficients; the other features are ratios), in place,
+        # without stacking the features; the box filter runs as two 1-D passes.
+        c = self.coefficients
+        r = bands.to(torch.float32)
+        blue, green, red, nir = r.unbind(1)
+        vis = (blue + green + red).mul_(1.0 / 3.0)
+        inv = vis.clamp(min=10.0).reciprocal_()  # 10 DN = the reference's 1e-3 reflectance
+        logit = (blue - vis).abs_().add_((green - vis).abs_()).add_((red - vis).abs_())
+        logit.mul_(inv).mul_(c[2])
+        logit.add_(vis, alpha=c[1] * 1e-4).add_(blue, alpha=c[3] * 1e-4)
+        logit.add_(red, alpha=-0.5 * c[3] * 1e-4)
+        logit.add_((nir * inv).clamp_(max=4.0).sub_(1.0).abs_(), alpha=c[4])
+        logit.add_((nir - red).div_((nir + red).clamp_(min=10.0)), alpha=c[5]).add_(c[0])
+        prob = logit.sigmoid_()[:, None]
+        k = self.smooth_px
+        if k > 1 and min(prob.shape[-2:]) >= k:
+            prob = F.avg_pool2d(prob, (1, k), 1, (0, k // 2), count_include_pad=False)
+            prob = F.avg_pool2d(prob, (k, 1), 1, (k // 2, 0), count_include_pad=False)
+        return prob[:, 0].clamp_(0.0, 1.0)
 
 
 @dataclass
