@@ -71,7 +71,19 @@ def test_scores_from_the_cache_equal_scores_from_tiffs_and_it_pickles(data, tmp_
     cache = ChipCache.open(data)
     cache.read(open_dataset(data)[0])  # maps opened
     clone = pickle.loads(pickle.dumps(cache))
-    assert clone._bands is None and clone.read(open_dataset(data)[0]) is not None
+    assert clone._mm is None and clone.read(open_dataset(data)[0]) is not None
+
+
+def test_many_reader_threads_open_the_maps_safely(data):
+    from concurrent.futures import ThreadPoolExecutor
+
+    ds = open_dataset(data)
+    build_cache(ds)
+    for _ in range(5):
+        cache = ChipCache.open(data)
+        with ThreadPoolExecutor(8) as pool:
+            chips = list(pool.map(cache.read, list(ds)[:10]))
+        assert all(c is not None for c in chips)
 
 
 def test_an_interrupted_rebuild_keeps_the_old_cache(data, monkeypatch):

@@ -70,19 +70,24 @@ class ChipCache:
         self.folder = Path(folder)
         self.entries = entries
         self.shape = shape
-        self._bands = None
-        self._labels = None
+        self._mm: tuple[np.ndarray, np.ndarray] | None = None
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        state["_bands"] = state["_labels"] = None
+        state["_mm"] = None
         return state
 
-    def _maps(self):
-        if self._bands is None:
-            self._bands = np.load(self.folder / "bands.npy", mmap_mode="r")
-            self._labels = np.load(self.folder / "labels.npy", mmap_mode="r")
-        return self._bands, self._labels
+    def _maps(self) -> tuple[np.ndarray, np.ndarray]:
+        # Reader threads may get here together: build both maps, then publish them in
+        # one assignment, so no thread ever sees one map without the other.
+        maps = self._mm
+        if maps is None:
+            maps = (
+                np.load(self.folder / "bands.npy", mmap_mode="r"),
+                np.load(self.folder / "labels.npy", mmap_mode="r"),
+            )
+            self._mm = maps
+        return maps
 
     def __len__(self) -> int:
         return len(self.entries)
