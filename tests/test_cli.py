@@ -90,25 +90,22 @@ def test_synth_refuses_a_folder_that_is_not_empty(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_demo_runs_from_the_console_script(tmp_path):
-    exe = [sys.executable, "-m", "chipqa.cli"]
-    res = subprocess.run(
-        exe
-        + [
-            "demo",
-            str(tmp_path / "demo"),
-            "--chips",
-            "30",
-            "--size",
-            "64",
-            "--error-rate",
-            "0.2",
-            "--sheet",
-            "6",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "chipqa.cli",
+        "demo",
+        str(tmp_path / "demo"),
+        "--chips",
+        "30",
+        "--size",
+        "64",
+        "--error-rate",
+        "0.2",
+        "--sheet",
+        "6",
+    ]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     assert "average precision" in res.stdout and "precision@k" in res.stdout
     sheet = tmp_path / "demo" / "contact_sheet.png"
@@ -119,22 +116,5 @@ def test_demo_runs_from_the_console_script(tmp_path):
     scores = pd.read_csv(tmp_path / "demo" / "scores.csv")
     assert len(scores) == 30
     # Running it again reuses the data instead of failing or regenerating.
-    again = subprocess.run(
-        exe
-        + [
-            "demo",
-            str(tmp_path / "demo"),
-            "--chips",
-            "30",
-            "--size",
-            "64",
-            "--error-rate",
-            "0.2",
-            "--sheet",
-            "6",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "reusing" in again.stdout
