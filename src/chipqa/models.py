@@ -478,10 +478,6 @@ def load_predictor(spec: str | Path, device: str | torch.device | None = "auto")
     return UNetPredictor(model, info.config, name=name).to(dev)
 
 
-def count_parameters(model: nn.Module) -> int:
-    return int(sum(p.numel() for p in model.parameters()))
-
-
 __all__ = [
     "CheckpointInfo",
     "ModelConfig",

@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader, Dataset
 from chipqa.blocklist import blocked_ids
 from chipqa.dataset import ChipDataset, ChipRecord, open_dataset, read_chip
 from chipqa.errors import ChipqaError, ChipReadError
-from chipqa.models import ModelConfig, UNetPredictor, build_model, resolve_device, save_checkpoint
+from chipqa.models import ModelConfig, build_model, save_checkpoint
 
 
 class TrainingError(ChipqaError):
@@ -669,9 +669,3 @@ def dataset_iou(
         fn += int((~pred & target).sum())
     union = tp + fp + fn
     return tp / union if union else 1.0
-
-
-def predictor_from_result(result: TrainResult, device: str = "auto") -> UNetPredictor:
-    from chipqa.models import load_predictor
-
-    return load_predictor(result.checkpoint, device=resolve_device(device))  # type: ignore[return-value]

@@ -39,7 +39,13 @@ from chipqa.dataset import ChipDataset, open_dataset
 from chipqa.errors import ChipqaError
 from chipqa.models import Predictor, load_predictor
 from chipqa.review import ChipLoader, ReviewSession, fraction_text
-from chipqa.scoring import atomic_write_csv, finalize, iter_scores, read_scores
+from chipqa.scoring import (
+    FLAG_DESCRIPTIONS,
+    atomic_write_csv,
+    finalize,
+    iter_scores,
+    read_scores,
+)
 
 if TYPE_CHECKING:
     import napari
@@ -448,6 +454,10 @@ class ChipQAWidget(QWidget):
         self.flag_combo.addItem("all flags", None)
         for f in self.session.flags_present:
             self.flag_combo.addItem(f, f)
+            tip = FLAG_DESCRIPTIONS.get(f, "")
+            self.flag_combo.setItemData(
+                self.flag_combo.count() - 1, tip, Qt.ItemDataRole.ToolTipRole
+            )
         self.flag_combo.blockSignals(False)
         self.table_model.set_session(self.session)
         if store.merged_from_elsewhere or len(store):
