@@ -338,6 +338,32 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mask(args: argparse.Namespace) -> int:
+    from chipqa.models import load_predictor
+    from chipqa.scene import mask_scene, open_scene
+
+    scene = open_scene(args.scene)
+    predictor = load_predictor(args.model, device=args.device)
+    t0 = time.perf_counter()
+    bar = _synth_progress(args.quiet)
+    out = mask_scene(
+        scene,
+        predictor,
+        args.out,
+        tile=args.tile,
+        overlap=args.overlap,
+        batch_size=args.batch_size,
+        classes=args.classes,
+        progress=bar,
+    )
+    if not args.quiet:
+        print(
+            f"masked {scene.width}×{scene.height} px with {predictor.name} on "
+            f"{predictor.device} in {time.perf_counter() - t0:.1f} s; wrote {out}"
+        )
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from chipqa.dataset import open_dataset
     from chipqa.evaluate import read_truth, report_against_truth
@@ -490,6 +516,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_training_options(p)
     _add_cache_option(p)
     p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser(
+        "mask",
+        help="cloud mask of a whole scene as a Cloud-Optimized GeoTIFF",
+        description="Tiled inference with blended overlaps over a scene of any size (a "
+        "4-band GeoTIFF/COG/VRT in B02 B03 B04 B08 order, or a folder of B02.tif … B08.tif); "
+        "writes uint8 cloud probability in percent (or classes) as a COG on the scene's grid.",
+    )
+    p.add_argument("scene", help="scene file or folder")
+    p.add_argument("--out", required=True, help="mask to write (.tif, Cloud-Optimized GeoTIFF)")
+    p.add_argument("--model", default="baseline", help="'baseline' or a chipqa checkpoint")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--tile", type=_positive_int, default=512)
+    p.add_argument("--overlap", type=int, default=64)
+    p.add_argument("--batch-size", type=_positive_int, default=4)
+    p.add_argument("--classes", action="store_true", help="write 0/1 classes, not probability")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_mask)
 
     p = sub.add_parser(
         "cache",
