@@ -300,3 +300,17 @@ def test_cancelling_retraining_ends_the_process_and_writes_no_checkpoint(
     assert not w.retrain.checkpoint.exists()
     assert not list(w.retrain.checkpoint.parent.glob("*.ckpt*"))
     assert w.predictor.name == "baseline"
+
+
+def test_opening_a_dataset_folder_in_napari_docks_the_widget(make_napari_viewer, qtbot, fresh_root):
+    viewer = make_napari_viewer(show=True)
+    viewer.open(str(fresh_root), plugin="chipqa")
+
+    def docked():
+        return [w for w in viewer.window.dock_widgets.values() if isinstance(w, ChipQAWidget)]
+
+    qtbot.waitUntil(lambda: len(docked()) == 1, timeout=30_000)
+    w = docked()[0]
+    qtbot.waitUntil(lambda: w.session is not None and w._worker is None, timeout=60_000)
+    assert w.dataset.root == fresh_root and len(w.session.order) == 16
+    assert viewer.layers[SIDE_BY_SIDE_LAYER].metadata["chip_id"] == w.session.current
