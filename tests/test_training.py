@@ -197,3 +197,17 @@ def test_out_of_fold_scores_each_chip_with_a_model_that_never_saw_it(tiny, tmp_p
         scored = set(df.loc[df["model"].str.endswith(f"fold{fold}"), "chip_id"])
         _, info = load_checkpoint(tmp_path / "oof.folds" / f"fold{fold}.ckpt")
         assert scored and not scored & set(info.train_chips)
+
+
+def test_a_batch_of_only_unreadable_chips_is_skipped_not_fatal(tmp_path):
+    # collate() returns None for such a batch; Lightning skips the step and reports
+    # outputs=None to the callbacks, which must not fail.
+    from chipqa.training import ProgressWriter, _progress_callback, collate
+
+    assert collate([None, None]) is None
+    writer = ProgressWriter(tmp_path / "p.jsonl")
+    callback = _progress_callback(writer, epochs=1, steps_per_epoch=1)
+    callback.on_train_batch_end(None, None, None, None, 0)
+    callback.on_train_batch_end(None, None, {"loss": None}, None, 0)
+    writer.close()
+    assert read_progress(tmp_path / "p.jsonl")[0] == []

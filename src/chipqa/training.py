@@ -87,12 +87,15 @@ class ProgressWriter:
     def __init__(self, path: str | Path | None, echo: Callable[[dict], None] | None = None):
         self.path = Path(path) if path else None
         self.echo = echo
+        self.enabled = True
         self._f = None
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._f = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
 
     def emit(self, event: str, **data: Any) -> None:
+        if not self.enabled:
+            return
         rec = {"event": event, "time": time.time(), **data}
         if self._f is not None:
             self._f.write(json.dumps(rec, allow_nan=True) + "\n")
@@ -261,6 +264,9 @@ def dice_bce_loss(logits: torch.Tensor, label: torch.Tensor, valid: torch.Tensor
 
 
 def _lightning():
+    from chipqa._compat import import_torchvision
+
+    import_torchvision()  # Lightning imports torchmetrics, which imports torchvision
     import lightning.pytorch as pl
 
     return pl
@@ -369,8 +375,15 @@ def _progress_callback(writer: ProgressWriter, epochs: int, steps_per_epoch: int
             elapsed = time.monotonic() - self.t0
             return elapsed / done * max(total - done, 0) if done else math.nan
 
+        def on_fit_start(self, trainer, module):
+            writer.enabled = trainer.global_rank == 0  # one writer under DDP
+
         def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-            loss = outputs["loss"].item() if isinstance(outputs, dict) else float(outputs)
+            if isinstance(outputs, dict):
+                outputs = outputs.get("loss")
+            if outputs is None:  # a batch whose chips were all unreadable: skipped
+                return
+            loss = float(outputs)
             writer.emit(
                 "step",
                 epoch=trainer.current_epoch,
@@ -525,6 +538,9 @@ def train(
         return result
     except TrainingError as exc:
         writer.emit("error", message=str(exc))
+        raise
+    except Exception as exc:  # still tell a follower that the run is over
+        writer.emit("error", message=f"{type(exc).__name__}: {exc}")
         raise
     except (KeyboardInterrupt, SystemExit):  # Lightning turns Ctrl-C/SIGTERM into SystemExit
         writer.emit("cancelled")
