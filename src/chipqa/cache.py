@@ -6,6 +6,7 @@ once into::
 
     <dataset>_cache/bands.npy    (N, 4, H, W) uint16, reflectance x 10 000, 0 = nodata
     <dataset>_cache/labels.npy   (N, H, W)    uint8, 0/1, 255 = no label or nodata
+    <dataset>_cache/scl.npy      (N, H, W)    uint8, Sen2Cor SCL on the chip grid (0 = none)
     <dataset>_cache/index.json   chip ids, rows, and the size and mtime of every source file
 
 both read as memory maps, so a chip is a slice of a file the operating system keeps in
@@ -27,10 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-from chipqa.dataset import LABEL_NODATA, Chip, ChipDataset, ChipRecord, read_chip
+from chipqa.dataset import LABEL_NODATA, SCL_NAME, Chip, ChipDataset, ChipRecord, read_chip
 from chipqa.errors import ChipqaError, ChipReadError
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 def cache_dir_for(root: str | Path) -> Path:
@@ -40,7 +41,9 @@ def cache_dir_for(root: str | Path) -> Path:
 
 
 def _files(rec: ChipRecord) -> list[Path]:
-    return [*rec.band_paths, *([rec.label_path] if rec.label_path is not None else [])]
+    files = [*rec.band_paths, *([rec.label_path] if rec.label_path is not None else [])]
+    scl = rec.folder / SCL_NAME
+    return [*files, scl] if scl.is_file() else files
 
 
 def _signature(rec: ChipRecord) -> list[list[int]] | None:
@@ -60,6 +63,7 @@ class _Entry:
     row: int
     has_label: bool
     signature: list[list[int]]
+    has_scl: bool = False
 
 
 class ChipCache:
@@ -70,14 +74,14 @@ class ChipCache:
         self.folder = Path(folder)
         self.entries = entries
         self.shape = shape
-        self._mm: tuple[np.ndarray, np.ndarray] | None = None
+        self._mm: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def __getstate__(self):
         state = self.__dict__.copy()
         state["_mm"] = None
         return state
 
-    def _maps(self) -> tuple[np.ndarray, np.ndarray]:
+    def _maps(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         # Reader threads may get here together: build both maps, then publish them in
         # one assignment, so no thread ever sees one map without the other.
         maps = self._mm
@@ -85,6 +89,7 @@ class ChipCache:
             maps = (
                 np.load(self.folder / "bands.npy", mmap_mode="r"),
                 np.load(self.folder / "labels.npy", mmap_mode="r"),
+                np.load(self.folder / "scl.npy", mmap_mode="r"),
             )
             self._mm = maps
         return maps
@@ -102,7 +107,7 @@ class ChipCache:
         if not self.holds(rec):
             return None
         e = self.entries[rec.chip_id]
-        bands_map, labels_map = self._maps()
+        bands_map, labels_map, scl_map = self._maps()
         bands = np.array(bands_map[e.row])
         if e.has_label:
             label = np.array(labels_map[e.row])
@@ -110,7 +115,8 @@ class ChipCache:
         else:
             label = None
             valid = (bands != 0).all(0)
-        return Chip(chip_id=rec.chip_id, bands=bands, label=label, valid=valid)
+        scl = np.array(scl_map[e.row]) if e.has_scl else None
+        return Chip(chip_id=rec.chip_id, bands=bands, label=label, valid=valid, scl=scl)
 
     @classmethod
     def open(cls, root: str | Path, folder: str | Path | None = None) -> ChipCache | None:
@@ -123,7 +129,7 @@ class ChipCache:
         if index.get("version") != CACHE_VERSION:
             return None
         entries = {
-            cid: _Entry(int(e["row"]), bool(e["has_label"]), e["signature"])
+            cid: _Entry(int(e["row"]), bool(e["has_label"]), e["signature"], bool(e["has_scl"]))
             for cid, e in index["chips"].items()
         }
         return cls(folder, entries, tuple(index["shape"]))
@@ -168,6 +174,7 @@ def build_cache(
     n = len(records)
     bands = np.lib.format.open_memmap(tmp / "bands.npy", "w+", np.uint16, (max(n, 1), 4, *shape))
     labels = np.lib.format.open_memmap(tmp / "labels.npy", "w+", np.uint8, (max(n, 1), *shape))
+    scls = np.lib.format.open_memmap(tmp / "scl.npy", "w+", np.uint8, (max(n, 1), *shape))
     chips: dict[str, dict] = {}
     row = 0
     for i, (rec, chip) in enumerate(_read_ahead(records, workers=2, depth=16), start=1):
@@ -180,13 +187,19 @@ def build_cache(
             continue
         bands[row] = chip.bands
         labels[row] = chip.label if chip.label is not None else LABEL_NODATA
-        chips[rec.chip_id] = {"row": row, "has_label": chip.label is not None, "signature": sig}
+        scls[row] = chip.scl if chip.scl is not None else 0
+        chips[rec.chip_id] = {
+            "row": row,
+            "has_label": chip.label is not None,
+            "signature": sig,
+            "has_scl": chip.scl is not None,
+        }
         row += 1
         if progress:
             progress(i, n)
-    bands.flush()
-    labels.flush()
-    del bands, labels
+    for arr in (bands, labels, scls):
+        arr.flush()
+    del bands, labels, scls
     (tmp / "index.json").write_text(
         json.dumps(
             {

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +54,7 @@ _FEATURES = "train_features"
 _LABELS = "train_labels"
 _METADATA = "train_metadata.csv"
 _FLAT_LABEL = "label.tif"
+SCL_NAME = "SCL.tif"
 _CHIP_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _GDAL_ENV = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
 
@@ -107,6 +109,9 @@ class Chip:
     valid: np.ndarray
     crs: str | None = None
     transform: tuple[float, ...] | None = None
+    scl: np.ndarray | None = None
+    """Sen2Cor Scene Classification Layer on the chip's grid (from ``SCL.tif`` beside the
+    bands, resampled by nearest neighbour), or None."""
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -444,6 +449,8 @@ def read_chip(record: ChipRecord, *, with_label: bool = True) -> Chip:
             valid &= label != LABEL_NODATA
             label = np.where(valid, label, LABEL_NODATA).astype(np.uint8)
 
+    scl = _read_scl(cid, record.folder / SCL_NAME, ref) if with_label else None
+
     if not valid.any():
         raise ChipReadError(
             cid,
@@ -458,4 +465,34 @@ def read_chip(record: ChipRecord, *, with_label: bool = True) -> Chip:
         valid=valid,
         crs=crs.to_string() if crs is not None else None,
         transform=tuple(transform)[:6] if transform is not None else None,
+        scl=scl,
     )
+
+
+def _read_scl(chip_id: str, path: Path, ref) -> np.ndarray | None:
+    """The chip's SCL resampled onto the bands' grid (any resolution or CRS), or None."""
+    if not path.is_file():
+        return None
+    from rasterio.warp import Resampling, reproject
+
+    _, shape, crs, transform = ref
+    try:
+        with rasterio.open(path) as src, warnings.catch_warnings():
+            # The destination is a plain array: rasterio warns that it has no georeference.
+            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+            out = np.zeros(shape, np.uint8)
+            reproject(
+                source=rasterio.band(src, 1),
+                destination=out,
+                dst_transform=transform,
+                dst_crs=crs,
+                resampling=Resampling.nearest,
+                dst_nodata=0,
+            )
+    except (RasterioError, OSError, ValueError) as exc:
+        raise ChipReadError(
+            chip_id,
+            path,
+            f"the Scene Classification Layer cannot be read ({exc}); fix or remove SCL.tif",
+        ) from exc
+    return out

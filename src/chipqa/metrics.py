@@ -167,3 +167,32 @@ def predicted_fraction(prob: Tensor, valid: Tensor, threshold: float = DEFAULT_T
     n_valid = _flat(valid).sum(1)
     n_pred = _flat((prob >= threshold) & valid).sum(1)
     return torch.where(n_valid > 0, n_pred.float() / n_valid.clamp(min=1).float(), float("nan"))
+
+
+SCL_CLOUD = (8, 9, 10)
+"""Sen2Cor SCL classes counted as cloud: medium and high probability, thin cirrus."""
+
+
+def scl_stats(pred: Tensor, target: Tensor, scl: Tensor, valid: Tensor) -> dict[str, Tensor]:
+    """Sen2Cor's Scene Classification Layer as a second opinion, per chip.
+
+    Args:
+        pred: ``(B, H, W)`` bool model cloud.
+        target: ``(B, H, W)`` bool labelled cloud.
+        scl: ``(B, H, W)`` uint8 SCL codes on the chip grid (0 = no data).
+        valid: ``(B, H, W)`` bool valid pixels; SCL no-data pixels are left out too.
+
+    Returns:
+        ``scl_cloud_fraction``, ``iou_label_scl`` and ``iou_pred_scl`` (float32, ``(B,)``).
+    """
+    v = valid & (scl != 0)
+    cloud = torch.zeros_like(v)
+    for code in SCL_CLOUD:
+        cloud |= scl == code
+    n = _flat(v).sum(1)
+    frac = torch.where(n > 0, _flat(cloud & v).sum(1).float() / n.clamp(min=1), float("nan"))
+    return {
+        "scl_cloud_fraction": frac.float(),
+        "iou_label_scl": per_chip_iou(target, cloud, v),
+        "iou_pred_scl": per_chip_iou(pred, cloud, v),
+    }

@@ -27,7 +27,7 @@ import torch
 from chipqa._io import atomic_open
 from chipqa.dataset import Chip, ChipDataset, ChipRecord, read_chip
 from chipqa.errors import ChipqaError, ChipReadError
-from chipqa.metrics import DEFAULT_THRESHOLD, chip_stats, predicted_fraction
+from chipqa.metrics import DEFAULT_THRESHOLD, chip_stats, predicted_fraction, scl_stats
 from chipqa.models import Predictor
 
 STAT_COLUMNS = [
@@ -38,8 +38,12 @@ STAT_COLUMNS = [
     "soft_mismatch",
     "label_quality",
     "valid_fraction",
+    "scl_cloud_fraction",
+    "iou_label_scl",
+    "iou_pred_scl",
 ]
-"""The per-chip statistics (see :func:`chipqa.metrics.chip_stats`)."""
+"""The per-chip statistics (see :func:`chipqa.metrics.chip_stats` and
+:func:`chipqa.metrics.scl_stats`; the SCL ones are empty for chips without an SCL)."""
 
 SCORE_COLUMNS = [
     "chip_id",
@@ -73,6 +77,7 @@ FLAG_DESCRIPTIONS = {
     "cloud_missing_from_label": f"the model sees ≥ {FRACTION_GAP:.0%} more of the chip as cloud",
     "extra_cloud_in_label": f"the label has ≥ {FRACTION_GAP:.0%} more of the chip as cloud",
     "partial_nodata": "part of the chip has no data (band nodata or label 255)",
+    "scl_disagrees": f"IoU of the label with Sen2Cor's SCL cloud classes < {LOW_IOU}",
     "no_label": "the chip has no label file: predicted, not scored",
     "unreadable": "the chip could not be read: see the error column",
 }
@@ -88,7 +93,9 @@ class ScoreProgress:
     errors: int
 
 
-def suspicion_score(soft_mismatch: np.ndarray, label_quality: np.ndarray) -> np.ndarray:
+def suspicion_score(
+    soft_mismatch: np.ndarray, label_quality: np.ndarray, iou_label_scl: np.ndarray | None = None
+) -> np.ndarray:
     """One number per chip to rank by, in [0, 1]: higher means the label is more likely wrong.
 
     ``suspicion = ((1 − label_quality) + soft_mismatch) / 2``: the mean of two views of
@@ -104,8 +111,16 @@ def suspicion_score(soft_mismatch: np.ndarray, label_quality: np.ndarray) -> np.
 
     On chipqa's synthetic benchmark this combination ranked planted errors better than
     either part alone, IoU, or the thresholded mismatch (see the README).
+
+    Where the chip has a Sen2Cor SCL, it is a second opinion: ``suspicion = 0.75 · s +
+    0.25 · (1 − IoU(label, SCL clouds))``, so a label that disagrees with both the model
+    and SCL ranks above one that disagrees with the model alone.
     """
-    return np.clip(((1.0 - label_quality) + soft_mismatch) / 2.0, 0.0, 1.0)
+    s = np.clip(((1.0 - label_quality) + soft_mismatch) / 2.0, 0.0, 1.0)
+    if iou_label_scl is not None:
+        second = np.asarray(iou_label_scl, dtype=float)
+        s = np.where(np.isnan(second), s, 0.75 * s + 0.25 * (1.0 - second))
+    return s
 
 
 def flags_for(row: dict) -> list[str]:
@@ -129,6 +144,9 @@ def flags_for(row: dict) -> list[str]:
             flags.append("label_contradicted")
         if row["iou"] < LOW_IOU:
             flags.append("low_iou")
+        scl_iou = row.get("iou_label_scl")
+        if scl_iou is not None and not math.isnan(scl_iou) and scl_iou < LOW_IOU:
+            flags.append("scl_disagrees")
         if pred - lab >= FRACTION_GAP:
             flags.append("cloud_missing_from_label")
         elif lab - pred >= FRACTION_GAP:
@@ -186,7 +204,7 @@ def _batches(
         if isinstance(chip, ChipReadError):
             failed.append((rec, chip))
             continue
-        k = (chip.shape, chip.label is not None)
+        k = (chip.shape, chip.label is not None, chip.scl is not None)
         if batch and (k != key or len(batch) >= batch_size):
             yield batch, failed
             batch, failed = [], []
@@ -221,6 +239,9 @@ def score_batch(
                 device, non_blocking=True
             )
             stats = chip_stats(prob, label, valid, threshold=threshold)
+            if chips[0].scl is not None:
+                scl = torch.from_numpy(np.stack([c.scl for c in chips])).to(device)
+                stats.update(scl_stats(prob >= threshold, label == 1, scl, valid))
         else:
             stats = {
                 "pred_cloud_fraction": predicted_fraction(prob, valid, threshold),
@@ -282,7 +303,9 @@ def finalize(rows: list[dict]) -> pd.DataFrame:
         df[col] = df[col].astype(float)
     df["error"] = df["error"].fillna("").astype(str)
     df["suspicion"] = suspicion_score(
-        df["soft_mismatch"].to_numpy(), df["label_quality"].to_numpy()
+        df["soft_mismatch"].to_numpy(),
+        df["label_quality"].to_numpy(),
+        df["iou_label_scl"].to_numpy(),
     )
     df["flags"] = [";".join(flags_for(r)) for r in df.to_dict("records")]
     group = np.where(df["error"] != "", 2, np.where(df["suspicion"].isna(), 1, 0))

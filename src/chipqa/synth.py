@@ -1380,6 +1380,50 @@ def _empty_or_new(path: Path, what: str) -> None:
             )
 
 
+SCL_CLASSES = {
+    "no_data": 0,
+    "cloud_shadow": 3,
+    "vegetation": 4,
+    "not_vegetated": 5,
+    "water": 6,
+    "cloud_medium": 8,
+    "cloud_high": 9,
+    "thin_cirrus": 10,
+    "snow": 11,
+}
+"""Sen2Cor Scene Classification codes that :func:`make_scl` writes."""
+_SCL_SURFACE = {"vegetation": 4, "crops": 4, "bare_soil": 5, "urban": 5, "water": 6, "snow": 11}
+
+
+def make_scl(rng: np.random.Generator, chip: SynthChip) -> np.ndarray:
+    """A plausible Sen2Cor Scene Classification Layer at 20 m (half the chip's resolution).
+
+    Built from the chip's true cloud opacity, degraded the way Sen2Cor is known to err:
+    cloud edges eroded (it misses cloud boundaries), a few boundary pixels flipped, thin
+    cloud called cirrus. Codes: 9 high / 8 medium probability cloud, 10 thin cirrus,
+    the dominant surface class elsewhere (4 vegetation, 5 not vegetated, 6 water,
+    11 snow), 0 where the chip has no data.
+    """
+    h, w = chip.opacity.shape
+    h2, w2 = (h + 1) // 2, (w + 1) // 2
+    op = np.pad(chip.opacity, ((0, 2 * h2 - h), (0, 2 * w2 - w)), mode="edge")
+    op = op.reshape(h2, 2, w2, 2).mean((1, 3))
+    valid = np.pad(chip.label != _NODATA_LABEL, ((0, 2 * h2 - h), (0, 2 * w2 - w)), mode="edge")
+    valid = valid.reshape(h2, 2, w2, 2).any((1, 3))
+    scl = np.full((h2, w2), _SCL_SURFACE.get(chip.land_cover, 5), np.uint8)
+    cloud = op > LABEL_OPACITY
+    if cloud.any() and not cloud.all():
+        cloud = ndi.binary_erosion(cloud, iterations=int(rng.integers(1, 3)))
+        edge = cloud ^ ndi.binary_dilation(cloud)
+        flip = edge & (rng.random(edge.shape) < 0.3)
+        cloud = cloud ^ flip
+    scl[(op > 0.15) & ~cloud] = SCL_CLASSES["thin_cirrus"]
+    scl[cloud] = SCL_CLASSES["cloud_medium"]
+    scl[cloud & (op > 0.65)] = SCL_CLASSES["cloud_high"]
+    scl[~valid] = SCL_CLASSES["no_data"]
+    return scl
+
+
 def generate_dataset(
     out: str | Path,
     n_chips: int = 200,
@@ -1391,6 +1435,7 @@ def generate_dataset(
     truth_dir: str | Path | None = None,
     nodata_rate: float = 0.05,
     progress: Callable[[int, int], None] | None = None,
+    with_scl: bool = True,
 ) -> SynthResult:
     """Write a synthetic chip dataset with planted label errors, and its truth.
 
@@ -1424,6 +1469,8 @@ def generate_dataset(
         truth_dir: where to put the truth; must be outside ``out``.
         nodata_rate: probability that a chip has a nodata swath edge (10-40 % of it).
         progress: called as ``progress(done, total)`` after each chip.
+        with_scl: also write a Sen2Cor-like ``SCL.tif`` (20 m) beside each chip's bands
+            (see :func:`make_scl`).
 
     Returns:
         Where everything went and the chip ids.
@@ -1527,6 +1574,10 @@ def generate_dataset(
             for b, name in enumerate(BANDS):
                 _write_tif(fdir / f"{name}.tif", chip.bands[b], crs, chip.transform, 0)
             _write_tif(label_path, written, crs, chip.transform, _NODATA_LABEL)
+            if with_scl:  # own random stream: the chips are the same with or without SCL
+                scl = make_scl(np.random.default_rng([seed, i, 20]), chip)
+                scl_transform = chip.transform * Affine.scale(2.0)
+                _write_tif(fdir / "SCL.tif", scl, crs, scl_transform, 0)
             _write_tif(
                 truth / "true_labels" / f"{cid}.tif", chip.label, crs, chip.transform, _NODATA_LABEL
             )
