@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import rasterio
-from rasterio.errors import RasterioError
+from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
 from chipqa.errors import ChipReadError, DatasetError
 
@@ -57,6 +57,15 @@ _FLAT_LABEL = "label.tif"
 SCL_NAME = "SCL.tif"
 _CHIP_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _GDAL_ENV = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
+# Resampling an SCL onto a chip grid in a worker thread makes rasterio warn about its
+# in-memory destination even though both transforms are given; the pixels are right
+# (tests compare them), so the warning would only confuse users.
+warnings.filterwarnings(
+    "ignore",
+    message="Dataset has no geotransform",
+    category=NotGeoreferencedWarning,
+    module="rasterio.warp",
+)
 
 LAYOUT_HELP = (
     "chipqa reads two layouts: On Cloud N (ROOT/train_features/<chip_id>/B02.tif … B08.tif, "
@@ -477,18 +486,20 @@ def _read_scl(chip_id: str, path: Path, ref) -> np.ndarray | None:
 
     _, shape, crs, transform = ref
     try:
-        with rasterio.open(path) as src, warnings.catch_warnings():
-            # The destination is a plain array: rasterio warns that it has no georeference.
-            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-            out = np.zeros(shape, np.uint8)
-            reproject(
-                source=rasterio.band(src, 1),
-                destination=out,
-                dst_transform=transform,
-                dst_crs=crs,
-                resampling=Resampling.nearest,
-                dst_nodata=0,
-            )
+        with rasterio.open(path) as src:
+            data, src_transform, src_crs = src.read(1), src.transform, src.crs
+        out = np.zeros(shape, np.uint8)
+        reproject(
+            source=data,
+            destination=out,
+            src_transform=src_transform,
+            src_crs=src_crs,
+            src_nodata=0,
+            dst_transform=transform,
+            dst_crs=crs,
+            dst_nodata=0,
+            resampling=Resampling.nearest,
+        )
     except (RasterioError, OSError, ValueError) as exc:
         raise ChipReadError(
             chip_id,
