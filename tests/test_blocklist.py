@@ -135,6 +135,7 @@ def test_a_failed_write_keeps_the_file_and_the_session_consistent(tmp_path, monk
     with pytest.raises(BlocklistError, match="No space left"):
         store.decide("bbbb", "keep")
     assert path.read_text() == before
+    assert "bbbb" not in store and not store.can_undo or store.undo() == "aaaa"
     assert not list(tmp_path.glob(".bl.csv.*.tmp"))
 
 
@@ -178,3 +179,20 @@ def test_killing_a_writer_mid_stream_leaves_a_whole_csv(tmp_path):
         f"c{i:06d}" for i in range(n)
     ]  # every decision up to the last whole write
     assert all(r.decision == "block" and r.flags == "x;y" for r in rows.values())
+
+
+def test_an_undo_reaches_the_other_window_and_never_erases_its_newer_decision(tmp_path):
+    path = tmp_path / "bl.csv"
+    a, b = BlocklistStore(path, reviewer="a"), BlocklistStore(path, reviewer="b")
+    a.decide("x", "block")
+    b.decide("y", "keep")  # b has now merged a's block of x
+    a.undo()  # x undone
+    b.decide("z", "keep")  # b must not write x back
+    assert {k: v.decision for k, v in read_blocklist(path).items()} == {"y": "keep", "z": "keep"}
+    assert "x" not in b and blocked_ids(path) == []
+    a.decide("w", "block")
+    b.decide("w", "keep")  # b decides later on the same chip
+    with pytest.raises(BlocklistError, match="decided again by b"):
+        a.undo()
+    assert read_blocklist(path)["w"].decision == "keep"
+    assert a.export(tmp_path / "all.csv", blocked_only=False).read_text().count("undone") == 0

@@ -34,6 +34,8 @@ except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
 DECISIONS = ("keep", "block", "unsure")
+UNDONE = "undone"
+"""Decision value of a row that records an undo; readers treat the chip as undecided."""
 REASONS = ("all_cloud_wrong", "no_cloud_wrong", "shifted", "wrong_chip", "clouds_missing", "other")
 """Reasons offered for a block; free text is accepted too."""
 
@@ -127,7 +129,7 @@ def parse_blocklist(text: str, path: Path) -> dict[str, Decision]:
         if not chip_id:
             raise BlocklistError(f"{path}, line {lineno}: empty chip_id. Fix or delete that line.")
         decision = (row.get("decision") or "").strip() if has_decision else "block"
-        if decision not in DECISIONS:
+        if decision not in (*DECISIONS, UNDONE):
             raise BlocklistError(
                 f"{path}, line {lineno}: decision {decision!r} for chip {chip_id!r} is not one of "
                 f"{', '.join(DECISIONS)}. Fix or delete that line."
@@ -140,7 +142,11 @@ def parse_blocklist(text: str, path: Path) -> dict[str, Decision]:
 
 
 def read_blocklist(path: str | Path) -> dict[str, Decision]:
-    """Read a blocklist CSV (a missing file is an empty blocklist)."""
+    """Read a blocklist CSV (a missing file is an empty blocklist; undone rows are left out)."""
+    return {k: d for k, d in _read_rows(path).items() if d.decision != UNDONE}
+
+
+def _read_rows(path: str | Path) -> dict[str, Decision]:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -207,7 +213,8 @@ class BlocklistStore:
 
     path: Path
     reviewer: str = field(default_factory=default_reviewer)
-    decisions: dict[str, Decision] = field(default_factory=dict, init=False)
+    _rows: dict[str, Decision] = field(default_factory=dict, init=False, repr=False)
+    _mine: dict[str, Decision] = field(default_factory=dict, init=False, repr=False)
     merged_from_elsewhere: int = field(default=0, init=False)
     _undo: list[_Undo] = field(default_factory=list, init=False, repr=False)
     _seen: tuple[int, int] | None = field(default=None, init=False, repr=False)
@@ -223,18 +230,24 @@ class BlocklistStore:
                 f"cannot write a blocklist in {self.path.parent} (no write permission). "
                 "Choose another blocklist path; no decision has been made yet."
             )
-        self.decisions = read_blocklist(self.path)
+        self._rows = _read_rows(self.path)
         self._seen = _stamp(self.path)
+
+    @property
+    def decisions(self) -> dict[str, Decision]:
+        """Current decisions by chip id (undone ones left out)."""
+        return {k: d for k, d in self._rows.items() if d.decision != UNDONE}
 
     # -- reading -------------------------------------------------------------
     def __len__(self) -> int:
         return len(self.decisions)
 
     def __contains__(self, chip_id: object) -> bool:
-        return chip_id in self.decisions
+        return self.get(chip_id) is not None  # type: ignore[arg-type]
 
     def get(self, chip_id: str) -> Decision | None:
-        return self.decisions.get(chip_id)
+        d = self._rows.get(chip_id)
+        return None if d is None or d.decision == UNDONE else d
 
     def counts(self) -> dict[str, int]:
         c = dict.fromkeys(DECISIONS, 0)
@@ -266,34 +279,32 @@ class BlocklistStore:
                 fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
 
-    def _merge_from_disk(self, skip: str) -> None:
-        """Take in decisions another process wrote since we last looked."""
+    def _merge_from_disk(self) -> None:
+        """Take in rows another process wrote since we last looked (per chip, the later
+        row wins; undos travel as ``undone`` rows, so they win over older decisions too)."""
         if _stamp(self.path) == self._seen:
             return
-        theirs = read_blocklist(self.path)
-        for cid, d in theirs.items():
-            if cid == skip:
-                continue
-            mine = self.decisions.get(cid)
+        for cid, d in _read_rows(self.path).items():
+            mine = self._rows.get(cid)
             if mine is None or (d.decided_at > mine.decided_at and d != mine):
-                self.decisions[cid] = d
+                self._rows[cid] = d
                 self.merged_from_elsewhere += 1
 
-    def _commit(self, chip_id: str, new: Decision | None) -> None:
+    def _commit(self, chip_id: str, new: Decision) -> None:
         with self._locked():
-            self._merge_from_disk(skip=chip_id)
-            if new is None:
-                self.decisions.pop(chip_id, None)
-            else:
-                self.decisions[chip_id] = new
+            self._merge_from_disk()
+            rows = dict(self._rows)
+            rows[chip_id] = new
             try:
-                atomic_write_text(self.path, _render(self.decisions))
+                atomic_write_text(self.path, _render(rows))
             except OSError as exc:
                 raise BlocklistError(
                     f"cannot write the blocklist {self.path} ({exc.strerror or exc}). "
                     "Choose another "
                     "blocklist path; the decisions on disk are unchanged."
                 ) from exc
+            self._rows = rows  # only once the file holds it
+            self._mine[chip_id] = new
             self._seen = _stamp(self.path)
 
     def decide(
@@ -326,28 +337,48 @@ class BlocklistStore:
             decided_at=now_utc(),
             **{c: _fmt_number(info.get(c)) for c in NUMBER_COLUMNS},
         )
-        before = self.decisions.get(chip_id)
+        before = self.get(chip_id)
         self._commit(chip_id, d)
         self._undo.append(_Undo(chip_id, before))
         return d
 
     def undo(self) -> str | None:
-        """Take back the last decision of this session; returns its chip id (or None)."""
+        """Take back the last decision of this session; returns its chip id (or None).
+
+        The earlier state is written again as a new row (the previous decision, or an
+        ``undone`` row), so other windows on the same file take the undo in too.
+
+        Raises:
+            BlocklistError: the file cannot be written, or another window decided on the
+                chip after this one did (its decision is kept; nothing is undone).
+        """
         if not self._undo:
             return None
-        u = self._undo.pop()
-        try:
-            self._commit(u.chip_id, u.before)
-        except BlocklistError:
-            self._undo.append(u)
-            raise
+        u = self._undo[-1]
+        with self._locked():
+            self._merge_from_disk()
+            self._seen = _stamp(self.path)
+        current = self._rows.get(u.chip_id)
+        if current != self._mine.get(u.chip_id):
+            self._undo.pop()
+            who = current.reviewer if current is not None else "someone"
+            raise BlocklistError(
+                f"chip {u.chip_id!r} was decided again by {who} in another window after your "
+                "decision; their decision is kept and nothing was undone"
+            )
+        if u.before is None:
+            restored = Decision(u.chip_id, UNDONE, reviewer=self.reviewer, decided_at=now_utc())
+        else:
+            restored = Decision(**{**u.before.as_row(), "decided_at": now_utc()})
+        self._commit(u.chip_id, restored)
+        self._undo.pop()
         return u.chip_id
 
     def export(self, path: str | Path, *, blocked_only: bool = True) -> Path:
         """Write the final blocklist for training (blocked chips only by default)."""
         path = Path(path)
         with self._locked():
-            self._merge_from_disk(skip="")
+            self._merge_from_disk()
             self._seen = _stamp(self.path)
         try:
             atomic_write_text(path, _render(self.decisions, "block" if blocked_only else None))
