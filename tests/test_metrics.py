@@ -108,3 +108,13 @@ def test_soft_min_approaches_min_at_low_temperature():
     assert soft_min(v, m, temperature=0.02).item() == pytest.approx(0.2, abs=1e-3)
     assert soft_min(v, m, temperature=100.0).item() == pytest.approx(v.mean().item(), abs=1e-2)
     assert torch.isnan(soft_min(v, torch.zeros_like(m))).item()
+
+
+def test_masks_that_cannot_be_viewed_as_words_use_the_plain_path():
+    empty = torch.zeros((0, 8, 8), dtype=torch.bool)
+    assert not _packable(empty)
+    assert per_chip_iou(empty, empty, empty).shape == (0,)
+    base = torch.ones((3, 8, 8), dtype=torch.bool)
+    shifted = base.view(-1)[1:].view(-1)[: 2 * 64 - 0].reshape(2, 8, 8)  # offset 1 byte
+    assert not _packable(shifted)
+    assert per_chip_iou(shifted, shifted, shifted).tolist() == [1.0, 1.0]

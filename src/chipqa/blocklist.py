@@ -183,12 +183,12 @@ def atomic_write_text(path: Path, text: str) -> None:
         f.write(text)
 
 
-def _stamp(path: Path) -> tuple[int, int] | None:
+def _stamp(path: Path) -> tuple[int, int, int] | None:
     try:
         st = path.stat()
     except FileNotFoundError:
         return None
-    return (st.st_mtime_ns, st.st_size)
+    return (st.st_mtime_ns, st.st_size, st.st_ino)  # every atomic write is a new inode
 
 
 @dataclass
@@ -217,7 +217,7 @@ class BlocklistStore:
     _mine: dict[str, Decision] = field(default_factory=dict, init=False, repr=False)
     merged_from_elsewhere: int = field(default=0, init=False)
     _undo: list[_Undo] = field(default_factory=list, init=False, repr=False)
-    _seen: tuple[int, int] | None = field(default=None, init=False, repr=False)
+    _seen: tuple[int, int, int] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.path = Path(self.path).expanduser()

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ import numpy as np
 from chipqa.dataset import LABEL_NODATA, SCL_NAME, Chip, ChipDataset, ChipRecord, read_chip
 from chipqa.errors import ChipqaError, ChipReadError
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 
 
 def cache_dir_for(root: str | Path) -> Path:
@@ -47,14 +48,17 @@ def _files(rec: ChipRecord) -> list[Path]:
 
 
 def _signature(rec: ChipRecord) -> list[list[int]] | None:
-    """(size, mtime_ns) of every file of a chip, or None when one is missing."""
+    """(size, mtime, ctime, inode) of every file of a chip, or None when one is missing.
+
+    ctime and inode change on any rewrite, even one that keeps size and mtime (``cp -p``).
+    """
     sig = []
     for p in _files(rec):
         try:
             st = os.stat(p)
         except OSError:
             return None
-        sig.append([st.st_size, st.st_mtime_ns])
+        sig.append([st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino])
     return sig
 
 
@@ -172,6 +176,7 @@ def build_cache(
     except OSError as exc:
         raise ChipqaError(f"cannot create the cache folder {tmp}: {exc}") from exc
     n = len(records)
+    build_started = time.time_ns()
     bands = np.lib.format.open_memmap(tmp / "bands.npy", "w+", np.uint16, (max(n, 1), 4, *shape))
     labels = np.lib.format.open_memmap(tmp / "labels.npy", "w+", np.uint8, (max(n, 1), *shape))
     scls = np.lib.format.open_memmap(tmp / "scl.npy", "w+", np.uint8, (max(n, 1), *shape))
@@ -183,8 +188,8 @@ def build_cache(
                 progress(i, n)
             continue
         sig = _signature(rec)
-        if sig is None:
-            continue
+        if sig is None or any(f[2] >= build_started for f in sig):
+            continue  # changed while being read: leave it to the TIFFs
         bands[row] = chip.bands
         labels[row] = chip.label if chip.label is not None else LABEL_NODATA
         scls[row] = chip.scl if chip.scl is not None else 0

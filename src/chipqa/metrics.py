@@ -28,7 +28,7 @@ DEFAULT_TEMPERATURE = 0.1
 
 
 def _flat(t: Tensor) -> Tensor:
-    return t.reshape(t.shape[0], -1)
+    return t.flatten(1)  # (B, H·W); also for an empty batch
 
 
 _BYTE_SUM = 0x0101010101010101
@@ -45,8 +45,14 @@ def _count_words(words: Tensor) -> Tensor:
 
 
 def _packable(*masks: Tensor) -> bool:
+    """True when every mask can be viewed as int64 words of 8 pixels, chip by chip."""
     return all(
-        m.dtype == torch.bool and m.is_contiguous() and (m[0].numel() % 8 == 0) for m in masks
+        m.dtype == torch.bool
+        and m.shape[0] > 0
+        and m.is_contiguous()
+        and m.storage_offset() % 8 == 0
+        and m[0].numel() % 8 == 0
+        for m in masks
     )
 
 
