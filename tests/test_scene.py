@@ -10,7 +10,7 @@ from rasterio.transform import from_origin
 
 from chipqa.cli import main
 from chipqa.models import SpectralBaseline
-from chipqa.scene import SceneError, mask_scene, open_scene
+from chipqa.scene import SceneError, mask_scene, open_scene, scl_statistics
 from chipqa.synth import make_chip
 
 CRS = "EPSG:32633"
@@ -146,3 +146,174 @@ def test_a_full_disk_leaves_no_mask_under_the_final_name(tmp_path, monkeypatch):
     with pytest.raises(SceneError, match="No space left"):
         mask_scene(scene, SpectralBaseline(), tmp_path / "m.tif", tile=32, overlap=8)
     assert list(tmp_path.iterdir()) == [tmp_path / "scene.tif"]
+
+
+def test_a_lower_resolution_mask_averages_blocks_on_the_right_grid(tmp_path):
+    arr = _scene_array(230, 301)
+    scene = _write_scene(tmp_path / "scene.tif", arr)
+    full = mask_scene(scene, SpectralBaseline(), tmp_path / "full.tif", tile=64, overlap=16)
+    assert (
+        main(
+            ["mask", str(scene), "--out", str(tmp_path / "m30.tif"), "--resolution", "30"]
+            + ["--tile", "64", "--overlap", "16", "-q"]
+        )
+        == 0
+    )
+    with rasterio.open(full) as src:
+        fine = src.read(1).astype(float)
+    with rasterio.open(tmp_path / "m30.tif") as src:
+        assert (src.height, src.width) == (77, 101)  # ceil(230 / 3), ceil(301 / 3)
+        assert src.transform == TRANSFORM * rasterio.Affine.scale(3)
+        assert src.crs.to_string() == CRS
+        coarse = src.read(1)
+    # Each 30 m pixel is the mean of the valid 10 m pixels under it.
+    for r, c in [(10, 10), (40, 70), (76, 100), (0, 2), (55, 33)]:
+        block = fine[3 * r : 3 * r + 3, 3 * c : 3 * c + 3]
+        ok = block != 255
+        assert abs(coarse[r, c] - block[ok].mean()) <= 1
+    assert (coarse[:, :2] == 255).all()  # the 7 px nodata edge covers two whole blocks
+    assert (coarse[:, 2] != 255).all()  # the third holds 2 valid columns of 3
+    assert main(["mask", str(scene), "--out", str(tmp_path / "x.tif"), "--resolution", "25"]) == 2
+    assert not (tmp_path / "x.tif").exists()
+
+
+def test_the_scenes_own_nodata_value_is_honoured(tmp_path):
+    arr = _scene_array(96, 96)
+    arr[:, :, :7] = 1000  # valid dark pixels where the other scene has its edge
+    arr[:, 50:60, 40:50] = 65535  # nodata of this scene
+    scene = tmp_path / "scene.tif"
+    with rasterio.open(
+        scene, "w", driver="GTiff", height=96, width=96, count=4, dtype="uint16",
+        crs=CRS, transform=TRANSFORM, nodata=65535,
+    ) as dst:  # fmt: skip
+        dst.write(arr)
+    out = mask_scene(scene, SpectralBaseline(), tmp_path / "m.tif", tile=64, overlap=16)
+    with rasterio.open(out) as src:
+        mask = src.read(1)
+    assert (mask[50:60, 40:50] == 255).all()
+    assert (mask[:, :7] != 255).all() and (mask != 255).sum() == 96 * 96 - 100
+
+
+def _unet_checkpoint(path, bands):
+    from chipqa.models import ModelConfig, build_model, save_checkpoint
+
+    torch.manual_seed(0)
+    config = ModelConfig(encoder="resnet18", bands=tuple(bands))
+    return save_checkpoint(path, build_model(config), config)
+
+
+def test_the_checkpoints_band_order_is_matched_by_name(tmp_path):
+    from chipqa.models import load_predictor
+
+    ckpt = _unet_checkpoint(tmp_path / "rgbn.ckpt", ("B04", "B03", "B02", "B08"))
+    arr = _scene_array(64, 64)
+    plain = _write_scene(tmp_path / "plain.tif", arr)  # no descriptions: B02 B03 B04 B08
+    shuffled = tmp_path / "shuffled.tif"
+    order = ("B08", "B04", "B02", "B03")
+    _write_scene(shuffled, arr[[3, 2, 0, 1]])
+    with rasterio.open(shuffled, "r+") as dst:
+        for i, name in enumerate(order):
+            dst.set_band_description(i + 1, name)
+    predictor = load_predictor(ckpt, device="cpu")
+    masks = []
+    for scene in (plain, shuffled):
+        out = mask_scene(scene, predictor, tmp_path / f"m_{scene.stem}.tif", tile=64, overlap=0)
+        with rasterio.open(out) as src:
+            masks.append(src.read(1))
+            assert src.tags()["chipqa_bands"] == "B04,B03,B02,B08"
+    # The model sees its own order from both files: the masks equal a direct prediction.
+    direct = np.rint(predictor.predict_numpy(arr[[2, 1, 0, 3]]) * 100)
+    valid = (arr != 0).all(0)
+    np.testing.assert_array_equal(masks[0], masks[1])
+    assert np.abs(masks[0][valid] - direct[valid]).max() <= 1
+    # A scene that lacks one of the model's bands is refused, naming what is missing.
+    wrong = _write_scene(tmp_path / "b05.tif", arr)
+    with rasterio.open(wrong, "r+") as dst:
+        for i, name in enumerate(("B02", "B03", "B04", "B05")):
+            dst.set_band_description(i + 1, name)
+    with pytest.raises(SceneError, match=r"lacks B08 \(its band descriptions say B02, B03"):
+        mask_scene(wrong, predictor, tmp_path / "m.tif")
+    assert main(["mask", str(wrong), "--model", str(ckpt), "--out", str(tmp_path / "m.tif")]) == 2
+    assert not (tmp_path / "m.tif").exists()
+
+
+def test_scl_statistics_of_a_generated_scene_and_an_scl_on_another_crs(tmp_path, capsys):
+    import json
+
+    from rasterio.warp import Resampling, calculate_default_transform, reproject
+
+    from chipqa.synth import write_scene
+
+    scene = write_scene(
+        tmp_path / "scene.tif", (256, 384), block=128, scl_path=tmp_path / "SCL.tif"
+    )
+    out = tmp_path / "mask.tif"
+    args = ["mask", str(scene), "--out", str(out), "--tile", "128", "--overlap", "16"]
+    assert main([*args, "--scl", str(tmp_path / "SCL.tif")]) == 0
+    printed = capsys.readouterr().out
+    stats = json.loads((tmp_path / "mask.scl.json").read_text())
+    assert "IoU mask vs SCL cloud" in printed and "mask.scl.json" in printed
+    assert 0.05 < stats["scl_cloud_fraction"] < 0.95
+    assert stats["scl_shadow_fraction"] > 0.005  # the generator's SCL has cloud shadow
+    assert stats["iou_mask_scl"] > 0.5  # the baseline and the SCL see the same clouds
+    assert stats["scl_coverage"] > 0.99
+    # The same SCL delivered in the neighbouring UTM zone: the figures barely move.
+    with rasterio.open(tmp_path / "SCL.tif") as src:
+        t, w, h = calculate_default_transform(
+            src.crs, "EPSG:32634", src.width, src.height, *src.bounds
+        )
+        moved = np.zeros((h, w), np.uint8)
+        reproject(
+            src.read(1), moved, src_transform=src.transform, src_crs=src.crs,
+            dst_transform=t, dst_crs="EPSG:32634", resampling=Resampling.nearest,
+        )  # fmt: skip
+        profile = src.profile | {"crs": "EPSG:32634", "transform": t, "width": w, "height": h}
+    with rasterio.open(tmp_path / "SCL_34.tif", "w", **profile) as dst:
+        dst.write(moved, 1)
+    other = scl_statistics(out, tmp_path / "SCL_34.tif")
+    assert other["scl_coverage"] > 0.97
+    assert other["iou_mask_scl"] == pytest.approx(stats["iou_mask_scl"], abs=0.03)
+    assert other["scl_cloud_fraction"] == pytest.approx(stats["scl_cloud_fraction"], abs=0.02)
+    # An SCL of somewhere else is named, and --out may not overwrite the SCL.
+    profile["transform"] = rasterio.Affine.translation(1e5, 0) * t
+    with rasterio.open(tmp_path / "elsewhere.tif", "w", **profile) as dst:
+        dst.write(moved, 1)
+    with pytest.raises(SceneError, match="elsewhere.tif covers none"):
+        scl_statistics(out, tmp_path / "elsewhere.tif")
+    scl = str(tmp_path / "SCL.tif")
+    assert main(["mask", str(scene), "--out", scl, "--scl", scl]) == 2
+    assert "would overwrite the SCL" in capsys.readouterr().err
+    with rasterio.open(scl) as src:
+        assert src.count == 1 and src.dtypes[0] == "uint8"  # still the SCL
+
+
+def _sparse_scene(path, height, width):
+    """A tiled GeoTIFF of a huge nominal size holding data in one corner only (sparse)."""
+    with rasterio.open(
+        path, "w", driver="GTiff", height=height, width=width, count=4, dtype="uint16",
+        crs=CRS, transform=TRANSFORM, nodata=0, tiled=True, blockxsize=1024,
+        blockysize=1024, interleave="pixel", sparse_ok=True, BIGTIFF="YES",
+    ) as dst:  # fmt: skip
+        dst.write(_scene_array(96, 96), window=rasterio.windows.Window(0, 0, 96, 96))
+    return path
+
+
+def test_a_scene_larger_than_memory_is_masked_window_by_window(tmp_path):
+    import resource
+
+    # 4 096 × 1 000 000 px of 4 uint16 bands is 32 GB, more than this machine's memory.
+    scene = _sparse_scene(tmp_path / "huge.tif", 1_000_000, 4096)
+    sc = open_scene(scene)
+    assert (sc.height, sc.width) == (1_000_000, 4096)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    def stop_early(done, total):
+        assert total == 9 * 2232  # 512 px windows, 64 px overlap
+        if done >= 36:  # four strips of tiles: enough to see memory stay flat
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        mask_scene(sc, SpectralBaseline(), tmp_path / "m.tif", batch_size=9, progress=stop_early)
+    grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before
+    assert grown < 400  # MB; the scene is 32 000 MB
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["huge.tif"]  # nothing half-written

@@ -24,7 +24,21 @@ def test_synthetic_scl_is_a_degraded_20m_copy_of_the_truth():
     truth = chip.label[::2, ::2] == 1
     iou = (cloud & truth).sum() / (cloud | truth).sum()
     assert 0.4 < iou < 0.99  # close to the truth, but not the truth
-    assert set(np.unique(scl)) <= {0, 4, 8, 9, 10}
+    assert set(np.unique(scl)) <= {0, 3, 4, 8, 9, 10}
+    # Cloud shadow (3) where the chip's surface was darkened by the displaced cloud,
+    # eroded at its edges like the clouds.
+    shadow = scl == 3
+    strong = chip.shadow[::2, ::2] > 0.3
+    assert shadow.sum() > 20
+    assert strong[shadow].mean() > 0.9 and shadow[strong & ~cloud].mean() < 0.99
+    bands = chip.bands[:, ::2, ::2].astype(float)
+    assert bands[3][shadow].mean() < 0.8 * bands[3][~shadow & ~cloud].mean()  # darker NIR
+
+
+def test_overcast_and_clear_chips_get_no_shadow():
+    for sky in ("overcast", "clear"):
+        chip = make_chip(np.random.default_rng(2), "x", 64, sky=sky)
+        assert not (make_scl(np.random.default_rng(0), chip) == 3).any()
 
 
 def _chip_with_scl(root, cid, cloud, label, scl_cloud, scl_crs=CRS, scl_res=20.0):

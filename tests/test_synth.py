@@ -121,3 +121,40 @@ def test_a_folder_with_files_is_never_overwritten(tmp_path):
     with pytest.raises(FileExistsError, match="empty"):
         generate_dataset(tmp_path, n_chips=2, size=32)
     assert (tmp_path / "keep.txt").read_text() == "x"
+
+
+def test_the_scl_does_not_change_the_chips(tmp_path):
+    generate_dataset(tmp_path / "a", n_chips=6, size=32, seed=4, with_scl=True)
+    generate_dataset(tmp_path / "b", n_chips=6, size=32, seed=4, with_scl=False)
+    files = sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*.tif"))
+    assert len(files) == 6 * 5
+    for f in files:
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes()
+    assert len(list((tmp_path / "a").rglob("SCL.tif"))) == 6
+
+
+def test_a_generated_scene_and_its_scl(tmp_path):
+    from chipqa.scene import open_scene
+    from chipqa.synth import write_scene
+
+    scene = write_scene(
+        tmp_path / "s.tif", (200, 300), block=64, seed=2, scl_path=tmp_path / "c.tif"
+    )
+    again = write_scene(tmp_path / "t.tif", (200, 300), block=64, seed=2)
+    sc = open_scene(scene)
+    assert sc.declared and sc.band_names == ("B02", "B03", "B04", "B08")
+    with (
+        rasterio.open(scene) as a,
+        rasterio.open(again) as b,
+        rasterio.open(tmp_path / "c.tif") as c,
+    ):
+        bands = a.read()
+        np.testing.assert_array_equal(bands, b.read())
+        assert c.shape == (100, 150) and c.crs == a.crs
+        assert c.transform.a == 2 * a.transform.a and c.bounds == a.bounds
+        scl = c.read(1)
+    assert {3, 8, 9}.issubset(set(np.unique(scl)))
+    # The SCL's clouds lie over the scene's bright pixels.
+    bright = bands[:3, ::2, ::2].mean(0) > 5000
+    cloud = np.isin(scl, (8, 9))
+    assert (bright & cloud).sum() / (bright | cloud).sum() > 0.5

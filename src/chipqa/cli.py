@@ -340,9 +340,28 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_mask(args: argparse.Namespace) -> int:
     from chipqa.models import load_predictor
-    from chipqa.scene import mask_scene, open_scene
+    from chipqa.scene import (
+        SceneError,
+        mask_scene,
+        open_scene,
+        scale_for_resolution,
+        scl_statistics,
+        stats_path_for,
+        write_scl_statistics,
+    )
 
     scene = open_scene(args.scene)
+    scale = args.scale
+    if args.resolution is not None:
+        scale = scale_for_resolution(scene, args.resolution)
+    if args.scl is not None:
+        if not Path(args.scl).is_file():
+            raise SceneError(f"--scl {args.scl} does not exist; give the scene's SCL raster")
+        for target in (Path(args.out), stats_path_for(args.out)):
+            if target.resolve() == Path(args.scl).resolve():
+                raise SceneError(
+                    f"--out {args.out} would overwrite the SCL {args.scl}; choose another path"
+                )
     predictor = load_predictor(args.model, device=args.device)
     t0 = time.perf_counter()
     bar = _synth_progress(args.quiet)
@@ -354,12 +373,26 @@ def cmd_mask(args: argparse.Namespace) -> int:
         overlap=args.overlap,
         batch_size=args.batch_size,
         classes=args.classes,
+        scale=scale,
         progress=bar,
     )
     if not args.quiet:
+        px = abs(scene.transform.a) * scale
         print(
             f"masked {scene.width}×{scene.height} px with {predictor.name} on "
             f"{predictor.device} in {time.perf_counter() - t0:.1f} s; wrote {out}"
+            + (f" ({px:g} m pixels)" if scale > 1 else "")
+        )
+    if args.scl is not None:
+        stats = scl_statistics(out, args.scl)
+        stats["model"] = predictor.name
+        path = write_scl_statistics(stats, stats_path_for(out))
+        print(
+            f"SCL {args.scl}: cloud {stats['scl_cloud_fraction']:.1%}, shadow "
+            f"{stats['scl_shadow_fraction']:.1%}; mask cloud {stats['mask_cloud_fraction']:.1%}; "
+            f"IoU mask vs SCL cloud {stats['iou_mask_scl']:.3f} over "
+            f"{stats['pixels_compared']:,} px ({stats['scl_coverage']:.0%} of the mask); "
+            f"wrote {path}"
         )
     return 0
 
@@ -532,6 +565,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overlap", type=int, default=64)
     p.add_argument("--batch-size", type=_positive_int, default=4)
     p.add_argument("--classes", action="store_true", help="write 0/1 classes, not probability")
+    res = p.add_mutually_exclusive_group()
+    res.add_argument(
+        "--scale",
+        type=_positive_int,
+        default=1,
+        help="write a mask of N×N times larger pixels (mean probability of each block)",
+    )
+    res.add_argument(
+        "--resolution",
+        type=float,
+        default=None,
+        metavar="METRES",
+        help="pixel size of the mask, a whole multiple of the scene's (e.g. 60)",
+    )
+    p.add_argument(
+        "--scl",
+        default=None,
+        help="the scene's Sen2Cor SCL (any resolution or CRS): print how the mask compares "
+        "with its cloud classes and write the figures to <out>.scl.json",
+    )
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_mask)
 

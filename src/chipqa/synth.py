@@ -62,7 +62,8 @@ Limits
 The spectra are plausible averages, not a radiative-transfer simulation: there is
 no atmosphere model beyond a small blue offset and the cirrus, no adjacency effect, no BRDF, no
 sun glint, no band-to-band misregistration, no parallax between the cloud and its
-shadow other than a single shift, and no Sen2Cor SCL layer. Clouds are a single
+shadow other than a single shift, and the Sen2Cor SCL (:func:`make_scl`) is a
+degraded copy of the truth, not Sen2Cor's algorithm. Clouds are a single
 layer (plus optional cirrus). Land-cover textures are statistical, so a trained
 eye will tell them from real scenes; they are meant to be good enough for a cloud
 detector, a label-quality ranking and a demo to behave as on real chips, and in
@@ -82,6 +83,7 @@ exactly reproducible from the seed: each chip draws from its own
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as _dt
 import functools
@@ -105,6 +107,8 @@ __all__ = [
     "corrupt_label",
     "generate_dataset",
     "make_chip",
+    "make_scl",
+    "write_scene",
 ]
 
 BANDS = ("B02", "B03", "B04", "B08")  # blue, green, red, NIR
@@ -174,6 +178,9 @@ class SynthChip:
     transform: Affine
     location: str
     datetime: str
+    shadow: np.ndarray | None = None
+    """``(H, W)`` float32 cloud-shadow strength 0..1 (the displaced cloud opacity that
+    darkened the surface), or None when unknown."""
 
     @property
     def valid(self) -> np.ndarray:
@@ -1093,6 +1100,7 @@ def _make_chip(
         transform=transform,
         location=location,
         datetime=when,
+        shadow=cl.shadow,
     )
 
 
@@ -1395,33 +1403,139 @@ SCL_CLASSES = {
 _SCL_SURFACE = {"vegetation": 4, "crops": 4, "bare_soil": 5, "urban": 5, "water": 6, "snow": 11}
 
 
+#: Shadow strength above which :func:`make_scl` calls a pixel cloud shadow.
+SCL_SHADOW_STRENGTH = 0.3
+
+
+def _degrade_edges(rng: np.random.Generator, mask: np.ndarray) -> np.ndarray:
+    """Erode a mask by 1-2 px and flip 30 % of the pixels along its new edge."""
+    if not mask.any() or mask.all():
+        return mask
+    mask = ndi.binary_erosion(mask, iterations=int(rng.integers(1, 3)))
+    edge = mask ^ ndi.binary_dilation(mask)
+    return mask ^ (edge & (rng.random(edge.shape) < 0.3))
+
+
+def _half(field: np.ndarray, h2: int, w2: int, how: str) -> np.ndarray:
+    h, w = field.shape
+    f = np.pad(field, ((0, 2 * h2 - h), (0, 2 * w2 - w)), mode="edge").reshape(h2, 2, w2, 2)
+    return f.mean((1, 3)) if how == "mean" else f.any((1, 3))
+
+
 def make_scl(rng: np.random.Generator, chip: SynthChip) -> np.ndarray:
     """A plausible Sen2Cor Scene Classification Layer at 20 m (half the chip's resolution).
 
-    Built from the chip's true cloud opacity, degraded the way Sen2Cor is known to err:
-    cloud edges eroded (it misses cloud boundaries), a few boundary pixels flipped, thin
-    cloud called cirrus. Codes: 9 high / 8 medium probability cloud, 10 thin cirrus,
-    the dominant surface class elsewhere (4 vegetation, 5 not vegetated, 6 water,
-    11 snow), 0 where the chip has no data.
+    Built from the chip's true cloud opacity and shadow, degraded the way Sen2Cor is
+    known to err: cloud and shadow edges eroded (it misses their boundaries), a few
+    boundary pixels flipped, thin cloud called cirrus. Codes: 9 high / 8 medium
+    probability cloud, 10 thin cirrus, 3 cloud shadow (where the shadow strength
+    exceeds :data:`SCL_SHADOW_STRENGTH` outside the clouds), the dominant surface class
+    elsewhere (4 vegetation, 5 not vegetated, 6 water, 11 snow), 0 where the chip has
+    no data.
     """
     h, w = chip.opacity.shape
     h2, w2 = (h + 1) // 2, (w + 1) // 2
-    op = np.pad(chip.opacity, ((0, 2 * h2 - h), (0, 2 * w2 - w)), mode="edge")
-    op = op.reshape(h2, 2, w2, 2).mean((1, 3))
-    valid = np.pad(chip.label != _NODATA_LABEL, ((0, 2 * h2 - h), (0, 2 * w2 - w)), mode="edge")
-    valid = valid.reshape(h2, 2, w2, 2).any((1, 3))
+    op = _half(chip.opacity, h2, w2, "mean")
+    valid = _half(chip.label != _NODATA_LABEL, h2, w2, "any")
     scl = np.full((h2, w2), _SCL_SURFACE.get(chip.land_cover, 5), np.uint8)
-    cloud = op > LABEL_OPACITY
-    if cloud.any() and not cloud.all():
-        cloud = ndi.binary_erosion(cloud, iterations=int(rng.integers(1, 3)))
-        edge = cloud ^ ndi.binary_dilation(cloud)
-        flip = edge & (rng.random(edge.shape) < 0.3)
-        cloud = cloud ^ flip
+    cloud = _degrade_edges(rng, op > LABEL_OPACITY)
+    if chip.shadow is not None:
+        shadow = _degrade_edges(rng, _half(chip.shadow, h2, w2, "mean") > SCL_SHADOW_STRENGTH)
+        scl[shadow & (op <= 0.15)] = SCL_CLASSES["cloud_shadow"]
     scl[(op > 0.15) & ~cloud] = SCL_CLASSES["thin_cirrus"]
     scl[cloud] = SCL_CLASSES["cloud_medium"]
     scl[cloud & (op > 0.65)] = SCL_CLASSES["cloud_high"]
     scl[~valid] = SCL_CLASSES["no_data"]
     return scl
+
+
+#: Where :func:`write_scene` puts a generated scene: UTM 33N, 10 m pixels.
+SCENE_CRS = "EPSG:32633"
+SCENE_ORIGIN = (300_000.0, 5_000_000.0)
+
+
+def write_scene(
+    path: str | Path,
+    size: int | tuple[int, int],
+    *,
+    seed: int = 0,
+    block: int = 512,
+    scl_path: str | Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
+    """Write a synthetic four-band scene GeoTIFF and, optionally, its 20 m SCL.
+
+    The scene is partly cloudy synthetic chips of ``block`` pixels side by side, written
+    one block at a time (memory holds one block whatever the scene's size): a tiled,
+    uint16 GeoTIFF with nodata 0 and band descriptions B02, B03, B04, B08, on UTM 33N
+    with 10 m pixels. ``scl_path`` gets the matching Sen2Cor-like SCL at 20 m
+    (:func:`make_scl` of each block, from its own random stream).
+
+    Args:
+        path: the scene file to write.
+        size: side in pixels, or ``(height, width)``.
+        seed: random seed; the scene is reproducible from it.
+        block: side of the chips it is made of (even, at least 16).
+        scl_path: where to write the SCL, or None.
+        progress: called as ``progress(done, total)`` after each block.
+
+    Returns:
+        ``path``.
+    """
+    import rasterio
+    from rasterio.windows import Window
+
+    h, w = (size, size) if isinstance(size, int) else size
+    if block % 2 or block < _MIN_SIZE:
+        raise ValueError(f"block must be even and at least {_MIN_SIZE}, got {block}")
+    transform = Affine(10.0, 0.0, SCENE_ORIGIN[0], 0.0, -10.0, SCENE_ORIGIN[1])
+    common = {"driver": "GTiff", "crs": _crs(SCENE_CRS), "tiled": True, "nodata": 0}
+    blocks = [(y, x) for y in range(0, h, block) for x in range(0, w, block)]
+    rng = np.random.default_rng(seed)
+    with contextlib.ExitStack() as stack:
+        dst = stack.enter_context(
+            rasterio.open(
+                path,
+                "w",
+                height=h,
+                width=w,
+                count=4,
+                dtype="uint16",
+                transform=transform,
+                blockxsize=256,
+                blockysize=256,
+                **common,
+            )
+        )
+        for i, name in enumerate(BANDS):
+            dst.set_band_description(i + 1, name)
+        scl_dst = None
+        if scl_path is not None:
+            scl_dst = stack.enter_context(
+                rasterio.open(
+                    scl_path,
+                    "w",
+                    height=(h + 1) // 2,
+                    width=(w + 1) // 2,
+                    count=1,
+                    dtype="uint8",
+                    transform=transform * Affine.scale(2.0),
+                    blockxsize=256,
+                    blockysize=256,
+                    **common,
+                )
+            )
+        for k, (y, x) in enumerate(blocks):
+            chip = _make_chip(rng, "s", block, sky="partial")
+            bh, bw = min(block, h - y), min(block, w - x)
+            dst.write(chip.bands[:, :bh, :bw], window=Window(x, y, bw, bh))
+            if scl_dst is not None:
+                scl = make_scl(np.random.default_rng([seed, k, 20]), chip)
+                sh, sw = (bh + 1) // 2, (bw + 1) // 2
+                scl_dst.write(scl[:sh, :sw], 1, window=Window(x // 2, y // 2, sw, sh))
+            if progress is not None:
+                progress(k + 1, len(blocks))
+    return Path(path)
 
 
 def generate_dataset(
