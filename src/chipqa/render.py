@@ -100,6 +100,61 @@ SIDE_BY_SIDE_TITLES = (
     "label",
     "model prediction (+ label outline)",
 )
+SIDE_BY_SIDE_SCL_TITLES = (
+    "true colour (B04 B03 B02)",
+    "Sen2Cor SCL cloud classes",
+    "model prediction (+ label outline)",
+    "NIR false colour (B08 B04 B03)",
+    "label",
+    "",
+)
+"""Titles of the 3 × 2 mosaic of a chip with an SCL, row by row."""
+
+SCL_COLOURS: dict[int, tuple[int, int, int]] = {
+    9: (255, 60, 40),
+    8: (255, 170, 40),
+    10: (60, 200, 255),
+    3: (150, 80, 255),
+}
+"""Colours of the Sen2Cor SCL classes shown: cloud high (9) red, medium (8) orange,
+thin cirrus (10) cyan, cloud shadow (3) violet."""
+SCL_LEGEND = (
+    (9, "cloud, high probability (9)"),
+    (8, "cloud, medium probability (8)"),
+    (10, "thin cirrus (10)"),
+    (3, "cloud shadow (3)"),
+)
+
+
+def scl_panel(rgb: np.ndarray, scl: np.ndarray | None, valid: np.ndarray) -> np.ndarray:
+    """The SCL's cloud and shadow classes over a dimmed true colour (colours:
+    :data:`SCL_COLOURS`); SCL no-data and the image's nodata in blue-grey."""
+    out = rgb.astype(np.float32) * 0.45
+    if scl is not None:
+        for code, colour in SCL_COLOURS.items():
+            m = scl == code
+            out[m] = out[m] * 0.3 + np.asarray(colour, np.float32) * 0.7
+    out = out.astype(np.uint8)
+    nodata = ~valid if scl is None else (~valid | (scl == 0))
+    out[nodata] = NODATA_COLOUR
+    return out
+
+
+def scl_legend(width: int, height: int, *, mask_colour: bool = False) -> np.ndarray:
+    """``(height, width, 3)`` legend of the SCL colours (and the model's, with ``mask_colour``)."""
+    img = Image.new("RGB", (width, height), (24, 24, 24))
+    draw = ImageDraw.Draw(img)
+    entries = [(SCL_COLOURS[c], text) for c, text in SCL_LEGEND]
+    if mask_colour:
+        entries.append((PRED_COLOUR, "model cloud probability"))
+    entries.append((NODATA_COLOUR, "no data"))
+    line = max(12, min(22, (height - 4) // max(len(entries), 1)))
+    font = _font(max(9, line - 6))
+    for i, (colour, text) in enumerate(entries):
+        y = 3 + i * line
+        draw.rectangle((4, y + 2, 4 + line - 6, y + line - 4), fill=colour)
+        draw.text((line + 2, y), text, fill=(225, 225, 225), font=font)
+    return np.asarray(img)
 
 
 def side_by_side(
@@ -111,37 +166,101 @@ def side_by_side(
     *,
     gap: int = 6,
     title_px: int = 18,
+    scl: np.ndarray | None = None,
 ) -> np.ndarray:
     """One RGB mosaic of a chip: true colour | NIR false colour over label | prediction.
 
     A single image is what the viewer can swap fastest when the reviewer moves to the
     next chip (one texture instead of four). Each panel has a title strip above it.
+    With an SCL (on the chip's grid) the mosaic has three columns: true colour | SCL
+    cloud classes | prediction above NIR false colour | label | legend, so the top row
+    is the three-panel review of Sen2Cor against the model.
     """
     h, w = rgb.shape[:2]
     if prob is None:
         prob = np.zeros((h, w), np.float32)
-    panels = [
-        rgb,
-        nir_rgb,
-        label_panel(rgb, label, valid),
-        prediction_panel(rgb, prob, label, valid),
-    ]
+    if scl is None:
+        ncol, titles = 2, SIDE_BY_SIDE_TITLES
+        panels = [
+            rgb,
+            nir_rgb,
+            label_panel(rgb, label, valid),
+            prediction_panel(rgb, prob, label, valid),
+        ]
+    else:
+        ncol, titles = 3, SIDE_BY_SIDE_SCL_TITLES
+        panels = [
+            rgb,
+            scl_panel(rgb, scl, valid),
+            prediction_panel(rgb, prob, label, valid),
+            nir_rgb,
+            label_panel(rgb, label, valid),
+            scl_legend(w, h, mask_colour=True),
+        ]
     cell_h = h + title_px
-    out = np.zeros((2 * cell_h + gap, 2 * w + gap, 3), np.uint8)
+    out = np.zeros((2 * cell_h + gap, ncol * w + (ncol - 1) * gap, 3), np.uint8)
     out[:] = 24
     for k, panel in enumerate(panels):
-        r, c = divmod(k, 2)
+        r, c = divmod(k, ncol)
         y, x = r * (cell_h + gap) + title_px, c * (w + gap)
         out[y : y + h, x : x + w] = panel
     img = Image.fromarray(out)
     draw = ImageDraw.Draw(img)
     font = _font(max(10, min(14, title_px - 4)))
-    for k, title in enumerate(SIDE_BY_SIDE_TITLES):
-        r, c = divmod(k, 2)
+    for k, title in enumerate(titles):
+        r, c = divmod(k, ncol)
         draw.text(
             (c * (w + gap) + 3, r * (cell_h + gap) + 2), title, fill=(220, 220, 220), font=font
         )
     return np.asarray(img)
+
+
+def three_panel(
+    rgb: np.ndarray,
+    scl: np.ndarray | None,
+    prob: np.ndarray | None,
+    valid: np.ndarray,
+    *,
+    title: str = "",
+    titles: tuple[str, str, str] = (
+        "true colour (B04 B03 B02)",
+        "Sen2Cor SCL cloud classes",
+        "model cloud mask",
+    ),
+    gap: int = 8,
+) -> np.ndarray:
+    """The review panel for reports: true colour | SCL cloud classes | model mask.
+
+    ``scl`` and ``prob`` are on the grid of ``rgb`` (None leaves that panel dimmed with a
+    note); a title line above, the panel titles over each panel and the legend below.
+    """
+    h, w = rgb.shape[:2]
+    panels = [rgb, scl_panel(rgb, scl, valid)]
+    if prob is None:
+        panels.append((rgb * 0.45).astype(np.uint8))
+    else:
+        panels.append(prediction_panel(rgb, prob, None, valid))
+    head, sub, foot = (28 if title else 0), 20, 30
+    out = Image.new("RGB", (3 * w + 2 * gap, head + sub + h + foot), (24, 24, 24))
+    draw = ImageDraw.Draw(out)
+    for k, panel in enumerate(panels):
+        out.paste(Image.fromarray(np.ascontiguousarray(panel)), (k * (w + gap), head + sub))
+        text = titles[k]
+        if (k == 1 and scl is None) or (k == 2 and prob is None):
+            text += " (none given)"
+        draw.text((k * (w + gap) + 3, head + 3), text, fill=(225, 225, 225), font=_font(14))
+    if title:
+        draw.text((3, 5), title, fill=(240, 240, 240), font=_font(16))
+    x = 4
+    y = head + sub + h + 8
+    entries = [(SCL_COLOURS[c], t) for c, t in SCL_LEGEND]
+    entries += [(PRED_COLOUR, "model cloud probability (opacity)"), (NODATA_COLOUR, "no data")]
+    font = _font(12)
+    for colour, text in entries:
+        draw.rectangle((x, y + 2, x + 12, y + 14), fill=colour)
+        draw.text((x + 16, y), text, fill=(210, 210, 210), font=font)
+        x += 16 + int(draw.textlength(text, font=font)) + 18
+    return np.asarray(out)
 
 
 def chip_panels(chip: Chip, prob: np.ndarray | None, size: int = 160) -> list[np.ndarray]:

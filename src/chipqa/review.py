@@ -196,6 +196,8 @@ class ChipView:
     prob: np.ndarray | None
     error: str = ""
     mosaic: np.ndarray | None = None
+    scl: np.ndarray | None = None
+    """Sen2Cor SCL codes on the chip's grid, when the chip has an ``SCL.tif``."""
 
 
 class ChipLoader:
@@ -245,7 +247,8 @@ class ChipLoader:
             false_colour=fc,
             label=chip.label,
             prob=prob,
-            mosaic=side_by_side(tc, fc, chip.label, prob, chip.valid),
+            mosaic=side_by_side(tc, fc, chip.label, prob, chip.valid, scl=chip.scl),
+            scl=chip.scl,
         )
 
     def _submit(self, chip_id: str) -> Future[ChipView]:

@@ -10,6 +10,7 @@ from chipqa._qt.chip_layers import (
     LABEL,
     LABEL_OUTLINE,
     PREDICTION,
+    SCL_LAYER,
     SIDE_BY_SIDE_LAYER,
     TRUE_COLOUR,
 )
@@ -314,3 +315,41 @@ def test_opening_a_dataset_folder_in_napari_docks_the_widget(make_napari_viewer,
     qtbot.waitUntil(lambda: w.session is not None and w._worker is None, timeout=60_000)
     assert w.dataset.root == fresh_root and len(w.session.order) == 16
     assert viewer.layers[SIDE_BY_SIDE_LAYER].metadata["chip_id"] == w.session.current
+
+
+def test_a_chip_with_an_scl_shows_its_cloud_classes_beside_the_model(
+    make_napari_viewer, qtbot, fresh_root
+):
+    from chipqa.render import SCL_COLOURS
+
+    viewer = make_napari_viewer(show=True)
+    w = _open(viewer, qtbot, fresh_root)
+    ds = open_dataset(fresh_root)
+    # A chip whose SCL has high-probability cloud (the generator writes an SCL per chip).
+    def has_cloud_and_ground(scl):
+        return (scl == 9).sum() > 50 and (~np.isin(scl, (0, 3, 8, 9, 10))).sum() > 50
+
+    cid = next(c for c in w.session.order if has_cloud_and_ground(ds.read(c).scl))
+    w.session.goto(cid)
+    w.show_current()
+    chip = ds.read(cid)
+    h, wd = chip.shape
+    mosaic = viewer.layers[SIDE_BY_SIDE_LAYER].data
+    assert mosaic.shape[1] == 3 * wd + 2 * 6  # three columns: true colour | SCL | model
+    scl_panel = mosaic[18 : 18 + h, wd + 6 : 2 * wd + 6].astype(int)
+    high = chip.scl == 9
+    red = np.array(SCL_COLOURS[9])
+    assert np.abs(scl_panel[high] - red).max(axis=1).mean() < 80  # tinted red where SCL says 9
+    surface = ~np.isin(chip.scl, (0, 3, 8, 9, 10))
+    assert np.abs(scl_panel[surface] - red).max(axis=1).mean() > 120  # not elsewhere
+    # The canvas (what the reviewer sees) shows that red, which no other panel uses.
+    qtbot.wait(200)
+    shot = viewer.screenshot(canvas_only=True, flash=False)[..., :3].astype(int)
+    reddish = (shot[..., 0] > 180) & (shot[..., 1] < 110) & (shot[..., 2] < 90)
+    assert reddish.sum() > 20
+    # Layers mode: the SCL is a labels layer of its own, with the chip's codes.
+    _press(viewer, qtbot, "g")
+    np.testing.assert_array_equal(viewer.layers[SCL_LAYER].data, chip.scl)
+    assert viewer.layers[SCL_LAYER].metadata["chip_id"] == cid
+    colour = viewer.layers[SCL_LAYER].colormap.map(np.array([9]))[0]
+    np.testing.assert_allclose(colour[:3], red / 255, atol=0.01)

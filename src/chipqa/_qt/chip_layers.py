@@ -18,9 +18,11 @@ PREDICTION = "prediction"
 LABEL_OUTLINE = "label outline"
 PRED_OUTLINE = "prediction outline"
 SIDE_BY_SIDE_LAYER = "side by side"
+SCL_LAYER = "SCL cloud classes"
 LAYER_NAMES = (
     TRUE_COLOUR,
     FALSE_COLOUR,
+    SCL_LAYER,
     LABEL,
     PREDICTION,
     LABEL_OUTLINE,
@@ -47,6 +49,17 @@ def viewer_grid(viewer: napari.Viewer):
     return canvas.grid if canvas is not None and hasattr(canvas, "grid") else viewer.grid
 
 
+def scl_colormap():
+    """napari colours of the SCL classes shown (those of :data:`chipqa.render.SCL_COLOURS`);
+    every other class is transparent."""
+    from napari.utils.colormaps import DirectLabelColormap
+
+    from chipqa.render import SCL_COLOURS
+
+    colours = {code: (*(c / 255 for c in rgb), 1.0) for code, rgb in SCL_COLOURS.items()}
+    return DirectLabelColormap(color_dict={None: (0, 0, 0, 0), **colours})
+
+
 def _label_colormap(colour):
     from napari.utils.colormaps import DirectLabelColormap
 
@@ -63,9 +76,12 @@ class ChipLayers:
     * **side by side**: one image holding true colour | NIR false colour over label |
       prediction (each mask over the dimmed true colour, the label's outline on the
       prediction). One image is the fastest thing to swap when the reviewer moves on.
+      A chip with a Sen2Cor SCL gets three columns: true colour | SCL cloud classes |
+      prediction above NIR false colour | label | legend.
     * **layers**: the same content as separate napari layers (true colour, NIR false
-      colour, label, prediction, label and prediction outlines), outlines over true
-      colour by default; any of them can be toggled, blended and inspected.
+      colour, SCL cloud classes, label, prediction, label and prediction outlines),
+      outlines over true colour by default; any of them can be toggled, blended and
+      inspected. The SCL layer is empty for a chip without an SCL.
 
     Every layer always holds the current chip (hidden ones are filled without being
     redrawn), so switching modes or toggling a layer never shows a stale chip. Contrast
@@ -101,6 +117,8 @@ class ChipLayers:
             v.add_image(blank_rgb(), name=TRUE_COLOUR, rgb=True, contrast_limits=(0, 255))
         if self._get(FALSE_COLOUR) is None:
             v.add_image(blank_rgb(), name=FALSE_COLOUR, rgb=True, contrast_limits=(0, 255))
+        if self._get(SCL_LAYER) is None:
+            v.add_labels(blank(), name=SCL_LAYER, colormap=scl_colormap(), opacity=0.6)
         if self._get(LABEL) is None:
             v.add_labels(blank(), name=LABEL, colormap=_label_colormap(YELLOW), opacity=0.5)
         if self._get(PREDICTION) is None:
@@ -181,6 +199,7 @@ class ChipLayers:
         arrays = {
             TRUE_COLOUR: view.true_colour,
             FALSE_COLOUR: view.false_colour,
+            SCL_LAYER: view.scl if view.scl is not None else np.zeros(shape, np.uint8),
             LABEL: label,
             PREDICTION: prob,
             LABEL_OUTLINE: (label == 1).astype(np.uint8),
