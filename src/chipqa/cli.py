@@ -56,7 +56,13 @@ def _add_scoring_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--batch-size", type=_positive_int, default=8, help="chips per batch (default 8)"
     )
-    p.add_argument("--workers", type=int, default=2, help="threads reading chips ahead (default 2)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="threads reading chips ahead (default: every core for the CPU baseline, "
+        "which scores in them, else 2)",
+    )
     p.add_argument(
         "--threshold",
         type=_fraction,
@@ -299,7 +305,7 @@ def _train_config(args: argparse.Namespace):
         devices=int(args.devices) if str(args.devices).isdigit() else args.devices,
         num_nodes=args.num_nodes,
         accelerator=args.accelerator,
-        workers=args.workers,
+        workers=2 if args.workers is None else args.workers,
         max_steps=args.max_steps,
         encoder_weights=args.encoder_weights,
     )
@@ -394,6 +400,40 @@ def cmd_mask(args: argparse.Namespace) -> int:
             f"{stats['pixels_compared']:,} px ({stats['scl_coverage']:.0%} of the mask); "
             f"wrote {path}"
         )
+    return 0
+
+
+def cmd_view(args: argparse.Namespace) -> int:
+    from chipqa.scene import SceneError, open_scene
+
+    scene = open_scene(args.scene)
+    for what, path in (("--mask", args.mask), ("--scl", args.scl)):
+        if path is not None and not Path(path).is_file():
+            raise SceneError(f"{what} {path} does not exist")
+    if args.png is not None:
+        from chipqa.scene_view import write_scene_panel
+
+        out = write_scene_panel(
+            args.png, scene, mask=args.mask, scl=args.scl, max_side=args.max_side
+        )
+        print(f"wrote {out}")
+        return 0
+    try:
+        import napari
+    except ImportError:
+        print(
+            'napari is not installed: pip install "chipqa[napari]", or write a picture '
+            "with --png OUT.png",
+            file=sys.stderr,
+        )
+        return 2
+    from chipqa._qt.scene_viewer import open_scene_in_viewer
+
+    viewer = napari.Viewer(title=f"chipqa: {Path(args.scene).name}")
+    open_scene_in_viewer(
+        viewer, scene, mask=args.mask, scl=args.scl, layout="grid" if args.grid else "side by side"
+    )
+    napari.run()
     return 0
 
 
@@ -587,6 +627,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_mask)
+
+    p = sub.add_parser(
+        "view",
+        help="a scene's true colour | SCL cloud classes | mask, in napari or as a PNG",
+        description="Open a scene in napari as lazy multiscale layers (true colour, the "
+        "SCL's cloud classes and the mask side by side; never read whole), or with --png "
+        "write the same three panels as a picture from decimated reads, without a window.",
+    )
+    p.add_argument("scene", help="scene file or folder (as for `chipqa mask`)")
+    p.add_argument("--mask", default=None, help="a mask written by `chipqa mask`")
+    p.add_argument("--scl", default=None, help="the scene's Sen2Cor SCL (any resolution or CRS)")
+    p.add_argument("--png", default=None, metavar="OUT.png", help="write a PNG, open no window")
+    p.add_argument(
+        "--max-side", type=_positive_int, default=900, help="PNG panel size in pixels (900)"
+    )
+    p.add_argument("--grid", action="store_true", help="napari grid mode instead of side by side")
+    p.set_defaults(func=cmd_view)
 
     p = sub.add_parser(
         "cache",

@@ -130,12 +130,18 @@ class Scene:
         out = np.zeros((len(self.sources), *shape), np.uint16)
         fill = 0 if self.nodata is None else self.nodata
         invalid = np.zeros(shape, bool)
+        inside = (
+            window.col_off >= 0
+            and window.row_off >= 0
+            and window.col_off + window.width <= self.width
+            and window.row_off + window.height <= self.height
+        )
         for i, (path, band) in enumerate(self.sources):
             with rasterio.open(path) as src:
                 data = src.read(
                     band,
                     window=window,
-                    boundless=True,
+                    boundless=not inside,  # a boundless read goes through a VRT: slower
                     fill_value=fill,
                     out_shape=shape,
                     resampling=Resampling.nearest,

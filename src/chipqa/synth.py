@@ -1411,7 +1411,8 @@ def _degrade_edges(rng: np.random.Generator, mask: np.ndarray) -> np.ndarray:
     """Erode a mask by 1-2 px and flip 30 % of the pixels along its new edge."""
     if not mask.any() or mask.all():
         return mask
-    mask = ndi.binary_erosion(mask, iterations=int(rng.integers(1, 3)))
+    # border_value=1: Sen2Cor does not erode clouds where the image ends
+    mask = ndi.binary_erosion(mask, iterations=int(rng.integers(1, 3)), border_value=1)
     edge = mask ^ ndi.binary_dilation(mask)
     return mask ^ (edge & (rng.random(edge.shape) < 0.3))
 
