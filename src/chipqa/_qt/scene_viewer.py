@@ -38,29 +38,35 @@ def open_scene_in_viewer(
     mask: str | Path | None = None,
     scl: str | Path | None = None,
     layout: str = "side by side",
+    smallest: int = 1024,
 ) -> list:
     """Add a scene's panels to ``viewer`` as multiscale layers; returns the layers.
 
     ``layout``: ``"side by side"`` places the panels next to each other (translated by
     the scene's width plus a small gap), ``"grid"`` uses napari's grid mode.
+    ``smallest``: the longer side of the coarsest level (a scene that small is one level).
     """
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}")
     sc = scene if isinstance(scene, Scene) else open_scene(scene)
-    pyr = scene_pyramid(sc, mask=mask, scl=scl)
+    pyr = scene_pyramid(sc, mask=mask, scl=scl, smallest=smallest)
+    multi = len(pyr["rgb"]) > 1
+    if not multi:  # napari wants a single array, not a one-level pyramid
+        pyr = {k: v[0] for k, v in pyr.items()}
     step = sc.width + max(8, sc.width // 50) if layout == "side by side" else 0
     layers = [
         viewer.add_image(
-            pyr["rgb"], multiscale=True, rgb=True, contrast_limits=(0, 255), name=SCENE_RGB
+            pyr["rgb"], multiscale=multi, rgb=True, contrast_limits=(0, 255), name=SCENE_RGB
         )
     ]
     if scl is not None:
         layers.append(
             viewer.add_labels(
                 pyr["scl"],
-                multiscale=True,
+                multiscale=multi,
                 name=SCENE_SCL,
                 colormap=scl_colormap(),
+                opacity=1.0,
                 translate=(0, step),
             )
         )
@@ -69,7 +75,7 @@ def open_scene_in_viewer(
         layers.append(
             viewer.add_image(
                 pyr["mask"],
-                multiscale=True,
+                multiscale=multi,
                 name=SCENE_MASK,
                 colormap=_mask_colormap(),
                 contrast_limits=(0, top),
