@@ -151,10 +151,11 @@ class ChipDataset:
         self.cache = cache
         return cache is not None
 
-    def read_record(self, record: ChipRecord) -> Chip:
-        """Read one chip, from the cache when it holds an up-to-date copy."""
+    def read_record(self, record: ChipRecord, *, copy: bool = True) -> Chip:
+        """Read one chip, from the cache when it holds an up-to-date copy (``copy=False``:
+        read-only views of the cache's memory map, see :meth:`ChipCache.read`)."""
         if self.cache is not None:
-            chip = self.cache.read(record)
+            chip = self.cache.read(record, copy=copy)
             if chip is not None:
                 return chip
         return read_chip(record)
@@ -444,8 +445,7 @@ def read_chip(record: ChipRecord, *, with_label: bool = True) -> Chip:
             _same_grid(cid, lpath, "label", data.shape, crs_l, transform_l, ref)
             if nodata is not None and nodata != LABEL_NODATA:
                 data = np.where(data == nodata, LABEL_NODATA, data)
-            values = np.unique(data)
-            bad = [v for v in values.tolist() if v not in LABEL_VALUES]
+            bad = _label_values_outside(data)
             if bad:
                 shown = ", ".join(str(v) for v in bad[:6]) + (" …" if len(bad) > 6 else "")
                 raise ChipReadError(
@@ -478,6 +478,41 @@ def read_chip(record: ChipRecord, *, with_label: bool = True) -> Chip:
     )
 
 
+def _label_values_outside(data: np.ndarray) -> list[int]:
+    """The label's values other than 0, 1 and 255, smallest first."""
+    if data.dtype == np.uint8 and not ((data > 1) & (data != 255)).any():
+        return []  # the usual case, checked without sorting
+    return [v for v in np.unique(data).tolist() if v not in LABEL_VALUES]
+
+
+def _nearest_index(
+    n_dst: int, dst_origin: float, dst_step: float, src_origin: float, src_step: float, n_src: int
+) -> np.ndarray:
+    """Source index of each destination pixel centre along one axis (-1: outside)."""
+    centres = dst_origin + (np.arange(n_dst) + 0.5) * dst_step
+    idx = np.floor((centres - src_origin) / src_step).astype(np.int64)
+    idx[(idx < 0) | (idx >= n_src)] = -1
+    return idx
+
+
+def _scl_on_grid(data: np.ndarray, src_transform, dst_transform, shape) -> np.ndarray | None:
+    """Nearest-neighbour resampling between two north-up grids of one CRS, or None when
+    either grid is rotated (then GDAL's warper does it). The pixel whose area holds a
+    destination pixel's centre is taken, as GDAL's nearest resampling does."""
+    if src_transform.b or src_transform.d or dst_transform.b or dst_transform.d:
+        return None
+    rows = _nearest_index(
+        shape[0], dst_transform.f, dst_transform.e, src_transform.f, src_transform.e, data.shape[0]
+    )
+    cols = _nearest_index(
+        shape[1], dst_transform.c, dst_transform.a, src_transform.c, src_transform.a, data.shape[1]
+    )
+    out = data.take(np.maximum(rows, 0), axis=0).take(np.maximum(cols, 0), axis=1)
+    out[rows < 0, :] = 0
+    out[:, cols < 0] = 0
+    return out.astype(np.uint8, copy=False)
+
+
 def _read_scl(chip_id: str, path: Path, ref) -> np.ndarray | None:
     """The chip's SCL resampled onto the bands' grid (any resolution or CRS), or None."""
     if not path.is_file():
@@ -488,6 +523,10 @@ def _read_scl(chip_id: str, path: Path, ref) -> np.ndarray | None:
     try:
         with rasterio.open(path) as src:
             data, src_transform, src_crs = src.read(1), src.transform, src.crs
+        if src_crs == crs and transform is not None:
+            fast = _scl_on_grid(data, src_transform, transform, shape)
+            if fast is not None:
+                return fast
         out = np.zeros(shape, np.uint8)
         reproject(
             source=data,
