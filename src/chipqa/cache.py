@@ -106,20 +106,25 @@ class ChipCache:
         e = self.entries.get(rec.chip_id)
         return e is not None and not rec.problem and _signature(rec) == e.signature
 
-    def read(self, rec: ChipRecord) -> Chip | None:
-        """The chip from the cache, or None when it must be read from its TIFFs."""
+    def read(self, rec: ChipRecord, *, copy: bool = True) -> Chip | None:
+        """The chip from the cache, or None when it must be read from its TIFFs.
+
+        With ``copy=False`` the bands, label and SCL are read-only views of the memory
+        map (no copy; for readers that only look, such as scoring).
+        """
         if not self.holds(rec):
             return None
         e = self.entries[rec.chip_id]
         bands_map, labels_map, scl_map = self._maps()
-        bands = np.array(bands_map[e.row])
+        take = np.array if copy else np.asarray
+        bands = take(bands_map[e.row])
         if e.has_label:
-            label = np.array(labels_map[e.row])
+            label = take(labels_map[e.row])
             valid = label != LABEL_NODATA
         else:
             label = None
             valid = (bands != 0).all(0)
-        scl = np.array(scl_map[e.row]) if e.has_scl else None
+        scl = take(scl_map[e.row]) if e.has_scl else None
         return Chip(chip_id=rec.chip_id, bands=bands, label=label, valid=valid, scl=scl)
 
     @classmethod

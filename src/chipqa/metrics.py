@@ -178,6 +178,9 @@ def predicted_fraction(prob: Tensor, valid: Tensor, threshold: float = DEFAULT_T
 SCL_CLOUD = (8, 9, 10)
 """Sen2Cor SCL classes counted as cloud: medium and high probability, thin cirrus."""
 
+SCL_SHADOW = 3
+"""Sen2Cor SCL class of cloud shadows (counted apart from cloud)."""
+
 
 def scl_stats(pred: Tensor, target: Tensor, scl: Tensor, valid: Tensor) -> dict[str, Tensor]:
     """Sen2Cor's Scene Classification Layer as a second opinion, per chip.
@@ -189,16 +192,22 @@ def scl_stats(pred: Tensor, target: Tensor, scl: Tensor, valid: Tensor) -> dict[
         valid: ``(B, H, W)`` bool valid pixels; SCL no-data pixels are left out too.
 
     Returns:
-        ``scl_cloud_fraction``, ``iou_label_scl`` and ``iou_pred_scl`` (float32, ``(B,)``).
+        ``scl_cloud_fraction``, ``scl_shadow_fraction`` (class 3), ``iou_label_scl`` and
+        ``iou_pred_scl`` (float32, ``(B,)``).
     """
     v = valid & (scl != 0)
     cloud = torch.zeros_like(v)
     for code in SCL_CLOUD:
         cloud |= scl == code
     n = _flat(v).sum(1)
-    frac = torch.where(n > 0, _flat(cloud & v).sum(1).float() / n.clamp(min=1), float("nan"))
+
+    def frac(mask: Tensor) -> Tensor:
+        share = _flat(mask & v).sum(1).float() / n.clamp(min=1)
+        return torch.where(n > 0, share, float("nan")).float()
+
     return {
-        "scl_cloud_fraction": frac.float(),
+        "scl_cloud_fraction": frac(cloud),
+        "scl_shadow_fraction": frac(scl == SCL_SHADOW),
         "iou_label_scl": per_chip_iou(target, cloud, v),
         "iou_pred_scl": per_chip_iou(pred, cloud, v),
     }

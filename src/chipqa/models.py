@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import pickle
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from chipqa import __version__
 from chipqa._io import atomic_open
-from chipqa.dataset import BANDS
+from chipqa.dataset import BANDS, Chip
 from chipqa.errors import CheckpointError
 
 CHECKPOINT_FORMAT = "chipqa-checkpoint"
@@ -59,6 +59,15 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     return dev
 
 
+def cpu_kernels():
+    """The fused CPU kernels (:mod:`chipqa._kernels`), or None where numba is missing."""
+    try:
+        from chipqa import _kernels
+    except ImportError:  # numba is a dependency, but a platform may lack its wheels
+        return None
+    return _kernels
+
+
 class Predictor(ABC):
     """Batches of chips in, per-pixel cloud probability out."""
 
@@ -80,6 +89,16 @@ class Predictor(ABC):
     def to(self, device: str | torch.device) -> Predictor:
         self.device = torch.device(device)
         return self
+
+    def chip_scorer(self, threshold: float, temperature: float) -> Callable[[Chip], dict] | None:
+        """A function that scores one chip on its own, in any thread, or None.
+
+        Predictors that can score a chip cheaply on the CPU without a batch (the spectral
+        baseline, with the fused kernels of :mod:`chipqa._kernels`) return one; scoring
+        then runs it in the reading threads, so reading and computing share every core.
+        The function returns the statistics of :func:`chipqa.scoring.score_batch`.
+        """
+        return None
 
     def predict_numpy(self, bands: np.ndarray) -> np.ndarray:
         """Convenience for one chip ``(4, H, W)`` or a batch ``(B, 4, H, W)`` on the host."""
@@ -143,8 +162,11 @@ class SpectralBaseline(Predictor):
         return torch.stack([vis, whiteness, hot, gap, ndvi], dim=1)
 
     def predict_proba_reference(self, bands: Tensor) -> Tensor:
-        """The model written plainly (:meth:`features`, then the logistic and the window);
-        :meth:`predict_proba` computes the same numbers about three times faster."""
+        """The model written plainly (:meth:`features`, then the logistic and the window).
+
+        :meth:`predict_proba` computes the same numbers faster: on a CPU with the fused
+        kernels of :mod:`chipqa._kernels` (one pass per chip), elsewhere with
+        :meth:`predict_proba_torch` (fused, in-place torch operations)."""
         f = self.features(bands)
         w = torch.tensor(self.coefficients[1:], dtype=f.dtype, device=f.device)
         prob = torch.sigmoid(self.coefficients[0] + torch.einsum("bfhw,f->bhw", f, w))
@@ -154,6 +176,32 @@ class SpectralBaseline(Predictor):
         return prob.clamp(0.0, 1.0)
 
     def predict_proba(self, bands: Tensor) -> Tensor:
+        kernels = cpu_kernels() if bands.device.type == "cpu" else None
+        if kernels is None or bands.ndim != 4 or bands.dtype.is_floating_point:
+            return self.predict_proba_torch(bands)
+        x = bands.numpy()
+        out = torch.empty((x.shape[0], *x.shape[2:]), dtype=torch.float32)
+        c = np.asarray(self.coefficients, np.float64)
+        for i in range(x.shape[0]):
+            kernels.baseline_proba(x[i], c, self.smooth_px, out[i].numpy())
+        return out
+
+    def chip_scorer(self, threshold: float, temperature: float) -> Callable[[Chip], dict] | None:
+        kernels = cpu_kernels() if self.device.type == "cpu" else None
+        if kernels is None:
+            return None
+        c = np.asarray(self.coefficients, np.float64)
+        k = self.smooth_px
+
+        def score(chip: Chip) -> dict:
+            return kernels.score_chip_baseline(
+                chip.bands, c, k, chip.label, chip.valid, chip.scl, threshold, temperature
+            )
+
+        return score
+
+    def predict_proba_torch(self, bands: Tensor) -> Tensor:
+        """:meth:`predict_proba` in torch operations, for any device (CUDA, MPS, CPU)."""
         # Fused form of predict_proba_reference: works in DN (the 1e-4 of reflectance is
         # folded into the linear coefficients; the other features are ratios), in place,
         # without stacking the features; the box filter runs as two 1-D passes.

@@ -12,13 +12,16 @@ could not be read keeps its row with the reason in ``error``.
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -27,8 +30,14 @@ import torch
 from chipqa._io import atomic_open
 from chipqa.dataset import Chip, ChipDataset, ChipRecord, read_chip
 from chipqa.errors import ChipqaError, ChipReadError
-from chipqa.metrics import DEFAULT_THRESHOLD, chip_stats, predicted_fraction, scl_stats
-from chipqa.models import Predictor
+from chipqa.metrics import (
+    DEFAULT_TEMPERATURE,
+    DEFAULT_THRESHOLD,
+    chip_stats,
+    predicted_fraction,
+    scl_stats,
+)
+from chipqa.models import Predictor, cpu_kernels
 
 STAT_COLUMNS = [
     "iou",
@@ -39,6 +48,7 @@ STAT_COLUMNS = [
     "label_quality",
     "valid_fraction",
     "scl_cloud_fraction",
+    "scl_shadow_fraction",
     "iou_label_scl",
     "iou_pred_scl",
 ]
@@ -160,11 +170,12 @@ def _read_ahead(
     records: list[ChipRecord],
     workers: int,
     depth: int,
-    read: Callable[[ChipRecord], Chip] = read_chip,
-) -> Iterator[tuple[ChipRecord, Chip | ChipReadError]]:
-    """Read chips in a thread pool, at most ``depth`` ahead, yielding them in order."""
+    read: Callable[[ChipRecord], Any] = read_chip,
+) -> Iterator[tuple[ChipRecord, Any]]:
+    """Read chips in a thread pool, at most ``depth`` ahead, yielding them in order
+    (``read``'s result, or the :class:`ChipReadError` it raised)."""
 
-    def load(rec: ChipRecord) -> Chip | ChipReadError:
+    def load(rec: ChipRecord) -> Any:
         try:
             return read(rec)
         except ChipReadError as exc:
@@ -223,7 +234,11 @@ def _base_row(rec: ChipRecord, model: str) -> dict:
 def score_batch(
     predictor: Predictor, chips: list[Chip], *, threshold: float = DEFAULT_THRESHOLD
 ) -> list[dict]:
-    """Predict and compute the statistics of one batch of same-shape chips."""
+    """Predict and compute the statistics of one batch of same-shape chips.
+
+    On a GPU the statistics are computed there, on the whole batch, and only a few
+    numbers per chip come back; on a CPU the fused kernels count each chip in one pass.
+    """
     device = predictor.device
     bands = torch.from_numpy(np.stack([c.bands for c in chips]))
     valid = torch.from_numpy(np.stack([c.valid for c in chips]))
@@ -232,28 +247,45 @@ def score_batch(
         valid = valid.pin_memory()
     bands = bands.to(device, non_blocking=True)
     valid = valid.to(device, non_blocking=True)
+    kernels = cpu_kernels() if device.type == "cpu" else None
     with torch.inference_mode():
         prob = predictor.predict_proba(bands)
-        if chips[0].label is not None:
-            label = torch.from_numpy(np.stack([c.label for c in chips])).to(
-                device, non_blocking=True
-            )
-            stats = chip_stats(prob, label, valid, threshold=threshold)
-            if chips[0].scl is not None:
-                scl = torch.from_numpy(np.stack([c.scl for c in chips])).to(device)
-                stats.update(scl_stats(prob >= threshold, label == 1, scl, valid))
+        if kernels is not None:
+            p = prob.float().numpy()
+            rows = [
+                kernels.score_chip_prob(
+                    p[i], c.label, c.valid, c.scl, threshold, DEFAULT_TEMPERATURE
+                )
+                for i, c in enumerate(chips)
+            ]
         else:
-            stats = {
-                "pred_cloud_fraction": predicted_fraction(prob, valid, threshold),
-                "valid_fraction": valid.reshape(len(chips), -1).float().mean(1),
-            }
-        host = {k: v.float().cpu().numpy() for k, v in stats.items()}
-    rows = []
-    for i, chip in enumerate(chips):
-        row = {k: float(v[i]) for k, v in host.items()}
+            rows = _batch_stats_on_device(prob, chips, valid, threshold)
+    for row, chip in zip(rows, chips, strict=True):
         row["height"], row["width"] = chip.shape
-        rows.append(row)
     return rows
+
+
+def _batch_stats_on_device(prob, chips: list[Chip], valid, threshold: float) -> list[dict]:
+    device = prob.device
+    if chips[0].label is not None:
+        label = torch.from_numpy(np.stack([c.label for c in chips])).to(device, non_blocking=True)
+        stats = chip_stats(prob, label, valid, threshold=threshold)
+        if chips[0].scl is not None:
+            scl = torch.from_numpy(np.stack([c.scl for c in chips])).to(device)
+            stats.update(scl_stats(prob >= threshold, label == 1, scl, valid))
+    else:
+        stats = {
+            "pred_cloud_fraction": predicted_fraction(prob, valid, threshold),
+            "valid_fraction": valid.reshape(len(chips), -1).float().mean(1),
+        }
+    host = {k: v.float().cpu().numpy() for k, v in stats.items()}
+    return [{k: float(v[i]) for k, v in host.items()} for i in range(len(chips))]
+
+
+def default_workers(chip_scorer: bool) -> int:
+    """Reading threads: every core when they also score (the CPU baseline), else two
+    (the predictor's own threads or the GPU do the computing)."""
+    return max(2, min(16, os.cpu_count() or 2)) if chip_scorer else 2
 
 
 def iter_scores(
@@ -261,19 +293,32 @@ def iter_scores(
     predictor: Predictor,
     *,
     batch_size: int = 8,
-    workers: int = 2,
+    workers: int | None = None,
     threshold: float = DEFAULT_THRESHOLD,
 ) -> Iterator[list[dict]]:
     """Score chips batch by batch, yielding the rows of each batch as they are done.
 
-    Reading runs in ``workers`` threads ahead of the predictor; at most a few batches of
-    chips are held in memory whatever the dataset's size. Unreadable chips yield a row
-    with ``error`` set and the run goes on. Suitable for a GUI worker (one yield per
-    batch: a natural place to report progress and to cancel).
+    Reading runs in ``workers`` threads ahead of the predictor (default: see
+    :func:`default_workers`); at most a few batches of chips are held in memory whatever
+    the dataset's size. A predictor with a :meth:`~chipqa.models.Predictor.chip_scorer`
+    scores each chip in the thread that read it and the chip is dropped at once; others
+    get batches of ``batch_size`` chips. Unreadable chips yield a row with ``error`` set
+    and the run goes on. Suitable for a GUI worker (one yield per batch: a natural place
+    to report progress and to cancel).
     """
     read = dataset.read_record if isinstance(dataset, ChipDataset) else read_chip
     records = list(dataset)
+    scorer = predictor.chip_scorer(threshold, DEFAULT_TEMPERATURE)
+    if workers is None:
+        workers = default_workers(scorer is not None)
     depth = max(2 * batch_size, workers * 2)
+    if scorer is not None:
+        if isinstance(dataset, ChipDataset):  # the scorer only looks: no copy from a cache
+            read = functools.partial(dataset.read_record, copy=False)
+        yield from _iter_chip_scores(
+            records, read, scorer, predictor.name, workers, depth, batch_size
+        )
+        return
     for batch, failed in _batches(_read_ahead(records, workers, depth, read), batch_size):
         rows = []
         for rec, err in failed:
@@ -286,6 +331,36 @@ def iter_scores(
                 row = _base_row(rec, predictor.name)
                 row.update(st)
                 rows.append(row)
+        yield rows
+
+
+def _iter_chip_scores(
+    records: list[ChipRecord],
+    read: Callable[[ChipRecord], Chip],
+    scorer: Callable[[Chip], dict],
+    model: str,
+    workers: int,
+    depth: int,
+    batch_size: int,
+) -> Iterator[list[dict]]:
+    def read_and_score(rec: ChipRecord) -> dict:
+        chip = read(rec)
+        stats = scorer(chip)
+        stats["height"], stats["width"] = chip.shape
+        return stats
+
+    rows: list[dict] = []
+    for rec, result in _read_ahead(records, workers, depth, read_and_score):
+        row = _base_row(rec, model)
+        if isinstance(result, ChipReadError):
+            row["error"] = str(result)
+        else:
+            row.update(result)
+        rows.append(row)
+        if len(rows) >= batch_size:
+            yield rows
+            rows = []
+    if rows:
         yield rows
 
 
@@ -334,7 +409,8 @@ def score_dataset(
         dataset: chips to score.
         predictor: where the cloud probabilities come from (already on its device).
         batch_size: chips per predictor call.
-        workers: reading threads (0: read in the calling thread).
+        workers: reading threads (0: read in the calling thread; None: see
+            :func:`default_workers`).
         threshold: probability at or above which a pixel counts as cloud.
         progress: ``True`` for a terminal progress bar (only shown when stderr is a
             terminal), or a callback receiving :class:`ScoreProgress` after each batch.

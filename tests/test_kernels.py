@@ -1,0 +1,146 @@
+"""The fused CPU kernels compute what the torch code computes, on awkward chips too."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from rasterio.transform import from_origin
+from rasterio.warp import Resampling, reproject
+
+from chipqa import _kernels
+from chipqa.dataset import _scl_on_grid, open_dataset
+from chipqa.metrics import chip_stats, scl_stats
+from chipqa.models import SpectralBaseline
+from chipqa.scoring import _batch_stats_on_device, default_workers, score_dataset
+from chipqa.synth import generate_dataset, make_chip
+
+
+def _chips(size: int, n: int = 6, seed: int = 3):
+    """Synthetic chips of every sky, with a nodata edge and SCL-like codes."""
+    rng = np.random.default_rng(seed)
+    bands, labels, valid, scl = [], [], [], []
+    for i in range(n):
+        c = make_chip(rng, f"c{i}", size, sky=("overcast", "clear", "partial")[i % 3])
+        bands.append(c.bands)
+        v = c.bands.min(0) > 0
+        v[:, : size // 7] = False  # a swath edge
+        lab = np.where(v, c.label, 255).astype(np.uint8)
+        if i == 4:
+            lab[v] = 1  # an all-cloud label
+        labels.append(lab)
+        valid.append(v & (lab != 255))
+        scl.append(rng.choice(np.array([0, 3, 4, 5, 8, 9, 10], np.uint8), (size, size)))
+    if n > 5:
+        valid[5][:] = False  # a chip without one valid pixel
+    return [np.stack(x) for x in (bands, labels, valid, scl)]
+
+
+@pytest.mark.parametrize("size", [64, 37, 4])  # even, odd, and smaller than the 5×5 window
+def test_baseline_kernel_equals_the_torch_baseline(size):
+    bands = np.ascontiguousarray(_chips(max(size, 16))[0][..., :size, :size])
+    base = SpectralBaseline()
+    want = base.predict_proba_torch(torch.from_numpy(bands)).numpy()
+    got = np.empty_like(want)
+    c = np.asarray(base.coefficients, np.float64)
+    for i in range(len(bands)):
+        _kernels.baseline_proba(bands[i], c, base.smooth_px, got[i])
+    np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
+    # predict_proba on a CPU tensor takes the kernel path
+    np.testing.assert_allclose(
+        base.predict_proba(torch.from_numpy(bands)).numpy(), want, atol=1e-5, rtol=0
+    )
+
+
+def test_kernel_statistics_equal_the_torch_statistics():
+    bands, labels, valid, scl = _chips(48)
+    base = SpectralBaseline()
+    prob = base.predict_proba_torch(torch.from_numpy(bands))
+    t = torch.from_numpy
+    want = chip_stats(prob, t(labels), t(valid))
+    want.update(scl_stats(prob >= 0.5, t(labels) == 1, t(scl), t(valid)))
+    c = np.asarray(base.coefficients, np.float64)
+    for i in range(len(bands)):
+        fused = _kernels.score_chip_baseline(
+            bands[i], c, base.smooth_px, labels[i], valid[i], scl[i], 0.5, 0.1
+        )
+        from_prob = _kernels.score_chip_prob(prob[i].numpy(), labels[i], valid[i], scl[i], 0.5, 0.1)
+        for key, values in want.items():
+            expected = float(values[i])
+            for got in (fused[key], from_prob[key]):
+                if np.isnan(expected):
+                    assert np.isnan(got), (i, key)
+                else:
+                    assert got == pytest.approx(expected, abs=1e-4), (i, key)
+    # The cases the conventions are about.
+    assert fused["valid_fraction"] == 0 and np.isnan(fused["iou"])  # chip 5: no valid pixel
+    row4 = _kernels.score_chip_prob(prob[4].numpy(), labels[4], valid[4], scl[4], 0.5, 0.1)
+    assert row4["label_cloud_fraction"] == 1.0
+    assert 0 < row4["scl_shadow_fraction"] < 1  # class 3 is counted apart from cloud
+
+
+def test_chips_without_label_or_scl_get_only_what_can_be_computed():
+    bands, labels, valid, _ = _chips(32, n=2)
+    row = _kernels.score_chip_prob(
+        np.full((32, 32), 0.7, np.float32), None, valid[0], None, 0.5, 0.1
+    )
+    assert set(row) == {"valid_fraction", "pred_cloud_fraction"}
+    assert row["pred_cloud_fraction"] == 1.0
+    row = _kernels.score_chip_prob(
+        np.zeros((32, 32), np.float32), labels[0], valid[0], None, 0.5, 0.1
+    )
+    assert "iou" in row and "iou_label_scl" not in row
+
+
+def test_exponential_and_tanh_approximations_are_accurate():
+    # Through the soft minimum: one pixel of agreement a among pixels of agreement 1.
+    for a in (0.0, 0.3, 0.9, 1.0):
+        prob = np.array([[a, 1.0]], np.float32)
+        row = _kernels.score_chip_prob(
+            prob, np.ones((1, 2), np.uint8), np.ones((1, 2), bool), None, 0.5, 0.02
+        )
+        w = np.exp(-np.array([a, 1.0]) / 0.02)
+        want = (np.array([a, 1.0]) * w).sum() / w.sum()
+        assert row["label_quality"] == pytest.approx(want, rel=1e-5)
+
+
+def test_scoring_a_dataset_on_the_cpu_equals_the_batched_torch_path(tmp_path):
+    generate_dataset(tmp_path / "d", n_chips=10, size=48, seed=5)
+    ds = open_dataset(tmp_path / "d")
+    fused = score_dataset(ds, SpectralBaseline()).set_index("chip_id")
+    base = SpectralBaseline()
+    chips = [ds.read(cid) for cid in ds.chip_ids]
+    prob = base.predict_proba_torch(torch.from_numpy(np.stack([c.bands for c in chips])))
+    valid = torch.from_numpy(np.stack([c.valid for c in chips]))
+    rows = _batch_stats_on_device(prob, chips, valid, 0.5)
+    for chip, row in zip(chips, rows, strict=True):
+        for key, value in row.items():
+            assert fused.loc[chip.chip_id, key] == pytest.approx(value, abs=1e-4, nan_ok=True)
+    assert default_workers(True) >= 2 and default_workers(False) == 2
+
+
+def test_scl_fast_resampling_equals_gdal_nearest():
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        src_res = float(rng.choice([10.0, 20.0, 60.0, 15.0]))
+        dst_res = float(rng.choice([10.0, 20.0, 7.0]))
+        src_t = from_origin(
+            300_000 + rng.uniform(-300, 300), 5e6 + rng.uniform(-300, 300), src_res, src_res
+        )
+        dst_t = from_origin(300_000.0, 5e6, dst_res, dst_res)
+        data = rng.integers(1, 12, (int(rng.integers(5, 40)), int(rng.integers(5, 40))))
+        data = data.astype(np.uint8)
+        shape = (int(rng.integers(5, 50)), int(rng.integers(5, 50)))
+        want = np.zeros(shape, np.uint8)
+        reproject(
+            source=data,
+            destination=want,
+            src_transform=src_t,
+            src_crs="EPSG:32633",
+            src_nodata=0,
+            dst_transform=dst_t,
+            dst_crs="EPSG:32633",
+            dst_nodata=0,
+            resampling=Resampling.nearest,
+        )
+        np.testing.assert_array_equal(_scl_on_grid(data, src_t, dst_t, shape), want)
