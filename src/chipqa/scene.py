@@ -1,7 +1,10 @@
 """Cloud masks for whole scenes of any size: tiled inference with blended overlaps.
 
-A scene is a four-band GeoTIFF / Cloud-Optimized GeoTIFF / VRT (bands in B02, B03, B04,
-B08 order) or a folder of the four single-band files ``B02.tif … B08.tif``.
+A scene is a GeoTIFF / Cloud-Optimized GeoTIFF / VRT whose bands carry their Sentinel-2
+names as descriptions (or, without descriptions, four bands in B02, B03, B04, B08 order),
+or a folder of the four single-band files ``B02.tif … B08.tif``. The bands are handed to
+the predictor in the order its checkpoint names; the scene's nodata value (0 when none is
+declared) marks pixels without data.
 :func:`mask_scene` slides a window of ``tile`` pixels over it with ``overlap`` pixels
 shared between neighbours, predicts batches of windows, and blends the overlaps with
 weights that fall to almost zero at each window's border, so no seam shows where
@@ -13,7 +16,9 @@ the input's CRS and transform: uint8 cloud probability in percent (0–100), or 
 (0 clear, 1 cloud) with ``classes=True``; 255 where the scene has no data. It is
 written to a temporary file beside the target and renamed into place at the end, so a
 failed run (a full disk, a cancel) never leaves a half-written file under the final
-name.
+name. ``scale`` writes coarser pixels (block means of the probability).
+:func:`scl_statistics` compares a mask with a Sen2Cor SCL of any resolution or CRS,
+window by window.
 """
 
 from __future__ import annotations
