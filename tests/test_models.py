@@ -7,6 +7,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from chipqa.errors import CheckpointError
 from chipqa.models import (
@@ -139,3 +140,30 @@ def test_local_rgb_encoder_weights_are_adapted_to_four_bands(tmp_path):
     )
     with pytest.raises(ValueError, match="does not fit encoder"):
         build_model(ModelConfig(encoder="mobilenet_v2"), tmp_path / "resnet18_rgb.pth")
+
+
+def _tiny_unet_predictor():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(4, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 1, 1))
+    return UNetPredictor(net, ModelConfig())
+
+
+def test_a_compiled_model_predicts_like_the_eager_one():
+    x = torch.from_numpy(make_bands(32)[None].repeat(2, 0))
+    with torch.inference_mode():
+        eager = _tiny_unet_predictor().predict_proba(x)
+        compiled = _tiny_unet_predictor().compile()
+        got = compiled.predict_proba(x)
+    assert isinstance(compiled.model, torch._dynamo.eval_frame.OptimizedModule)
+    torch.testing.assert_close(got, eager, atol=1e-5, rtol=0)
+
+
+def test_when_compiling_is_impossible_the_eager_model_runs_with_a_warning():
+    x = torch.from_numpy(make_bands(32)[None])
+    with pytest.warns(UserWarning, match="torch.compile is unavailable"):
+        pred = _tiny_unet_predictor().compile(mode="no-such-mode")
+    assert isinstance(pred.model, nn.Sequential)
+    with torch.inference_mode():
+        torch.testing.assert_close(
+            pred.predict_proba(x), _tiny_unet_predictor().predict_proba(x), atol=0, rtol=0
+        )

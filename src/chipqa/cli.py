@@ -69,6 +69,12 @@ def _add_scoring_options(p: argparse.ArgumentParser) -> None:
         default=0.5,
         help="probability at or above which a pixel is cloud (default 0.5)",
     )
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="compile a U-Net with torch.compile (pays off on a GPU over many chips; "
+        "the first batch takes a minute or more)",
+    )
 
 
 def _add_training_options(p: argparse.ArgumentParser) -> None:
@@ -135,7 +141,7 @@ def _score(dataset, args, quiet: bool):
     from chipqa.models import load_predictor
     from chipqa.scoring import score_dataset
 
-    predictor = load_predictor(args.model, device=args.device)
+    predictor = load_predictor(args.model, device=args.device, compile=args.compile)
     t0 = time.perf_counter()
     scores = score_dataset(  # progress=True: a bar on a terminal, silent otherwise
         dataset,
