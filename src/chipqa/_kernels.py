@@ -27,9 +27,11 @@ from numba import float32, float64, njit
 _JIT = {"nogil": True, "cache": True, "fastmath": True, "error_model": "numpy"}
 
 # Positions in the statistics vector returned by the kernels.
-N_VALID, TP, N_PRED, N_TARGET, SOFT_MISMATCH, SOFTMIN_NUM, SOFTMIN_DEN = range(7)
-SCL_N, SCL_CLOUD, SCL_SHADOW, SCL_TP_LABEL, SCL_N_LABEL, SCL_TP_PRED, SCL_N_PRED = range(7, 14)
-N_STATS = 14
+I_N_VALID, I_TP, I_N_PRED, I_N_TARGET, I_SOFT_MISMATCH, I_SOFTMIN_NUM, I_SOFTMIN_DEN = range(7)
+I_SCL_N, I_SCL_CLOUD, I_SCL_SHADOW, I_SCL_TP_LABEL, I_SCL_N_LABEL, I_SCL_TP_PRED, I_SCL_N_PRED = (
+    range(7, 14)
+)
+I_N_STATS = 14
 
 
 @njit(inline="always", **_JIT)
@@ -210,8 +212,8 @@ def _row_counts(prob, valid, thr, acc):
         v = valid[j]
         n_valid += v
         n_pred += v & (prob[j] >= thr)
-    acc[N_VALID] += n_valid
-    acc[N_PRED] += n_pred
+    acc[I_N_VALID] += n_valid
+    acc[I_N_PRED] += n_pred
 
 
 @njit(**_JIT)
@@ -233,11 +235,11 @@ def _row_label(prob, label, valid, thr, inv_t, acc):
         soft += (1.0 - a) * vf
         num += a * wgt
         den += wgt
-    acc[TP] += tp
-    acc[N_TARGET] += n_target
-    acc[SOFT_MISMATCH] += soft
-    acc[SOFTMIN_NUM] += num
-    acc[SOFTMIN_DEN] += den
+    acc[I_TP] += tp
+    acc[I_N_TARGET] += n_target
+    acc[I_SOFT_MISMATCH] += soft
+    acc[I_SOFTMIN_NUM] += num
+    acc[I_SOFTMIN_DEN] += den
 
 
 @njit(**_JIT)
@@ -262,18 +264,18 @@ def _row_scl(prob, label, valid, scl, thr, acc):
         n_l += t
         tp_p += p & c
         n_p += p
-    acc[SCL_N] += n
-    acc[SCL_CLOUD] += cloud
-    acc[SCL_SHADOW] += shadow
-    acc[SCL_TP_LABEL] += tp_l
-    acc[SCL_N_LABEL] += n_l
-    acc[SCL_TP_PRED] += tp_p
-    acc[SCL_N_PRED] += n_p
+    acc[I_SCL_N] += n
+    acc[I_SCL_CLOUD] += cloud
+    acc[I_SCL_SHADOW] += shadow
+    acc[I_SCL_TP_LABEL] += tp_l
+    acc[I_SCL_N_LABEL] += n_l
+    acc[I_SCL_TP_PRED] += tp_p
+    acc[I_SCL_N_PRED] += n_p
 
 
 @njit(**_JIT)
 def _row_stats(prob, label, valid, scl, has_label, has_scl, thr, inv_t, acc):
-    """Add one row's pixel counts and sums to ``acc`` (see the N_* / SCL_* positions)."""
+    """Add one row's pixel counts and sums to ``acc`` (see the I_* positions)."""
     _row_counts(prob, valid, thr, acc)
     if has_label:
         _row_label(prob, label, valid, thr, inv_t, acc)
@@ -284,7 +286,7 @@ def _row_stats(prob, label, valid, scl, has_label, has_scl, thr, inv_t, acc):
 @njit(**_JIT)
 def prob_stats(prob, label, valid, scl, has_label, has_scl, thr, temperature):
     """Counts and sums of one chip's probability ``(H, W)`` against its label and SCL."""
-    acc = np.zeros(N_STATS, np.float64)
+    acc = np.zeros(I_N_STATS, np.float64)
     inv_t = 1.0 / temperature
     t = float32(thr)
     for i in range(prob.shape[0]):
@@ -297,7 +299,7 @@ def baseline_stats(bands, c, k, label, valid, scl, has_label, has_scl, thr, temp
     """:func:`baseline_proba` and :func:`prob_stats` fused, row by row: the probability
     of a row is counted while it is still in the cache and never stored whole."""
     h, w = valid.shape
-    acc = np.zeros(N_STATS, np.float64)
+    acc = np.zeros(I_N_STATS, np.float64)
     inv_t = 1.0 / temperature
     t = float32(thr)
     raw = np.empty((h, w), np.float32)
@@ -332,29 +334,29 @@ def _iou(tp: float, n_a: float, n_b: float, n: float) -> float:
 
 def stats_row(acc: np.ndarray, n_pixels: int, has_label: bool, has_scl: bool) -> dict:
     """The kernels' counts → the statistics :func:`chipqa.scoring.score_batch` reports."""
-    n = acc[N_VALID]
+    n = acc[I_N_VALID]
     row = {
         "valid_fraction": n / n_pixels if n_pixels else float("nan"),
-        "pred_cloud_fraction": _frac(acc[N_PRED], n),
+        "pred_cloud_fraction": _frac(acc[I_N_PRED], n),
     }
     if not has_label:
         return row
-    tp, n_pred, n_target = acc[TP], acc[N_PRED], acc[N_TARGET]
-    den = acc[SOFTMIN_DEN]
+    tp, n_pred, n_target = acc[I_TP], acc[I_N_PRED], acc[I_N_TARGET]
+    den = acc[I_SOFTMIN_DEN]
     row.update(
         label_cloud_fraction=_frac(n_target, n),
         iou=_iou(tp, n_pred, n_target, n),
         mismatch_fraction=_frac(n_pred + n_target - 2 * tp, n),
-        soft_mismatch=_frac(acc[SOFT_MISMATCH], n),
-        label_quality=acc[SOFTMIN_NUM] / den if den > 0 else float("nan"),
+        soft_mismatch=_frac(acc[I_SOFT_MISMATCH], n),
+        label_quality=acc[I_SOFTMIN_NUM] / den if den > 0 else float("nan"),
     )
     if has_scl:
-        ns, cloud = acc[SCL_N], acc[SCL_CLOUD]
+        ns, cloud = acc[I_SCL_N], acc[I_SCL_CLOUD]
         row.update(
             scl_cloud_fraction=_frac(cloud, ns),
-            scl_shadow_fraction=_frac(acc[SCL_SHADOW], ns),
-            iou_label_scl=_iou(acc[SCL_TP_LABEL], acc[SCL_N_LABEL], cloud, ns),
-            iou_pred_scl=_iou(acc[SCL_TP_PRED], acc[SCL_N_PRED], cloud, ns),
+            scl_shadow_fraction=_frac(acc[I_SCL_SHADOW], ns),
+            iou_label_scl=_iou(acc[I_SCL_TP_LABEL], acc[I_SCL_N_LABEL], cloud, ns),
+            iou_pred_scl=_iou(acc[I_SCL_TP_PRED], acc[I_SCL_N_PRED], cloud, ns),
         )
     return row
 

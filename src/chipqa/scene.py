@@ -43,13 +43,10 @@ from rasterio.windows import Window
 from chipqa._io import atomic_open
 from chipqa.dataset import BANDS
 from chipqa.errors import ChipqaError
+from chipqa.metrics import SCL_CLOUD, SCL_SHADOW
 from chipqa.models import Predictor
 
 NODATA_OUT = 255
-SCL_CLOUD = (8, 9, 10)
-"""Sen2Cor SCL classes counted as cloud: medium and high probability, thin cirrus."""
-SCL_SHADOW = 3
-"""Sen2Cor SCL class of cloud shadow."""
 _COMMON_NAMES = {"blue": "B02", "green": "B03", "red": "B04", "nir": "B08"}
 
 
