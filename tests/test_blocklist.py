@@ -196,3 +196,25 @@ def test_an_undo_reaches_the_other_window_and_never_erases_its_newer_decision(tm
         a.undo()
     assert read_blocklist(path)["w"].decision == "keep"
     assert a.export(tmp_path / "all.csv", blocked_only=False).read_text().count("undone") == 0
+
+
+def test_written_files_are_readable_like_any_other_and_keep_their_mode(tmp_path):
+    # Atomic writes go through a private temporary file; the result must not stay private,
+    # or a blocklist written by one curator could not be read by the team's training job.
+    import os
+    import stat
+
+    from chipqa._io import atomic_open
+
+    old = os.umask(0o022)
+    try:
+        with atomic_open(tmp_path / "new.csv") as f:
+            f.write("x\n")
+        assert stat.S_IMODE((tmp_path / "new.csv").stat().st_mode) == 0o644
+        (tmp_path / "shared.csv").write_text("y\n")
+        os.chmod(tmp_path / "shared.csv", 0o664)
+        with atomic_open(tmp_path / "shared.csv") as f:
+            f.write("z\n")
+        assert stat.S_IMODE((tmp_path / "shared.csv").stat().st_mode) == 0o664
+    finally:
+        os.umask(old)
