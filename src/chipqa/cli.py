@@ -54,7 +54,10 @@ def _add_scoring_options(p: argparse.ArgumentParser) -> None:
         "--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, …"
     )
     p.add_argument(
-        "--batch-size", type=_positive_int, default=8, help="chips per batch (default 8)"
+        "--batch-size",
+        type=_positive_int,
+        default=None,
+        help="chips per batch (default 64 on a GPU, 8 on a CPU)",
     )
     p.add_argument(
         "--workers",
