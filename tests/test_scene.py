@@ -317,3 +317,32 @@ def test_a_scene_larger_than_memory_is_masked_window_by_window(tmp_path):
     grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before
     assert grown < 400  # MB; the scene is 32 000 MB
     assert sorted(p.name for p in tmp_path.iterdir()) == ["huge.tif"]  # nothing half-written
+
+
+def test_a_disk_that_fills_up_during_the_strip_writes_leaves_nothing(tmp_path):
+    # A real write failure, not a patched one: the masking process may write at most
+    # 64 kB per file (RLIMIT_FSIZE), so GDAL's own strip writes fail part-way, with EFBIG
+    # where a full disk gives ENOSPC.
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(2)
+    arr = rng.integers(500, 9000, (4, 1024, 1024)).astype(np.uint16)  # noise: compresses badly
+    scene = _write_scene(tmp_path / "scene.tif", arr)
+    out = tmp_path / "out" / "mask.tif"
+    code = f"""
+import resource, signal, sys
+import numpy as np
+from chipqa.models import SpectralBaseline
+SpectralBaseline().predict_numpy(np.ones((4, 8, 8), np.uint16))  # kernels loaded first
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
+from chipqa.cli import main
+sys.exit(main(["mask", {str(scene)!r}, "--out", {str(out)!r}, "-q"]))
+"""
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode != 0
+    assert "cannot write the mask" in res.stderr and str(out) in res.stderr
+    assert "free space" in res.stderr
+    assert "Traceback" not in res.stderr
+    assert not out.parent.exists() or list(out.parent.iterdir()) == []

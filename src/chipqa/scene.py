@@ -36,6 +36,7 @@ import numpy as np
 import rasterio
 import torch
 from affine import Affine
+from rasterio._err import CPLE_BaseError
 from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
@@ -419,6 +420,7 @@ def mask_scene(
                 chipqa_bands=",".join(sc.band_names),
                 chipqa_scale=str(scale),
             )
+        _check_written(tmp)
         from rasterio.shutil import copy as rio_copy
 
         rio_copy(
@@ -432,17 +434,35 @@ def mask_scene(
         os.replace(cog_tmp, out)
     except OSError as exc:
         raise SceneError(
-            f"cannot write the mask {out} ({exc}); nothing was left under that name"
+            f"cannot write the mask {out} ({exc}); nothing was left under that name. "
+            f"Check that {out.parent} has free space and is writable, or choose another --out"
         ) from exc
-    except rasterio.errors.RasterioIOError as exc:
+    except (rasterio.errors.RasterioError, CPLE_BaseError) as exc:
         raise SceneError(
-            f"cannot write the mask {out} ({exc}); nothing was left under that name"
+            f"cannot write the mask {out} ({exc}); nothing was left under that name. "
+            f"Check that {out.parent} has free space and is writable, or choose another --out"
         ) from exc
     finally:
         for p in (tmp, cog_tmp):
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
     return out
+
+
+def _check_written(path: Path) -> None:
+    """Raise OSError unless every block of a just-closed GeoTIFF reached the disk.
+
+    GDAL writes blocks when its cache flushes, and a write that fails then (a full disk)
+    is only logged; the file still opens, with the lost blocks read as empty. A tiled
+    GeoTIFF written without SPARSE_OK has every block on disk, so a missing one means a
+    failed write.
+    """
+    with rasterio.open(path) as src:
+        bh, bw = src.block_shapes[0]
+        for i in range(-(-src.height // bh)):
+            for j in range(-(-src.width // bw)):
+                if not src.block_size(1, i, j):
+                    raise OSError(f"block {i},{j} of the mask was not written (is the disk full?)")
 
 
 def _cloud_from_mask(values: np.ndarray, classes: bool, threshold: float) -> np.ndarray:
