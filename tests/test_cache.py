@@ -98,3 +98,25 @@ def test_an_interrupted_rebuild_keeps_the_old_cache(data, monkeypatch):
         build_cache(ds)
     monkeypatch.undo()
     assert ChipCache.open(data).holds(ds[0])
+
+
+def test_a_disk_too_small_for_the_cache_says_so_and_keeps_the_old_cache(data, tmp_path):
+    # The caching process may write at most 40 kB per file (RLIMIT_FSIZE): the new cache
+    # cannot get its room, as on a full disk; the old cache must survive, whole.
+    import subprocess
+    import sys
+
+    ds = open_dataset(data)
+    build_cache(ds)
+    code = f"""
+import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (40_000, 40_000))
+from chipqa.cli import main
+sys.exit(main(["cache", {str(data)!r}, "-q"]))
+"""
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode != 0 and "Traceback" not in res.stderr
+    assert "cannot make room for the cache" in res.stderr and "--cache off" in res.stderr
+    assert ChipCache.open(data).holds(ds[0])
+    assert not list(cache_dir_for(data).parent.glob("*.building"))

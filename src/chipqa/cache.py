@@ -18,6 +18,7 @@ and never serves stale pixels. Rebuilding refreshes it.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -144,6 +145,27 @@ class ChipCache:
         return cls(folder, entries, tuple(index["shape"]))
 
 
+def _new_array(path: Path, dtype, shape: tuple[int, ...]) -> np.memmap:
+    """A new .npy memory map whose disk space is reserved now.
+
+    Writing through a memory map into a sparse file that the disk cannot hold kills the
+    process with SIGBUS, so the blocks are allocated first: a full disk then fails here,
+    with an OSError, before any chip is read.
+    """
+    arr = np.lib.format.open_memmap(path, "w+", dtype, shape)
+    try:
+        with open(path, "r+b") as f:
+            os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
+    except OSError as exc:
+        if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL):
+            return arr  # a file system without fallocate: the file stays sparse
+        del arr
+        raise
+    except AttributeError:  # no posix_fallocate on this platform
+        pass
+    return arr
+
+
 def build_cache(
     dataset: ChipDataset,
     folder: str | Path | None = None,
@@ -182,9 +204,20 @@ def build_cache(
         raise ChipqaError(f"cannot create the cache folder {tmp}: {exc}") from exc
     n = len(records)
     build_started = time.time_ns()
-    bands = np.lib.format.open_memmap(tmp / "bands.npy", "w+", np.uint16, (max(n, 1), 4, *shape))
-    labels = np.lib.format.open_memmap(tmp / "labels.npy", "w+", np.uint8, (max(n, 1), *shape))
-    scls = np.lib.format.open_memmap(tmp / "scl.npy", "w+", np.uint8, (max(n, 1), *shape))
+    # A dataset without SCLs gets a one-row placeholder instead of gigabytes of zeros.
+    n_scl = max(n, 1) if any((r.folder / SCL_NAME).is_file() for r in records) else 1
+    try:
+        bands = _new_array(tmp / "bands.npy", np.uint16, (max(n, 1), 4, *shape))
+        labels = _new_array(tmp / "labels.npy", np.uint8, (max(n, 1), *shape))
+        scls = _new_array(tmp / "scl.npy", np.uint8, (n_scl, *shape))
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        need = (max(n, 1) * 9 + n_scl) * shape[0] * shape[1]  # bytes: 4 uint16 + 1 uint8
+        raise ChipqaError(
+            f"cannot make room for the cache of {n} chips (about {need / 1e9:.1f} GB) in "
+            f"{folder.parent}: {exc.strerror or exc}. Free space there, or score and train "
+            "without a cache (--cache off); the TIFFs are read directly then"
+        ) from exc
     chips: dict[str, dict] = {}
     row = 0
     for i, (rec, chip) in enumerate(_read_ahead(records, workers=2, depth=16), start=1):
