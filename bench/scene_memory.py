@@ -1,9 +1,10 @@
 """Peak memory and time of `chipqa mask` on generated scenes of growing size.
 
-Writes a four-band scene GeoTIFF of each size (synthetic 512×512 chips side by side,
-written window by window), then runs `chipqa mask` on it in a separate process and
-reads that process's peak resident memory (VmHWM). Memory should not grow with the
-scene: the masker holds two strips of tile rows, not the scene.
+Writes a four-band scene GeoTIFF of each size and its 20 m SCL
+(:func:`chipqa.synth.write_scene`: synthetic 512×512 chips side by side, written block by
+block), then runs `chipqa mask --scl` on it in a separate process and reads that
+process's peak resident memory (VmHWM). Memory should not grow with the scene: the
+masker holds two strips of tile rows, and the SCL is compared strip by strip.
 
     python bench/scene_memory.py --sizes 2000 6000
 """
@@ -17,35 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import rasterio
-from rasterio.transform import from_origin
-from rasterio.windows import Window
-
-from chipqa.synth import make_chip
-
-
-def write_scene(path: Path, size: int, seed: int = 0) -> None:
-    rng = np.random.default_rng(seed)
-    profile = {
-        "driver": "GTiff",
-        "height": size,
-        "width": size,
-        "count": 4,
-        "dtype": "uint16",
-        "crs": "EPSG:32633",
-        "transform": from_origin(300_000, 5_000_000, 10, 10),
-        "nodata": 0,
-        "tiled": True,
-        "blockxsize": 512,
-        "blockysize": 512,
-    }
-    with rasterio.open(path, "w", **profile) as dst:
-        for y in range(0, size, 512):
-            for x in range(0, size, 512):
-                chip = make_chip(rng, "s", 512, sky="partial")
-                h, w = min(512, size - y), min(512, size - x)
-                dst.write(chip.bands[:, :h, :w], window=Window(x, y, w, h))
+from chipqa.synth import write_scene
 
 
 def main() -> None:
@@ -55,19 +28,21 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[2000, 6000])
     ap.add_argument("--model", default="baseline")
     ap.add_argument("--work", type=Path, default=None)
+    ap.add_argument("--no-scl", action="store_true", help="mask without the SCL comparison")
     args = ap.parse_args()
     tmp = tempfile.TemporaryDirectory()
     work = args.work or Path(tmp.name)
     work.mkdir(parents=True, exist_ok=True)
     for size in args.sizes:
-        scene = work / f"scene{size}.tif"
-        if not scene.exists():
-            write_scene(scene, size)
+        scene, scl = work / f"scene{size}.tif", work / f"SCL{size}.tif"
+        if not scene.exists() or not scl.exists():
+            write_scene(scene, size, scl_path=scl)
         out = work / f"mask{size}.tif"
+        extra = [] if args.no_scl else ["--scl", str(scl)]
         code = (
             "from chipqa.cli import main; "
             f"main(['mask', {str(scene)!r}, '--out', {str(out)!r}, "
-            f"'--model', {args.model!r}, '-q']); "
+            f"'--model', {args.model!r}, '-q', *{extra!r}]); "
             "print([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1])"
         )
         t0 = time.perf_counter()
@@ -79,6 +54,7 @@ def main() -> None:
         print(
             f"{size}×{size} px scene ({scene.stat().st_size / 2**20:.0f} MB of bands): "
             f"peak memory {peak:.0f} MB, {seconds:.1f} s with {args.model}"
+            + ("" if args.no_scl else " and the SCL comparison")
         )
 
 
