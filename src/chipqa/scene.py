@@ -387,7 +387,7 @@ def mask_scene(
                     bands = np.stack([sc.read(w) for w in batch])
                     with torch.inference_mode():
                         prob = (
-                            predictor.predict_proba(torch.from_numpy(bands).to(predictor.device))
+                            predictor.predict_proba(_to_device(bands, predictor.device))
                             .float()
                             .cpu()
                             .numpy()
@@ -447,6 +447,15 @@ def mask_scene(
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
     return out
+
+
+def _to_device(bands: np.ndarray, device: torch.device) -> torch.Tensor:
+    """A batch of uint16 windows on the predictor's device, as chip scoring sends it: kept
+    as integers, through pinned memory on CUDA (normalisation happens on the device)."""
+    t = torch.from_numpy(bands)
+    if device.type == "cuda":
+        t = t.pin_memory()
+    return t.to(device, non_blocking=True)
 
 
 def _check_written(path: Path) -> None:
