@@ -77,3 +77,21 @@ def tiny_dataset(tmp_path: Path) -> Path:
     ):
         write_chip(root, cid, make_bands(size, cloud), cloud.astype(np.uint8))
     return root
+
+
+def reproject_file(src_path: Path, dst_path: Path, crs: str) -> Path:
+    """Write a single-band raster reprojected into ``crs`` (nearest), as a data provider
+    delivering it in another projection would."""
+    from rasterio.warp import Resampling, calculate_default_transform, reproject
+
+    with rasterio.open(src_path) as src:
+        t, w, h = calculate_default_transform(src.crs, crs, src.width, src.height, *src.bounds)
+        moved = np.zeros((h, w), src.dtypes[0])
+        reproject(
+            src.read(1), moved, src_transform=src.transform, src_crs=src.crs,
+            dst_transform=t, dst_crs=crs, resampling=Resampling.nearest,
+        )  # fmt: skip
+        profile = src.profile | {"crs": crs, "transform": t, "width": w, "height": h}
+    with rasterio.open(dst_path, "w", **profile) as dst:
+        dst.write(moved, 1)
+    return dst_path

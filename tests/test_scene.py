@@ -12,6 +12,7 @@ from chipqa.cli import main
 from chipqa.models import SpectralBaseline
 from chipqa.scene import SceneError, mask_scene, open_scene, scl_statistics
 from chipqa.synth import make_chip
+from conftest import reproject_file
 
 CRS = "EPSG:32633"
 TRANSFORM = from_origin(300_000.0, 5_000_000.0, 10.0, 10.0)
@@ -240,8 +241,6 @@ def test_the_checkpoints_band_order_is_matched_by_name(tmp_path):
 def test_scl_statistics_of_a_generated_scene_and_an_scl_on_another_crs(tmp_path, capsys):
     import json
 
-    from rasterio.warp import Resampling, calculate_default_transform, reproject
-
     from chipqa.synth import write_scene
 
     scene = write_scene(
@@ -258,24 +257,15 @@ def test_scl_statistics_of_a_generated_scene_and_an_scl_on_another_crs(tmp_path,
     assert stats["iou_mask_scl"] > 0.5  # the baseline and the SCL see the same clouds
     assert stats["scl_coverage"] > 0.99
     # The same SCL delivered in the neighbouring UTM zone: the figures barely move.
-    with rasterio.open(tmp_path / "SCL.tif") as src:
-        t, w, h = calculate_default_transform(
-            src.crs, "EPSG:32634", src.width, src.height, *src.bounds
-        )
-        moved = np.zeros((h, w), np.uint8)
-        reproject(
-            src.read(1), moved, src_transform=src.transform, src_crs=src.crs,
-            dst_transform=t, dst_crs="EPSG:32634", resampling=Resampling.nearest,
-        )  # fmt: skip
-        profile = src.profile | {"crs": "EPSG:32634", "transform": t, "width": w, "height": h}
-    with rasterio.open(tmp_path / "SCL_34.tif", "w", **profile) as dst:
-        dst.write(moved, 1)
+    reproject_file(tmp_path / "SCL.tif", tmp_path / "SCL_34.tif", "EPSG:32634")
     other = scl_statistics(out, tmp_path / "SCL_34.tif")
     assert other["scl_coverage"] > 0.97
     assert other["iou_mask_scl"] == pytest.approx(stats["iou_mask_scl"], abs=0.03)
     assert other["scl_cloud_fraction"] == pytest.approx(stats["scl_cloud_fraction"], abs=0.02)
     # An SCL of somewhere else is named, and --out may not overwrite the SCL.
-    profile["transform"] = rasterio.Affine.translation(1e5, 0) * t
+    with rasterio.open(tmp_path / "SCL_34.tif") as src:
+        profile = src.profile | {"transform": rasterio.Affine.translation(1e5, 0) * src.transform}
+        moved = src.read(1)
     with rasterio.open(tmp_path / "elsewhere.tif", "w", **profile) as dst:
         dst.write(moved, 1)
     with pytest.raises(SceneError, match="elsewhere.tif covers none"):

@@ -16,6 +16,7 @@ from chipqa.render import SCL_COLOURS, true_colour
 from chipqa.scene import SceneError, open_scene
 from chipqa.scene_view import level_shapes, scene_panel, scene_pyramid
 from chipqa.synth import write_scene
+from conftest import reproject_file
 
 
 @pytest.fixture(scope="module")
@@ -58,20 +59,7 @@ def test_the_png_shows_true_colour_scl_classes_and_the_mask(scene_dir, tmp_path)
 
 
 def test_an_scl_on_another_crs_lands_on_the_same_pixels(scene_dir, tmp_path):
-    from rasterio.warp import Resampling, calculate_default_transform, reproject
-
-    with rasterio.open(scene_dir / "SCL.tif") as src:
-        t, w, h = calculate_default_transform(
-            src.crs, "EPSG:3857", src.width, src.height, *src.bounds
-        )
-        moved = np.zeros((h, w), np.uint8)
-        reproject(
-            src.read(1), moved, src_transform=src.transform, src_crs=src.crs,
-            dst_transform=t, dst_crs="EPSG:3857", resampling=Resampling.nearest,
-        )  # fmt: skip
-        profile = src.profile | {"crs": "EPSG:3857", "transform": t, "width": w, "height": h}
-    with rasterio.open(tmp_path / "SCL_3857.tif", "w", **profile) as dst:
-        dst.write(moved, 1)
+    reproject_file(scene_dir / "SCL.tif", tmp_path / "SCL_3857.tif", "EPSG:3857")
     a = scene_panel(scene_dir / "scene.tif", scl=scene_dir / "SCL.tif", max_side=192).scl
     b = scene_panel(scene_dir / "scene.tif", scl=tmp_path / "SCL_3857.tif", max_side=192).scl
     assert (a == b).mean() > 0.9
