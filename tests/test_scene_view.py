@@ -108,3 +108,22 @@ def test_a_scene_larger_than_memory_is_viewed_without_reading_it_whole(tmp_path)
         from chipqa.scene_view import write_scene_panel
 
         write_scene_panel(path, path)
+
+
+def test_viewing_a_large_scene_without_overviews_says_how_to_build_them(tmp_path, capsys):
+    from chipqa.cli import _hint_overviews
+
+    path = tmp_path / "long.tif"
+    profile = dict(
+        driver="GTiff", height=64, width=4200, count=4, dtype="uint16", crs="EPSG:32633",
+        transform=from_origin(300_000, 5_000_000, 10, 10), nodata=0, tiled=True,
+        blockxsize=64, blockysize=64,
+    )  # fmt: skip
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(np.full((4, 64, 4200), 1000, np.uint16))
+    _hint_overviews(open_scene(path))
+    assert f"gdaladdo -r average {path}" in capsys.readouterr().err
+    with rasterio.open(path, "r+") as dst:
+        dst.build_overviews([2, 4, 8])
+    _hint_overviews(open_scene(path))
+    assert capsys.readouterr().err == ""

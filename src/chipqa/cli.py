@@ -412,6 +412,23 @@ def cmd_mask(args: argparse.Namespace) -> int:
     return 0
 
 
+def _hint_overviews(scene, large: int = 4096) -> None:
+    """Say how to make a large scene without overviews quick to view zoomed out."""
+    import rasterio
+
+    if max(scene.height, scene.width) < large:
+        return
+    for path in dict.fromkeys(p for p, _ in scene.sources):
+        with rasterio.open(path) as src:
+            if not src.overviews(1):
+                print(
+                    f"{path} has no overviews: zoomed-out views read all of it and pan "
+                    f"slowly. Build them once with `gdaladdo -r average {path}` (or write a "
+                    "Cloud-Optimized GeoTIFF) for smooth panning.",
+                    file=sys.stderr,
+                )
+
+
 def cmd_view(args: argparse.Namespace) -> int:
     from chipqa.scene import SceneError, open_scene
 
@@ -438,6 +455,7 @@ def cmd_view(args: argparse.Namespace) -> int:
         return 2
     from chipqa._qt.scene_viewer import open_scene_in_viewer
 
+    _hint_overviews(scene)
     viewer = napari.Viewer(title=f"chipqa: {Path(args.scene).name}")
     open_scene_in_viewer(
         viewer, scene, mask=args.mask, scl=args.scl, layout="grid" if args.grid else "side by side"
