@@ -120,3 +120,20 @@ sys.exit(main(["cache", {str(data)!r}, "-q"]))
     assert "cannot make room for the cache" in res.stderr and "--cache off" in res.stderr
     assert ChipCache.open(data).holds(ds[0])
     assert not list(cache_dir_for(data).parent.glob("*.building"))
+
+
+def test_a_dataset_without_scl_files_is_cached_and_scored_from_the_cache(tmp_path):
+    # On Cloud N ships no SCL: the cache must hold such chips (with a one-row SCL stand-in).
+    res = generate_dataset(tmp_path / "d", n_chips=6, size=32, seed=4)
+    for scl in res.root.rglob("SCL.tif"):
+        scl.unlink()
+    assert main(["score", str(res.root), "--out", str(tmp_path / "a.csv"), "-q"]) == 0
+    assert main(["score", str(res.root), "--out", str(tmp_path / "b.csv"), "--cache", "build",
+                 "-q"]) == 0  # fmt: skip
+    cache = ChipCache.open(res.root)
+    ds = open_dataset(res.root)
+    assert all(cache.holds(r) for r in ds)
+    assert (cache_dir_for(res.root) / "scl.npy").stat().st_size < 32 * 32 + 1024
+    a, b = pd.read_csv(tmp_path / "a.csv"), pd.read_csv(tmp_path / "b.csv")
+    pd.testing.assert_frame_equal(a, b)
+    assert a["iou_label_scl"].isna().all()

@@ -228,9 +228,12 @@ def build_cache(
         sig = _signature(rec)
         if sig is None or any(f[2] >= build_started for f in sig):
             continue  # changed while being read: leave it to the TIFFs
+        if chip.scl is not None and row >= len(scls):
+            continue  # an SCL that appeared during the build: leave the chip to the TIFFs
         bands[row] = chip.bands
         labels[row] = chip.label if chip.label is not None else LABEL_NODATA
-        scls[row] = chip.scl if chip.scl is not None else 0
+        if chip.scl is not None:
+            scls[row] = chip.scl  # the array starts zeroed: 0 is SCL's "no data"
         chips[rec.chip_id] = {
             "row": row,
             "has_label": chip.label is not None,

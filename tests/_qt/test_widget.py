@@ -325,6 +325,7 @@ def test_a_chip_with_an_scl_shows_its_cloud_classes_beside_the_model(
     viewer = make_napari_viewer(show=True)
     w = _open(viewer, qtbot, fresh_root)
     ds = open_dataset(fresh_root)
+
     # A chip whose SCL has high-probability cloud (the generator writes an SCL per chip).
     def has_cloud_and_ground(scl):
         return (scl == 9).sum() > 50 and (~np.isin(scl, (0, 3, 8, 9, 10))).sum() > 50
