@@ -195,6 +195,21 @@ def test_the_scenes_own_nodata_value_is_honoured(tmp_path):
     assert (mask[:, :7] != 255).all() and (mask != 255).sum() == 96 * 96 - 100
 
 
+def test_negative_values_of_a_signed_scene_are_not_read_as_bright_cloud(tmp_path):
+    arr = _scene_array(96, 96).astype(np.int16)
+    arr[:, 30:40, 30:40] = -3  # below zero: no reflectance, not 65 533
+    scene = tmp_path / "int16.tif"
+    with rasterio.open(
+        scene, "w", driver="GTiff", height=96, width=96, count=4, dtype="int16",
+        crs=CRS, transform=TRANSFORM,
+    ) as dst:  # fmt: skip
+        dst.write(arr)
+    out = mask_scene(scene, SpectralBaseline(), tmp_path / "m.tif", tile=64, overlap=16)
+    with rasterio.open(out) as src:
+        mask = src.read(1)
+    assert (mask[30:40, 30:40] == 255).all()  # no data, not 100 % cloud
+
+
 def _unet_checkpoint(path, bands):
     from chipqa.models import ModelConfig, build_model, save_checkpoint
 

@@ -150,6 +150,10 @@ class Scene:
                     resampling=Resampling.nearest,
                 )
             invalid |= data == fill
+            if data.dtype != np.uint16:
+                # Signed or wider DNs (int16 surface reflectance may dip below 0): clip
+                # into uint16 instead of letting -3 wrap round to a cloud-bright 65 533.
+                data = np.clip(data, 0, 65535)
             out[i] = data
         if fill != 0:
             np.maximum(out, 1, out=out)  # 0 means nodata to every predictor
