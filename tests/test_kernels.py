@@ -144,3 +144,58 @@ def test_scl_fast_resampling_equals_gdal_nearest():
             resampling=Resampling.nearest,
         )
         np.testing.assert_array_equal(_scl_on_grid(data, src_t, dst_t, shape), want)
+
+
+def test_scoring_works_where_the_compiled_kernels_cannot_be_cached(tmp_path):
+    # A cache folder that cannot take the compiled code (here: files limited to 2 kB, as
+    # on a full disk): the kernels are compiled without a cache, with a warning, and
+    # every chip is scored.
+    import os
+    import subprocess
+    import sys
+
+    generate_dataset(tmp_path / "d", n_chips=4, size=32, seed=1)
+    code = f"""
+import resource, signal, sys, warnings
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (2048, 2048))
+from chipqa.dataset import open_dataset
+from chipqa.models import SpectralBaseline
+from chipqa.scoring import score_dataset
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    df = score_dataset(open_dataset({str(tmp_path / "d")!r}), SpectralBaseline())
+print(int((df["error"].fillna("") != "").sum()), int(df["iou"].notna().sum()))
+print(*[str(w.message) for w in caught], sep="\\n")
+"""
+    env = os.environ | {
+        "NUMBA_CACHE_DIR": str(tmp_path / "nbcache"),
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert res.returncode == 0, res.stderr[-2000:]
+    errors, scored = map(int, res.stdout.splitlines()[0].split())
+    assert errors == 0 and scored == 4
+    assert "cannot be cached" in res.stdout and "compiled anew" in res.stdout
+
+
+def test_a_failing_scorer_stops_the_run_instead_of_blaming_every_chip(tmp_path, monkeypatch):
+    from chipqa.errors import ChipqaError
+
+    generate_dataset(tmp_path / "d", n_chips=3, size=32, seed=1)
+
+    def broken(self, threshold, temperature):
+        def score(chip):
+            raise RuntimeError("kernel exploded")
+
+        return score
+
+    monkeypatch.setattr(SpectralBaseline, "chip_scorer", broken)
+    with pytest.raises(ChipqaError, match="scoring failed on chip .* kernel exploded"):
+        score_dataset(open_dataset(tmp_path / "d"), SpectralBaseline())
+
+
+def test_temperatures_below_what_the_kernels_support_are_refused():
+    with pytest.raises(ValueError, match="temperature 0.001"):
+        _kernels.score_chip_prob(np.ones((2, 2), np.float32), np.ones((2, 2), np.uint8),
+                                 np.ones((2, 2), bool), None, 0.5, 0.001)  # fmt: skip

@@ -21,10 +21,22 @@ conditional expressions.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 from numba import float32, float64, njit
 
-_JIT = {"nogil": True, "cache": True, "fastmath": True, "error_model": "numpy"}
+CACHE = os.environ.get("CHIPQA_KERNEL_CACHE", "1") != "0"
+"""Whether compiled kernels are cached on disk (beside the package, else in numba's user
+cache). ``CHIPQA_KERNEL_CACHE=0`` turns it off; :func:`chipqa.models.cpu_kernels` does
+so by itself when caching fails (a read-only install without a writable home, a full
+disk)."""
+
+MIN_TEMPERATURE = 1 / 64
+"""The soft minimum's smallest temperature: its weights e^(−a/T) are computed for
+a/T ≤ 64 (:func:`_exp_neg`)."""
+
+_JIT = {"nogil": True, "cache": CACHE, "fastmath": True, "error_model": "numpy"}
 
 # Positions in the statistics vector returned by the kernels.
 I_N_VALID, I_TP, I_N_PRED, I_N_TARGET, I_SOFT_MISMATCH, I_SOFTMIN_NUM, I_SOFTMIN_DEN = range(7)
@@ -366,6 +378,33 @@ def _or_dummy(a: np.ndarray | None, h: int) -> np.ndarray:
     return np.zeros((h, 1), np.uint8) if a is None else np.ascontiguousarray(a)
 
 
+def _check_temperature(temperature: float) -> None:
+    if not temperature >= MIN_TEMPERATURE:
+        raise ValueError(
+            f"temperature {temperature} is below {MIN_TEMPERATURE:.4f}, the smallest the "
+            "soft minimum supports; chipqa uses 0.1"
+        )
+
+
+def warm_up() -> None:
+    """Compile (or load from the cache) every kernel for the arrays scoring passes: chips
+    read from TIFFs (writable) and from the chip cache (read-only views)."""
+    bands = np.ones((4, 8, 8), np.uint16)
+    label = np.ones((8, 8), np.uint8)
+    valid = np.ones((8, 8), bool)
+    prob = np.ones((8, 8), np.float32)
+    c = np.zeros(6)
+    out = np.empty((8, 8), np.float32)
+    baseline_proba(bands, c, 5, out)
+    for writable in (True, False):
+        arrays = [a.copy() for a in (bands, label, valid, label)]
+        for a in arrays:
+            a.flags.writeable = writable
+        b, lab, v, scl = arrays
+        baseline_stats(b, c, 5, lab, v, scl, True, True, 0.5, 0.1)
+        prob_stats(prob, lab, v, scl, True, True, 0.5, 0.1)
+
+
 def score_chip_baseline(
     bands: np.ndarray,
     coefficients: np.ndarray,
@@ -377,6 +416,7 @@ def score_chip_baseline(
     temperature: float,
 ) -> dict:
     """One chip scored by the spectral baseline: its statistics, without its probability."""
+    _check_temperature(temperature)
     h, w = valid.shape
     acc = baseline_stats(
         np.ascontiguousarray(bands),
@@ -402,6 +442,7 @@ def score_chip_prob(
     temperature: float,
 ) -> dict:
     """The statistics of one chip's probability ``(H, W)`` float32."""
+    _check_temperature(temperature)
     h, w = valid.shape
     acc = prob_stats(
         np.ascontiguousarray(prob, dtype=np.float32),

@@ -291,7 +291,13 @@ def default_batch_size(predictor: Predictor) -> int:
 def default_workers(chip_scorer: bool) -> int:
     """Reading threads: every core when they also score (the CPU baseline), else two
     (the predictor's own threads or the GPU do the computing)."""
-    return max(2, min(16, os.cpu_count() or 2)) if chip_scorer else 2
+    if not chip_scorer:
+        return 2
+    try:
+        cores = len(os.sched_getaffinity(0))  # the cores this process may use
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 2
+    return max(2, min(16, cores))
 
 
 def iter_scores(
@@ -342,6 +348,11 @@ def iter_scores(
         yield rows
 
 
+@dataclass
+class _ScorerFailure:
+    exc: Exception
+
+
 def _iter_chip_scores(
     records: list[ChipRecord],
     read: Callable[[ChipRecord], Chip],
@@ -351,14 +362,24 @@ def _iter_chip_scores(
     depth: int,
     batch_size: int,
 ) -> Iterator[list[dict]]:
-    def read_and_score(rec: ChipRecord) -> dict:
+    def read_and_score(rec: ChipRecord) -> dict | _ScorerFailure:
         chip = read(rec)
-        stats = scorer(chip)
+        try:
+            stats = scorer(chip)
+        except Exception as exc:  # the scorer's fault, not the chip's: see below
+            return _ScorerFailure(exc)
         stats["height"], stats["width"] = chip.shape
         return stats
 
     rows: list[dict] = []
     for rec, result in _read_ahead(records, workers, depth, read_and_score):
+        if isinstance(result, _ScorerFailure):
+            # Reporting it against every chip would look like a broken dataset.
+            raise ChipqaError(
+                f"scoring failed on chip {rec.chip_id!r} with {model} "
+                f"({type(result.exc).__name__}: {result.exc}); the chip itself was read "
+                "fine. Please report this with the chip's files"
+            ) from result.exc
         row = _base_row(rec, model)
         if isinstance(result, ChipReadError):
             row["error"] = str(result)
@@ -406,7 +427,7 @@ def score_dataset(
     predictor: Predictor,
     *,
     batch_size: int | None = None,
-    workers: int = 2,
+    workers: int | None = None,
     threshold: float = DEFAULT_THRESHOLD,
     progress: bool | Callable[[ScoreProgress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
