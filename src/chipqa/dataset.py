@@ -488,17 +488,22 @@ def _label_values_outside(data: np.ndarray) -> list[int]:
 def _nearest_index(
     n_dst: int, dst_origin: float, dst_step: float, src_origin: float, src_step: float, n_src: int
 ) -> np.ndarray:
-    """Source index of each destination pixel centre along one axis (-1: outside)."""
+    """Source index of each destination pixel centre along one axis (-1: outside), or
+    None when a centre lies on a source pixel edge (a tie GDAL may break otherwise)."""
     centres = dst_origin + (np.arange(n_dst) + 0.5) * dst_step
-    idx = np.floor((centres - src_origin) / src_step).astype(np.int64)
+    pos = (centres - src_origin) / src_step
+    if np.any(np.abs(pos - np.round(pos)) < 1e-6):
+        return None
+    idx = np.floor(pos).astype(np.int64)
     idx[(idx < 0) | (idx >= n_src)] = -1
     return idx
 
 
 def _scl_on_grid(data: np.ndarray, src_transform, dst_transform, shape) -> np.ndarray | None:
     """Nearest-neighbour resampling between two north-up grids of one CRS, or None when
-    either grid is rotated (then GDAL's warper does it). The pixel whose area holds a
-    destination pixel's centre is taken, as GDAL's nearest resampling does."""
+    either grid is rotated or a pixel centre falls on a source pixel's edge (then GDAL's
+    warper does it). The pixel whose area holds a destination pixel's centre is taken, as
+    GDAL's nearest resampling does."""
     if src_transform.b or src_transform.d or dst_transform.b or dst_transform.d:
         return None
     rows = _nearest_index(
@@ -507,6 +512,8 @@ def _scl_on_grid(data: np.ndarray, src_transform, dst_transform, shape) -> np.nd
     cols = _nearest_index(
         shape[1], dst_transform.c, dst_transform.a, src_transform.c, src_transform.a, data.shape[1]
     )
+    if rows is None or cols is None:
+        return None
     out = data.take(np.maximum(rows, 0), axis=0).take(np.maximum(cols, 0), axis=1)
     out[rows < 0, :] = 0
     out[:, cols < 0] = 0
