@@ -156,6 +156,10 @@ def test_a_compiled_model_predicts_like_the_eager_one():
         got = compiled.predict_proba(x)
     assert isinstance(compiled.model, torch._dynamo.eval_frame.OptimizedModule)
     torch.testing.assert_close(got, eager, atol=1e-5, rtol=0)
+    with torch.inference_mode():  # a short last batch is padded, and cut back
+        short = compiled.predict_proba(x[1:])
+    assert short.shape == (1, 32, 32)
+    torch.testing.assert_close(short, eager[1:], atol=1e-5, rtol=0)
 
 
 def test_when_compiling_is_impossible_the_eager_model_runs_with_a_warning():

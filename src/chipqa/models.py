@@ -398,7 +398,7 @@ class UNetPredictor(Predictor):
         self.config = config
         self.name = name
         self.device = next(model.parameters()).device
-        self._first_compiled_call = False
+        self._eager: nn.Module | None = None  # the model before torch.compile, if compiled
         self._set_stats()
 
     def _set_stats(self) -> None:
@@ -423,25 +423,33 @@ class UNetPredictor(Predictor):
         says why.
         """
         try:
-            self.model = torch.compile(self.model, mode=mode, dynamic=False)
+            compiled = torch.compile(self.model, mode=mode, dynamic=False)
         except Exception as exc:  # compiling is an optimisation, never a requirement
             warnings.warn(f"torch.compile is unavailable ({exc}); running eagerly", stacklevel=2)
             return self
-        self._first_compiled_call = True
+        self._eager, self.model = self.model, compiled
+        self._compiled_batch = 0
         return self
 
     def predict_proba(self, bands: Tensor) -> Tensor:
-        if self._first_compiled_call:  # torch.compile compiles on the first call
-            self._first_compiled_call = False
-            try:
-                return self._predict(bands)
-            except Exception as exc:
-                warnings.warn(
-                    f"torch.compile failed ({type(exc).__name__}: {exc}); running eagerly",
-                    stacklevel=2,
-                )
-                self.model = self.model._orig_mod
-        return self._predict(bands)
+        if self._eager is None:
+            return self._predict(bands)
+        # A compiled model is specialised to its batch size: pad a short batch (the last
+        # of a run) to the first one's size rather than compile again for it.
+        n = bands.shape[0]
+        self._compiled_batch = self._compiled_batch or n
+        if n < self._compiled_batch:
+            pad = bands[-1:].expand(self._compiled_batch - n, *bands.shape[1:])
+            bands = torch.cat([bands, pad])
+        try:
+            return self._predict(bands)[:n]
+        except Exception as exc:  # compilation happens on the first calls
+            warnings.warn(
+                f"torch.compile failed ({type(exc).__name__}: {exc}); running eagerly",
+                stacklevel=2,
+            )
+            self.model, self._eager = self._eager, None
+            return self._predict(bands)[:n]
 
     def _predict(self, bands: Tensor) -> Tensor:
         x = (reflectance(bands) - self._mean) / self._std
