@@ -12,7 +12,7 @@ from rasterio.transform import from_origin
 from rasterio.windows import Window
 
 from chipqa.cli import main
-from chipqa.render import SCL_COLOURS, true_colour
+from chipqa.render import NODATA_COLOUR, PRED_COLOUR, SCL_COLOURS, true_colour
 from chipqa.scene import SceneError, open_scene
 from chipqa.scene_view import level_shapes, scene_panel, scene_pyramid
 from chipqa.synth import write_scene
@@ -56,6 +56,10 @@ def test_the_png_shows_true_colour_scl_classes_and_the_mask(scene_dir, tmp_path)
     with rasterio.open(d / "scene.tif") as src:
         bands = src.read(out_shape=(4, h, w), resampling=rasterio.enums.Resampling.nearest)
     np.testing.assert_array_equal(panel.rgb, true_colour(bands))
+    # The legend wraps in a narrow picture: every swatch is drawn below the panels.
+    footer = img[top + h :]
+    for colour in [*SCL_COLOURS.values(), PRED_COLOUR, NODATA_COLOUR]:
+        assert (footer == np.array(colour)).all(-1).any(), colour
 
 
 def test_an_scl_on_another_crs_lands_on_the_same_pixels(scene_dir, tmp_path):

@@ -240,8 +240,21 @@ def three_panel(
         panels.append((rgb * 0.45).astype(np.uint8))
     else:
         panels.append(prediction_panel(rgb, prob, None, valid))
-    head, sub, foot = (28 if title else 0), 20, 30
-    out = Image.new("RGB", (3 * w + 2 * gap, head + sub + h + foot), (24, 24, 24))
+    entries = [(SCL_COLOURS[c], t) for c, t in SCL_LEGEND]
+    entries += [(PRED_COLOUR, "model cloud probability (opacity)"), (NODATA_COLOUR, "no data")]
+    font = _font(12)
+    width = 3 * w + 2 * gap
+    # Legend entries flow left to right and wrap onto new lines in a narrow picture.
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    places, x, line = [], 4, 0
+    for colour, text in entries:
+        size = 16 + int(measure.textlength(text, font=font)) + 18
+        if x > 4 and x + size > width:
+            x, line = 4, line + 1
+        places.append((x, line, colour, text))
+        x += size
+    head, sub, foot = (28 if title else 0), 20, 12 + 18 * (line + 1)
+    out = Image.new("RGB", (width, head + sub + h + foot), (24, 24, 24))
     draw = ImageDraw.Draw(out)
     for k, panel in enumerate(panels):
         out.paste(Image.fromarray(np.ascontiguousarray(panel)), (k * (w + gap), head + sub))
@@ -251,15 +264,10 @@ def three_panel(
         draw.text((k * (w + gap) + 3, head + 3), text, fill=(225, 225, 225), font=_font(14))
     if title:
         draw.text((3, 5), title, fill=(240, 240, 240), font=_font(16))
-    x = 4
-    y = head + sub + h + 8
-    entries = [(SCL_COLOURS[c], t) for c, t in SCL_LEGEND]
-    entries += [(PRED_COLOUR, "model cloud probability (opacity)"), (NODATA_COLOUR, "no data")]
-    font = _font(12)
-    for colour, text in entries:
+    for x, line, colour, text in places:
+        y = head + sub + h + 8 + 18 * line
         draw.rectangle((x, y + 2, x + 12, y + 14), fill=colour)
         draw.text((x + 16, y), text, fill=(210, 210, 210), font=font)
-        x += 16 + int(draw.textlength(text, font=font)) + 18
     return np.asarray(out)
 
 
