@@ -61,6 +61,15 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     return dev
 
 
+def to_device(array: np.ndarray, device: torch.device) -> Tensor:
+    """A host array on ``device`` in its own dtype (uint16 bands stay integers until the
+    device normalises them), through pinned memory on CUDA so the copy can overlap."""
+    t = torch.from_numpy(array)
+    if device.type == "cuda":
+        t = t.pin_memory()
+    return t.to(device, non_blocking=True)
+
+
 _kernels_lock = threading.Lock()
 _kernels_state: dict[str, Any] = {}
 

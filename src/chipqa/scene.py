@@ -45,7 +45,7 @@ from chipqa._io import atomic_open
 from chipqa.dataset import BANDS
 from chipqa.errors import ChipqaError
 from chipqa.metrics import SCL_CLOUD, SCL_SHADOW
-from chipqa.models import Predictor
+from chipqa.models import Predictor, to_device
 
 NODATA_OUT = 255
 _COMMON_NAMES = {"blue": "B02", "green": "B03", "red": "B04", "nir": "B08"}
@@ -391,7 +391,7 @@ def mask_scene(
                     bands = np.stack([sc.read(w) for w in batch])
                     with torch.inference_mode():
                         prob = (
-                            predictor.predict_proba(_to_device(bands, predictor.device))
+                            predictor.predict_proba(to_device(bands, predictor.device))
                             .float()
                             .cpu()
                             .numpy()
@@ -451,15 +451,6 @@ def mask_scene(
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
     return out
-
-
-def _to_device(bands: np.ndarray, device: torch.device) -> torch.Tensor:
-    """A batch of uint16 windows on the predictor's device, as chip scoring sends it: kept
-    as integers, through pinned memory on CUDA (normalisation happens on the device)."""
-    t = torch.from_numpy(bands)
-    if device.type == "cuda":
-        t = t.pin_memory()
-    return t.to(device, non_blocking=True)
 
 
 def _check_written(path: Path) -> None:

@@ -37,7 +37,7 @@ from chipqa.metrics import (
     predicted_fraction,
     scl_stats,
 )
-from chipqa.models import Predictor, cpu_kernels
+from chipqa.models import Predictor, cpu_kernels, to_device
 
 STAT_COLUMNS = [
     "iou",
@@ -240,13 +240,8 @@ def score_batch(
     numbers per chip come back; on a CPU the fused kernels count each chip in one pass.
     """
     device = predictor.device
-    bands = torch.from_numpy(np.stack([c.bands for c in chips]))
-    valid = torch.from_numpy(np.stack([c.valid for c in chips]))
-    if device.type == "cuda":
-        bands = bands.pin_memory()
-        valid = valid.pin_memory()
-    bands = bands.to(device, non_blocking=True)
-    valid = valid.to(device, non_blocking=True)
+    bands = to_device(np.stack([c.bands for c in chips]), device)
+    valid = to_device(np.stack([c.valid for c in chips]), device)
     kernels = cpu_kernels() if device.type == "cpu" else None
     with torch.inference_mode():
         prob = predictor.predict_proba(bands)
