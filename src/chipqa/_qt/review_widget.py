@@ -59,9 +59,13 @@ def scores_path_for(root: Path) -> Path:
     return root.parent / f"{root.name}_scores.csv"
 
 
-def _score_job(dataset: ChipDataset, predictor: Predictor, batch_size: int):
-    """Generator run in a worker thread: yields the rows of each scored batch."""
-    yield from iter_scores(dataset, predictor, batch_size=batch_size, workers=2)
+def _score_job(dataset: ChipDataset, predictor: Predictor):
+    """Generator run in a worker thread: yields the rows of each scored batch.
+
+    Two reading threads (the CLI uses every core for the CPU baseline) leave the rest of
+    the machine to the viewer and its prefetch; batches are sized for the device.
+    """
+    yield from iter_scores(dataset, predictor, workers=2)
 
 
 class ChipQAWidget(QWidget):
@@ -357,7 +361,7 @@ class ChipQAWidget(QWidget):
         self.progress_bar.setRange(0, total)
         self.progress_bar.setValue(0)
         self._pbar = progress(total=total, desc=f"chipqa: scoring {dataset.root.name}")
-        worker = create_worker(_score_job, dataset, predictor, 8)
+        worker = create_worker(_score_job, dataset, predictor)
         worker.yielded.connect(self._on_scored_batch)
         worker.returned.connect(self._on_scoring_done)
         worker.aborted.connect(self._on_scoring_aborted)
