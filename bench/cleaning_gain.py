@@ -22,12 +22,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from chipqa.blocklist import BlocklistStore
-from chipqa.dataset import open_dataset
-from chipqa.evaluate import read_truth, report_against_truth
-from chipqa.models import SpectralBaseline, load_predictor
-from chipqa.oof import score_out_of_fold
+from chipqa.data import open_dataset
+from chipqa.predictors import SpectralBaseline, load_predictor
+from chipqa.review.blocklist import BlocklistStore
 from chipqa.scoring import score_dataset
+from chipqa.scoring.evaluate import read_truth, report_against_truth
+from chipqa.scoring.oof import score_out_of_fold
 from chipqa.synth import generate_dataset
 from chipqa.training import TrainConfig, dataset_iou, split_chips, train
 

@@ -3,7 +3,7 @@
 Makes a batch of random 512×512 label / prediction / valid masks (cloud-like blobs, a
 share of nodata) and times, per batch:
 
-* chipqa: ``chipqa.metrics.per_chip_iou`` (bool tensors, one pass of sums);
+* chipqa: ``chipqa.stats.batched.per_chip_iou`` (bool tensors, one pass of sums);
 * smp: ``smp.metrics.get_stats(mode="binary")`` + ``iou_score(reduction="none")``
   (nodata zeroed on both sides first, as smp's binary mode has no ignore index);
 * torchmetrics: ``binary_stat_scores(multidim_average="samplewise")`` → IoU.
@@ -24,7 +24,7 @@ import time
 import torch
 
 from chipqa._compat import import_smp, import_torchvision
-from chipqa.metrics import per_chip_iou
+from chipqa.stats.batched import per_chip_iou
 
 
 def timeit(fn, repeat: int, sync) -> float:

@@ -28,10 +28,19 @@ from pathlib import Path
 import rasterio
 import torch
 
-from chipqa.cache import build_cache
-from chipqa.dataset import _GDAL_ENV, SCL_NAME, ChipDataset, open_dataset, read_chip
-from chipqa.models import ModelConfig, SpectralBaseline, UNetPredictor, build_model, resolve_device
-from chipqa.scoring import _read_ahead, default_workers, score_dataset
+from chipqa.constants import SCL_NAME
+from chipqa.data import ChipDataset, open_dataset, read_ahead, read_chip
+from chipqa.data.cache import build_cache
+from chipqa.data.tiff import GDAL_ENV
+from chipqa.predictors import (
+    ModelConfig,
+    SpectralBaseline,
+    UNetPredictor,
+    build_model,
+    resolve_device,
+)
+from chipqa.scoring import score_dataset
+from chipqa.scoring.pipeline import default_workers
 from chipqa.synth import generate_dataset
 
 
@@ -90,12 +99,12 @@ def main() -> None:
     workers = default_workers(True)
 
     def read_all(read):
-        for _ in _read_ahead(list(ds), workers, 16, read):
+        for _ in read_ahead(list(ds), read, workers=workers, depth=16):
             pass
 
     def read_files(rec) -> None:
         """The I/O floor: open and read each of the chip's files, nothing more."""
-        with rasterio.Env(**_GDAL_ENV):
+        with rasterio.Env(**GDAL_ENV):
             for path in (*rec.band_paths, rec.label_path, rec.folder / SCL_NAME):
                 if path is not None and path.is_file():
                     with rasterio.open(path) as src:

@@ -16,8 +16,8 @@ import tempfile
 from itertools import pairwise
 from pathlib import Path
 
-from chipqa.cache import build_cache
-from chipqa.dataset import open_dataset
+from chipqa.data import open_dataset
+from chipqa.data.cache import build_cache
 from chipqa.synth import generate_dataset
 from chipqa.training import TrainConfig, train
 

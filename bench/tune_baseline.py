@@ -1,6 +1,6 @@
 """Fit the spectral baseline's logistic coefficients on synthetic chips.
 
-The weight-free baseline (chipqa.models.SpectralBaseline) is a logistic model on four
+The weight-free baseline (chipqa.predictors.SpectralBaseline) is a logistic model on four
 per-pixel spectral features. This script makes synthetic chips of every land cover and
 sky with ``chipqa.synth.make_chip`` (never the chips used for evaluation: a separate
 seed), samples pixels with their true label, fits the coefficients by maximum
@@ -17,7 +17,7 @@ import argparse
 import numpy as np
 import torch
 
-from chipqa.models import SpectralBaseline
+from chipqa.predictors import SpectralBaseline
 from chipqa.synth import LAND_COVERS, SKIES, make_chip
 
 

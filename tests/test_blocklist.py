@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from chipqa.blocklist import (
+from chipqa.review.blocklist import (
     COLUMNS,
     BlocklistError,
     BlocklistStore,
@@ -114,7 +114,7 @@ def test_a_read_only_folder_is_refused_before_any_decision(tmp_path, monkeypatch
     # Root may write anywhere, so let the OS's permission check say "read-only".
     real_access = os.access
     monkeypatch.setattr(
-        "chipqa.blocklist.os.access",
+        "chipqa.review.blocklist.os.access",
         lambda p, mode: False if mode == os.W_OK else real_access(p, mode),
     )
     with pytest.raises(BlocklistError, match="no write permission"):
@@ -131,7 +131,7 @@ def test_a_failed_write_keeps_the_file_and_the_session_consistent(tmp_path, monk
     def disk_full(*a, **k):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("chipqa._io.os.replace", disk_full)
+    monkeypatch.setattr("chipqa.io.atomic.os.replace", disk_full)
     with pytest.raises(BlocklistError, match="No space left"):
         store.decide("bbbb", "keep")
     assert path.read_text() == before
@@ -157,7 +157,7 @@ def test_killing_a_writer_mid_stream_leaves_a_whole_csv(tmp_path):
     path = tmp_path / "bl.csv"
     code = textwrap.dedent(f"""
         import sys
-        from chipqa.blocklist import BlocklistStore
+        from chipqa.review.blocklist import BlocklistStore
         store = BlocklistStore({str(path)!r}, reviewer="bot")
         i = 0
         while True:
@@ -204,7 +204,7 @@ def test_written_files_are_readable_like_any_other_and_keep_their_mode(tmp_path)
     import os
     import stat
 
-    from chipqa._io import atomic_open
+    from chipqa.io.atomic import atomic_open
 
     old = os.umask(0o022)
     try:

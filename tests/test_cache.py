@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from chipqa.cache import ChipCache, build_cache, cache_dir_for
 from chipqa.cli import main
-from chipqa.dataset import open_dataset, read_chip
+from chipqa.data import open_dataset, read_chip
+from chipqa.data.cache import ChipCache, build_cache, cache_dir_for
 from chipqa.synth import generate_dataset
 from conftest import make_bands, write_chip
 
@@ -93,7 +93,7 @@ def test_an_interrupted_rebuild_keeps_the_old_cache(data, monkeypatch):
     def boom(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("chipqa.cache._signature", boom)
+    monkeypatch.setattr("chipqa.data.cache._signature", boom)
     with pytest.raises(KeyboardInterrupt):
         build_cache(ds)
     monkeypatch.undo()

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from chipqa.dataset import open_dataset, read_chip
+from chipqa.data import open_dataset, read_chip
 from chipqa.errors import ChipReadError, DatasetError
 from conftest import make_bands, write_chip, write_tif
 

@@ -8,11 +8,12 @@ import torch
 from rasterio.transform import from_origin
 from rasterio.warp import Resampling, reproject
 
-from chipqa import _kernels
-from chipqa.dataset import _scl_on_grid, open_dataset
-from chipqa.metrics import chip_stats, scl_stats
-from chipqa.models import SpectralBaseline
-from chipqa.scoring import _batch_stats_on_device, default_workers, score_dataset
+from chipqa.data import open_dataset
+from chipqa.data.tiff import _scl_on_grid
+from chipqa.predictors import SpectralBaseline
+from chipqa.scoring.pipeline import _batch_stats_on_device, default_workers, score_dataset
+from chipqa.stats import kernels
+from chipqa.stats.batched import chip_stats, scl_stats
 from chipqa.synth import generate_dataset, make_chip
 
 
@@ -44,7 +45,7 @@ def test_baseline_kernel_equals_the_torch_baseline(size):
     got = np.empty_like(want)
     c = np.asarray(base.coefficients, np.float64)
     for i in range(len(bands)):
-        _kernels.baseline_proba(bands[i], c, base.smooth_px, got[i])
+        kernels.baseline_proba(bands[i], c, base.smooth_px, got[i])
     np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
     # predict_proba on a CPU tensor takes the kernel path
     np.testing.assert_allclose(
@@ -61,10 +62,10 @@ def test_kernel_statistics_equal_the_torch_statistics():
     want.update(scl_stats(prob >= 0.5, t(labels) == 1, t(scl), t(valid)))
     c = np.asarray(base.coefficients, np.float64)
     for i in range(len(bands)):
-        fused = _kernels.score_chip_baseline(
+        fused = kernels.score_chip_baseline(
             bands[i], c, base.smooth_px, labels[i], valid[i], scl[i], 0.5, 0.1
         )
-        from_prob = _kernels.score_chip_prob(prob[i].numpy(), labels[i], valid[i], scl[i], 0.5, 0.1)
+        from_prob = kernels.score_chip_prob(prob[i].numpy(), labels[i], valid[i], scl[i], 0.5, 0.1)
         for key, values in want.items():
             expected = float(values[i])
             for got in (fused[key], from_prob[key]):
@@ -74,19 +75,19 @@ def test_kernel_statistics_equal_the_torch_statistics():
                     assert got == pytest.approx(expected, abs=1e-4), (i, key)
     # The cases the conventions are about.
     assert fused["valid_fraction"] == 0 and np.isnan(fused["iou"])  # chip 5: no valid pixel
-    row4 = _kernels.score_chip_prob(prob[4].numpy(), labels[4], valid[4], scl[4], 0.5, 0.1)
+    row4 = kernels.score_chip_prob(prob[4].numpy(), labels[4], valid[4], scl[4], 0.5, 0.1)
     assert row4["label_cloud_fraction"] == 1.0
     assert 0 < row4["scl_shadow_fraction"] < 1  # class 3 is counted apart from cloud
 
 
 def test_chips_without_label_or_scl_get_only_what_can_be_computed():
     bands, labels, valid, _ = _chips(32, n=2)
-    row = _kernels.score_chip_prob(
+    row = kernels.score_chip_prob(
         np.full((32, 32), 0.7, np.float32), None, valid[0], None, 0.5, 0.1
     )
     assert set(row) == {"valid_fraction", "pred_cloud_fraction"}
     assert row["pred_cloud_fraction"] == 1.0
-    row = _kernels.score_chip_prob(
+    row = kernels.score_chip_prob(
         np.zeros((32, 32), np.float32), labels[0], valid[0], None, 0.5, 0.1
     )
     assert "iou" in row and "iou_label_scl" not in row
@@ -96,7 +97,7 @@ def test_exponential_and_tanh_approximations_are_accurate():
     # Through the soft minimum: one pixel of agreement a among pixels of agreement 1.
     for a in (0.0, 0.3, 0.9, 1.0):
         prob = np.array([[a, 1.0]], np.float32)
-        row = _kernels.score_chip_prob(
+        row = kernels.score_chip_prob(
             prob, np.ones((1, 2), np.uint8), np.ones((1, 2), bool), None, 0.5, 0.02
         )
         w = np.exp(-np.array([a, 1.0]) / 0.02)
@@ -166,8 +167,8 @@ def test_scoring_works_where_the_compiled_kernels_cannot_be_cached(tmp_path):
 import resource, signal, sys, warnings
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 resource.setrlimit(resource.RLIMIT_FSIZE, (2048, 2048))
-from chipqa.dataset import open_dataset
-from chipqa.models import SpectralBaseline
+from chipqa.data import open_dataset
+from chipqa.predictors import SpectralBaseline
 from chipqa.scoring import score_dataset
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
@@ -204,5 +205,5 @@ def test_a_failing_scorer_stops_the_run_instead_of_blaming_every_chip(tmp_path, 
 
 def test_temperatures_below_what_the_kernels_support_are_refused():
     with pytest.raises(ValueError, match="temperature 0.001"):
-        _kernels.score_chip_prob(np.ones((2, 2), np.float32), np.ones((2, 2), np.uint8),
+        kernels.score_chip_prob(np.ones((2, 2), np.float32), np.ones((2, 2), np.uint8),
                                  np.ones((2, 2), bool), None, 0.5, 0.001)  # fmt: skip

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from chipqa._compat import import_smp
-from chipqa.metrics import _packable, chip_stats, per_chip_iou, soft_min
+from chipqa.stats.batched import _packable, chip_stats, per_chip_iou, soft_min
 
 
 def numpy_iou(pred: np.ndarray, target: np.ndarray, valid: np.ndarray) -> float:

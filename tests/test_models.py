@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from chipqa.errors import CheckpointError
-from chipqa.models import (
+from chipqa.predictors import (
     ModelConfig,
     SpectralBaseline,
     UNetPredictor,

@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from chipqa.blocklist import BlocklistStore, read_blocklist
-from chipqa.dataset import open_dataset
-from chipqa.models import SpectralBaseline
-from chipqa.review import ChipLoader, ReviewSession
+from chipqa.data import open_dataset
+from chipqa.predictors import SpectralBaseline
+from chipqa.review.blocklist import BlocklistStore, read_blocklist
+from chipqa.review.session import ChipLoader, ReviewSession
 
 
 @pytest.fixture

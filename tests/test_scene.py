@@ -9,7 +9,7 @@ import torch
 from rasterio.transform import from_origin
 
 from chipqa.cli import main
-from chipqa.models import SpectralBaseline
+from chipqa.predictors import SpectralBaseline
 from chipqa.scene import SceneError, mask_scene, open_scene, scl_statistics
 from chipqa.synth import make_chip
 from conftest import reproject_file
@@ -211,7 +211,7 @@ def test_negative_values_of_a_signed_scene_are_not_read_as_bright_cloud(tmp_path
 
 
 def _unet_checkpoint(path, bands):
-    from chipqa.models import ModelConfig, build_model, save_checkpoint
+    from chipqa.predictors import ModelConfig, build_model, save_checkpoint
 
     torch.manual_seed(0)
     config = ModelConfig(encoder="resnet18", bands=tuple(bands))
@@ -219,7 +219,7 @@ def _unet_checkpoint(path, bands):
 
 
 def test_the_checkpoints_band_order_is_matched_by_name(tmp_path):
-    from chipqa.models import load_predictor
+    from chipqa.predictors import load_predictor
 
     ckpt = _unet_checkpoint(tmp_path / "rgbn.ckpt", ("B04", "B03", "B02", "B08"))
     arr = _scene_array(64, 64)
@@ -338,7 +338,7 @@ def test_a_disk_that_fills_up_during_the_strip_writes_leaves_nothing(tmp_path):
     code = f"""
 import resource, signal, sys
 import numpy as np
-from chipqa.models import SpectralBaseline
+from chipqa.predictors import SpectralBaseline
 SpectralBaseline().predict_numpy(np.ones((4, 8, 8), np.uint16))  # kernels loaded first
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))

@@ -7,9 +7,9 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
-from chipqa.dataset import open_dataset
+from chipqa.data import open_dataset
 from chipqa.errors import ChipReadError
-from chipqa.models import SpectralBaseline
+from chipqa.predictors import SpectralBaseline
 from chipqa.scoring import score_dataset
 from chipqa.synth import make_chip, make_scl
 from conftest import CRS, make_bands, write_chip, write_tif

@@ -6,9 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from chipqa.dataset import open_dataset
-from chipqa.models import SpectralBaseline
-from chipqa.scoring import SCORE_COLUMNS, atomic_write_csv, read_scores, score_dataset
+from chipqa.data import open_dataset
+from chipqa.io.atomic import atomic_write_csv
+from chipqa.predictors import SpectralBaseline
+from chipqa.scoring import SCORE_COLUMNS, read_scores, score_dataset
 from conftest import make_bands, write_chip
 
 

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 import torch
 
-from chipqa.blocklist import BlocklistStore
-from chipqa.dataset import open_dataset
-from chipqa.models import load_checkpoint, load_predictor
+from chipqa.data import open_dataset
+from chipqa.predictors import load_checkpoint, load_predictor
+from chipqa.review.blocklist import BlocklistStore
 from chipqa.synth import generate_dataset
 from chipqa.training import (
     TrainConfig,

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 
-from chipqa.dataset import detect_layout
 from chipqa.errors import DatasetError
+from chipqa.io.layout import detect_layout
 
 
 def get_reader(path: str | list[str]):

@@ -54,7 +54,7 @@ def sample_dataset():
     import napari
 
     from chipqa._qt.chip_layers import TRUE_COLOUR
-    from chipqa.dataset import open_dataset
+    from chipqa.data import open_dataset
     from chipqa.render import true_colour
 
     root = ensure_sample_dataset()

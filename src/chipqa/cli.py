@@ -141,7 +141,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def _score(dataset, args, quiet: bool):
-    from chipqa.models import load_predictor
+    from chipqa.predictors import load_predictor
     from chipqa.scoring import score_dataset
 
     predictor = load_predictor(args.model, device=args.device, compile=args.compile)
@@ -187,7 +187,7 @@ def _print_top(scores, n: int) -> None:
 
 def _open_with_cache(args: argparse.Namespace):
     """Open the dataset and, per ``--cache``, read it through its chip cache."""
-    from chipqa.dataset import open_dataset
+    from chipqa.data import open_dataset
 
     dataset = open_dataset(args.data)
     mode = getattr(args, "cache", "off")
@@ -203,7 +203,7 @@ def _open_with_cache(args: argparse.Namespace):
 
 
 def _build_cache(dataset, quiet: bool):
-    from chipqa.cache import build_cache
+    from chipqa.data.cache import build_cache
 
     t0 = time.perf_counter()
     cache = build_cache(dataset, progress=_synth_progress(quiet))
@@ -217,14 +217,14 @@ def _build_cache(dataset, quiet: bool):
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    from chipqa.dataset import open_dataset
+    from chipqa.data import open_dataset
 
     _build_cache(open_dataset(args.data), args.quiet)
     return 0
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from chipqa.scoring import atomic_write_csv
+    from chipqa.io.atomic import atomic_write_csv
 
     dataset = _open_with_cache(args)
     out = Path(args.out) if args.out else dataset.root.parent / f"{dataset.root.name}_scores.csv"
@@ -235,7 +235,7 @@ def cmd_score(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     if args.folds:
-        from chipqa.oof import score_out_of_fold
+        from chipqa.scoring.oof import score_out_of_fold
         from chipqa.training import ProgressWriter
 
         t0 = time.perf_counter()
@@ -354,7 +354,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_mask(args: argparse.Namespace) -> int:
-    from chipqa.models import load_predictor
+    from chipqa.predictors import load_predictor
     from chipqa.scene import (
         SceneError,
         mask_scene,
@@ -465,10 +465,10 @@ def cmd_view(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from chipqa.dataset import open_dataset
-    from chipqa.evaluate import read_truth, report_against_truth
+    from chipqa.data import open_dataset
+    from chipqa.io.atomic import atomic_write_csv
     from chipqa.render import contact_sheet
-    from chipqa.scoring import atomic_write_csv
+    from chipqa.scoring.evaluate import read_truth, report_against_truth
     from chipqa.synth import generate_dataset
 
     folder = Path(args.folder)

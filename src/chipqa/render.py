@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
-from chipqa.dataset import Chip, ChipDataset
+from chipqa.data import Chip, ChipDataset
 from chipqa.errors import ChipReadError
 
 TRUE_COLOUR_MAX = 3000.0

@@ -41,11 +41,10 @@ from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
-from chipqa._io import atomic_open
-from chipqa.dataset import BANDS
+from chipqa.constants import BANDS, SCL_CLOUD, SCL_SHADOW
 from chipqa.errors import ChipqaError
-from chipqa.metrics import SCL_CLOUD, SCL_SHADOW
-from chipqa.models import Predictor, to_device
+from chipqa.io.atomic import atomic_open
+from chipqa.predictors import Predictor, to_device
 
 NODATA_OUT = 255
 _COMMON_NAMES = {"blue": "B02", "green": "B03", "red": "B04", "nir": "B08"}

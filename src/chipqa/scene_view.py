@@ -30,7 +30,7 @@ from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
-from chipqa._io import atomic_open
+from chipqa.io.atomic import atomic_open
 from chipqa.render import three_panel, true_colour
 from chipqa.scene import NODATA_OUT, Scene, SceneError, open_scene
 

@@ -5,7 +5,7 @@ the rest into training and validation chips (stratified by ``location`` when the
 has it), fits a segmentation-models-pytorch U-Net with Adam and a Dice + BCE loss that
 ignores nodata pixels, logs per-epoch metrics to CSV (and TensorBoard when it is
 installed), writes progress events as JSON lines, and finally writes one checkpoint
-atomically (see :func:`chipqa.models.save_checkpoint`): the weights of the epoch with
+atomically (see :func:`chipqa.predictors.checkpoint.save_checkpoint`): the weights of the epoch with
 the best validation IoU, everything needed to rebuild the model and its input
 normalisation, the training chips and the blocklist.
 
@@ -31,10 +31,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from chipqa.blocklist import blocked_ids
-from chipqa.dataset import ChipDataset, ChipRecord, open_dataset, read_chip
+from chipqa.data import ChipDataset, ChipRecord, open_dataset, read_chip
 from chipqa.errors import ChipqaError, ChipReadError
-from chipqa.models import ModelConfig, build_model, save_checkpoint
+from chipqa.predictors import ModelConfig, build_model, save_checkpoint
+from chipqa.review.blocklist import blocked_ids
 
 
 class TrainingError(ChipqaError):

@@ -15,9 +15,9 @@ from chipqa._qt.chip_layers import (
     TRUE_COLOUR,
 )
 from chipqa._qt.review_widget import ChipQAWidget, scores_path_for
-from chipqa.blocklist import read_blocklist
-from chipqa.dataset import open_dataset
+from chipqa.data import open_dataset
 from chipqa.render import true_colour
+from chipqa.review.blocklist import read_blocklist
 from chipqa.synth import generate_dataset
 
 pytestmark = pytest.mark.gui
@@ -272,7 +272,7 @@ def test_retrain_in_a_subprocess_loads_the_new_model_and_rescores(
     assert kinds[0] == "start" and kinds[-1] == "done", w.retrain.status.text()
     ckpt = w.retrain.checkpoint
     assert ckpt.is_file()
-    from chipqa.models import read_checkpoint
+    from chipqa.predictors import read_checkpoint
 
     _, info = read_checkpoint(ckpt)
     assert blocked not in info.train_chips and blocked in info.blocklist

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from chipqa.review import ChipView
+from chipqa.review.session import ChipView
 
 if TYPE_CHECKING:
     import napari

@@ -30,7 +30,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from chipqa.models import RECOMMENDED_ENCODERS, read_checkpoint
+from chipqa.predictors import RECOMMENDED_ENCODERS, read_checkpoint
 from chipqa.training import read_progress
 
 if TYPE_CHECKING:

@@ -34,18 +34,13 @@ from qtpy.QtWidgets import (
 
 from chipqa._qt.chip_layers import LAYERS, MODES, SIDE_BY_SIDE, ChipLayers
 from chipqa._qt.scores_table import ScoresTableModel
-from chipqa.blocklist import REASONS, BlocklistError, BlocklistStore, default_path
-from chipqa.dataset import ChipDataset, open_dataset
+from chipqa.data import ChipDataset, open_dataset
 from chipqa.errors import ChipqaError
-from chipqa.models import Predictor, load_predictor
-from chipqa.review import ChipLoader, ReviewSession, fraction_text
-from chipqa.scoring import (
-    FLAG_DESCRIPTIONS,
-    atomic_write_csv,
-    finalize,
-    iter_scores,
-    read_scores,
-)
+from chipqa.io.atomic import atomic_write_csv
+from chipqa.predictors import Predictor, load_predictor
+from chipqa.review.blocklist import REASONS, BlocklistError, BlocklistStore, default_path
+from chipqa.review.session import ChipLoader, ReviewSession, fraction_text
+from chipqa.scoring import FLAG_DESCRIPTIONS, finalize, iter_scores, read_scores
 
 if TYPE_CHECKING:
     import napari

@@ -6,7 +6,7 @@ import math
 
 from qtpy.QtCore import QAbstractTableModel, QModelIndex, Qt
 
-from chipqa.review import ReviewSession, fraction_text
+from chipqa.review.session import ReviewSession, fraction_text
 
 COLUMNS = (
     ("chip_id", "chip"),

@@ -5,10 +5,10 @@ pixel; written as a chain of torch operations it makes some thirty passes over
 megabyte-sized temporaries and costs more than reading the chip's TIFFs. These kernels
 do the same arithmetic in one pass over each chip, vectorised by LLVM (AVX2 where the
 CPU has it), and release the GIL, so that reading threads can score the chips they
-read (see :func:`chipqa.scoring.iter_scores`).
+read (see :func:`chipqa.scoring.pipeline.iter_scores`).
 
-They compute the same numbers as :meth:`chipqa.models.SpectralBaseline.predict_proba`
-and :func:`chipqa.metrics.chip_stats` / :func:`chipqa.metrics.scl_stats` (the tests
+They compute the same numbers as :meth:`chipqa.predictors.baseline.SpectralBaseline.predict_proba`
+and :func:`chipqa.stats.batched.chip_stats` / :func:`chipqa.stats.batched.scl_stats` (the tests
 compare them), with two differences of rounding: the logistic uses a rational
 approximation of tanh (absolute error < 3e-7) and the soft minimum's weights a
 polynomial exponential (relative error < 1e-5); sums are accumulated in float64.
@@ -26,9 +26,16 @@ import os
 import numpy as np
 from numba import float32, float64, njit
 
+from chipqa.constants import LABEL_CLOUD, SCL_CLOUD, SCL_NODATA, SCL_SHADOW
+from chipqa.stats.definitions import iou_from_counts
+
+# Module constants are compile-time constants to numba; the SCL test below is written
+# for three cloud classes.
+_SCL_C1, _SCL_C2, _SCL_C3 = SCL_CLOUD
+
 CACHE = os.environ.get("CHIPQA_KERNEL_CACHE", "1") != "0"
 """Whether compiled kernels are cached on disk (beside the package, else in numba's user
-cache). ``CHIPQA_KERNEL_CACHE=0`` turns it off; :func:`chipqa.models.cpu_kernels` does
+cache). ``CHIPQA_KERNEL_CACHE=0`` turns it off; :func:`chipqa.stats.backend.cpu_kernels` does
 so by itself when caching fails (a read-only install without a writable home, a full
 disk)."""
 
@@ -238,7 +245,7 @@ def _row_label(prob, label, valid, thr, inv_t, acc):
     for j in range(prob.shape[0]):
         v = valid[j]
         p = float64(prob[j])
-        t = v & (label[j] == 1)
+        t = v & (label[j] == LABEL_CLOUD)
         n_target += t
         tp += t & (prob[j] >= thr)
         a = p if t else 1.0 - p  # self-confidence: probability of the labelled class
@@ -265,13 +272,13 @@ def _row_scl(prob, label, valid, scl, thr, acc):
     n_p = 0
     for j in range(prob.shape[0]):
         code = scl[j]
-        v = valid[j] & (code != 0)
-        c = v & ((code == 8) | (code == 9) | (code == 10))
-        t = v & (label[j] == 1)
+        v = valid[j] & (code != SCL_NODATA)
+        c = v & ((code == _SCL_C1) | (code == _SCL_C2) | (code == _SCL_C3))
+        t = v & (label[j] == LABEL_CLOUD)
         p = v & (prob[j] >= thr)
         n += v
         cloud += c
-        shadow += v & (code == 3)
+        shadow += v & (code == SCL_SHADOW)
         tp_l += t & c
         n_l += t
         tp_p += p & c
@@ -338,14 +345,12 @@ def _frac(x: float, n: float) -> float:
 
 
 def _iou(tp: float, n_a: float, n_b: float, n: float) -> float:
-    if n <= 0:
-        return float("nan")
-    union = n_a + n_b - tp
-    return tp / union if union > 0 else 1.0
+    """IoU of masks A and B from |A ∩ B|, |A|, |B| and the valid pixel count."""
+    return iou_from_counts(tp, n_a - tp, n_b - tp, n)
 
 
 def stats_row(acc: np.ndarray, n_pixels: int, has_label: bool, has_scl: bool) -> dict:
-    """The kernels' counts → the statistics :func:`chipqa.scoring.score_batch` reports."""
+    """The kernels' counts → the statistics :func:`chipqa.scoring.pipeline.score_batch` reports."""
     n = acc[I_N_VALID]
     row = {
         "valid_fraction": n / n_pixels if n_pixels else float("nan"),

@@ -5,7 +5,8 @@ dataset. ``chipqa cache DATA`` (or ``chipqa score --cache build``) converts the 
 once into::
 
     <dataset>_cache/bands.npy    (N, 4, H, W) uint16, reflectance x 10 000, 0 = nodata
-    <dataset>_cache/labels.npy   (N, H, W)    uint8, 0/1, 255 = no label or nodata
+    <dataset>_cache/labels.npy   (N, H, W)    uint8, 0/1, 255 = no label or nodata (an
+                                              unlabelled chip: 0 where valid)
     <dataset>_cache/scl.npy      (N, H, W)    uint8, Sen2Cor SCL on the chip grid (0 = none)
     <dataset>_cache/index.json   chip ids, rows, and the size and mtime of every source file
 
@@ -27,24 +28,32 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from chipqa.dataset import LABEL_NODATA, SCL_NAME, Chip, ChipDataset, ChipRecord, read_chip
+from chipqa.constants import LABEL_NODATA
+from chipqa.data.readahead import read_ahead
+from chipqa.data.records import Chip, ChipRecord
+from chipqa.data.tiff import read_chip
 from chipqa.errors import ChipqaError, ChipReadError
+from chipqa.io.layout import scl_path
+from chipqa.io.paths import side_paths
 
-CACHE_VERSION = 3
+if TYPE_CHECKING:
+    from chipqa.data.dataset import ChipDataset
+
+CACHE_VERSION = 4
 
 
 def cache_dir_for(root: str | Path) -> Path:
     """The cache folder of a dataset: ``<dataset>_cache`` beside it."""
-    root = Path(root).resolve()
-    return root.parent / f"{root.name}_cache"
+    return side_paths(root).cache
 
 
 def _files(rec: ChipRecord) -> list[Path]:
     files = [*rec.band_paths, *([rec.label_path] if rec.label_path is not None else [])]
-    scl = rec.folder / SCL_NAME
+    scl = scl_path(rec.folder)
     return [*files, scl] if scl.is_file() else files
 
 
@@ -119,12 +128,11 @@ class ChipCache:
         bands_map, labels_map, scl_map = self._maps()
         take = np.array if copy else np.asarray
         bands = take(bands_map[e.row])
-        if e.has_label:
-            label = take(labels_map[e.row])
-            valid = label != LABEL_NODATA
-        else:
-            label = None
-            valid = (bands != 0).all(0)
+        # The labels row holds 255 wherever the chip is not valid (band nodata, no label),
+        # also for unlabelled chips, so validity is exactly what the TIFF reader found.
+        label_row = labels_map[e.row]
+        valid = label_row != LABEL_NODATA
+        label = take(label_row) if e.has_label else None
         scl = take(scl_map[e.row]) if e.has_scl else None
         return Chip(chip_id=rec.chip_id, bands=bands, label=label, valid=valid, scl=scl)
 
@@ -180,8 +188,6 @@ def build_cache(
     Raises:
         ChipqaError: no chip could be read, or the folder cannot be written.
     """
-    from chipqa.scoring import _read_ahead  # the scorer's bounded, threaded reader
-
     folder = Path(folder) if folder else cache_dir_for(dataset.root)
     records = [r for r in dataset if not r.problem]
     shapes = Counter()
@@ -205,7 +211,7 @@ def build_cache(
     n = len(records)
     build_started = time.time_ns()
     # A dataset without SCLs gets a one-row placeholder instead of gigabytes of zeros.
-    n_scl = max(n, 1) if any((r.folder / SCL_NAME).is_file() for r in records) else 1
+    n_scl = max(n, 1) if any(scl_path(r.folder).is_file() for r in records) else 1
     try:
         bands = _new_array(tmp / "bands.npy", np.uint16, (max(n, 1), 4, *shape))
         labels = _new_array(tmp / "labels.npy", np.uint8, (max(n, 1), *shape))
@@ -220,7 +226,7 @@ def build_cache(
         ) from exc
     chips: dict[str, dict] = {}
     row = 0
-    for i, (rec, chip) in enumerate(_read_ahead(records, workers=2, depth=16), start=1):
+    for i, (rec, chip) in enumerate(read_ahead(records, read_chip, workers=2, depth=16), start=1):
         if isinstance(chip, ChipReadError) or chip.shape != shape:
             if progress:
                 progress(i, n)
@@ -231,7 +237,9 @@ def build_cache(
         if chip.scl is not None and row >= len(scls):
             continue  # an SCL that appeared during the build: leave the chip to the TIFFs
         bands[row] = chip.bands
-        labels[row] = chip.label if chip.label is not None else LABEL_NODATA
+        labels[row] = (  # unlabelled: 255 where not valid, so the cache knows validity
+            chip.label if chip.label is not None else np.where(chip.valid, 0, LABEL_NODATA)
+        )
         if chip.scl is not None:
             scls[row] = chip.scl  # the array starts zeroed: 0 is SCL's "no data"
         chips[rec.chip_id] = {
@@ -265,15 +273,3 @@ def build_cache(
     cache = ChipCache.open(dataset.root, folder)
     assert cache is not None
     return cache
-
-
-def reader_for(cache: ChipCache | None) -> Callable[[ChipRecord], Chip]:
-    """A chip reader that serves from ``cache`` when it can and from the TIFFs otherwise."""
-    if cache is None:
-        return read_chip
-
-    def read(rec: ChipRecord) -> Chip:
-        chip = cache.read(rec)
-        return chip if chip is not None else read_chip(rec)
-
-    return read

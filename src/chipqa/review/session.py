@@ -17,10 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from chipqa.blocklist import BlocklistStore, Decision
-from chipqa.dataset import Chip, ChipDataset
+from chipqa.data import Chip, ChipDataset
 from chipqa.errors import ChipReadError
 from chipqa.render import false_colour, side_by_side, true_colour
+from chipqa.review.blocklist import BlocklistStore, Decision
 
 INFO_COLUMNS = ("flags", "suspicion", "iou", "label_cloud_fraction", "pred_cloud_fraction", "model")
 

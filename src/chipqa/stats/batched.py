@@ -4,18 +4,9 @@ Everything here works on whole batches of chips at once (``(B, H, W)`` tensors) 
 returns a handful of numbers per chip, so that only those numbers travel back to the
 host. Pixels outside ``valid`` (band nodata, label 255) take no part in any statistic.
 
-Conventions:
-
-* **IoU** of the cloud class over valid pixels, ``|label ∩ pred| / |label ∪ pred|``.
-  When the union is empty (label and prediction both say "no cloud anywhere") the two
-  agree perfectly and the IoU is **1.0**; this is also ``smp.metrics.iou_score``'s
-  ``zero_division=1.0`` default. A chip with no valid pixel has no IoU (NaN).
-* **Label quality** follows cleanlab's score for segmentation: the per-pixel
-  *self-confidence* (the predicted probability of the class the label gives that pixel)
-  pooled over the chip with a soft minimum, ``Σ a·e^(−a/T) / Σ e^(−a/T)`` with
-  temperature ``T`` (0.1 by default). It uses the probabilities, not the thresholded
-  mask, and is dominated by the pixels where label and model disagree most. 1 is
-  perfect agreement, 0 total contradiction.
+The numbers follow :mod:`chipqa.stats.definitions` (IoU with an empty union = 1.0,
+label quality as cleanlab's soft minimum of self-confidence); the tests check them
+against it.
 """
 
 from __future__ import annotations
@@ -23,8 +14,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-DEFAULT_THRESHOLD = 0.5
-DEFAULT_TEMPERATURE = 0.1
+from chipqa.constants import (
+    DEFAULT_TEMPERATURE,
+    DEFAULT_THRESHOLD,
+    LABEL_CLOUD,
+    SCL_CLOUD,
+    SCL_NODATA,
+    SCL_SHADOW,
+)
 
 
 def _flat(t: Tensor) -> Tensor:
@@ -139,7 +136,7 @@ def chip_stats(
         where the thresholded prediction and the label differ), ``soft_mismatch`` (mean
         of ``|label − prob|`` over valid pixels) and ``label_quality`` (see above).
     """
-    target = label == 1
+    target = label == LABEL_CLOUD
     pred = prob >= threshold
     c = confusion_counts(pred, target, valid)
     n_valid = c["n_valid"]
@@ -175,13 +172,6 @@ def predicted_fraction(prob: Tensor, valid: Tensor, threshold: float = DEFAULT_T
     return torch.where(n_valid > 0, n_pred.float() / n_valid.clamp(min=1).float(), float("nan"))
 
 
-SCL_CLOUD = (8, 9, 10)
-"""Sen2Cor SCL classes counted as cloud: medium and high probability, thin cirrus."""
-
-SCL_SHADOW = 3
-"""Sen2Cor SCL class of cloud shadows (counted apart from cloud)."""
-
-
 def scl_stats(pred: Tensor, target: Tensor, scl: Tensor, valid: Tensor) -> dict[str, Tensor]:
     """Sen2Cor's Scene Classification Layer as a second opinion, per chip.
 
@@ -195,7 +185,7 @@ def scl_stats(pred: Tensor, target: Tensor, scl: Tensor, valid: Tensor) -> dict[
         ``scl_cloud_fraction``, ``scl_shadow_fraction`` (class 3), ``iou_label_scl`` and
         ``iou_pred_scl`` (float32, ``(B,)``).
     """
-    v = valid & (scl != 0)
+    v = valid & (scl != SCL_NODATA)
     cloud = torch.zeros_like(v)
     for code in SCL_CLOUD:
         cloud |= scl == code

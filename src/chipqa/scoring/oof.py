@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from chipqa.dataset import ChipDataset
-from chipqa.models import load_predictor
-from chipqa.scoring import finalize, iter_scores
+from chipqa.data import ChipDataset
+from chipqa.predictors import load_predictor
+from chipqa.scoring.pipeline import iter_scores
+from chipqa.scoring.table import finalize
 from chipqa.training import TrainConfig, kfold_chips, train
 
 
@@ -72,7 +73,6 @@ def score_out_of_fold(
         )
         predictor = load_predictor(ckpt, device=device)
         predictor.name = f"unet-{cfg.encoder}:oof-k{k}/fold{i}"
-        records = [dataset[c] for c in held_out]
-        for batch_rows in iter_scores(records, predictor, batch_size=batch_size):
+        for batch_rows in iter_scores(dataset, predictor, batch_size=batch_size, chip_ids=held_out):
             rows.extend(batch_rows)
     return finalize(rows)

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 
-from chipqa._io import atomic_open
 from chipqa.errors import ChipqaError
+from chipqa.io.atomic import atomic_open
 
 try:  # POSIX advisory locks; on Windows the lock is skipped (single writer assumed)
     import fcntl

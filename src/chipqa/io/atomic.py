@@ -58,3 +58,19 @@ def atomic_open(path: str | Path, mode: str = "w", **kwargs) -> Iterator[IO]:
             os.fsync(dfd)
         finally:
             os.close(dfd)
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically (UTF-8, newlines as given)."""
+    path = Path(path)
+    with atomic_open(path, "w", encoding="utf-8", newline="") as f:
+        f.write(text)
+    return path
+
+
+def atomic_write_csv(df, path: str | Path) -> Path:
+    """Write a pandas table as CSV atomically (no index; floats to 6 significant digits)."""
+    path = Path(path)
+    with atomic_open(path, "w", newline="", encoding="utf-8") as f:
+        df.to_csv(f, index=False, float_format="%.6g")
+    return path

@@ -1,0 +1,260 @@
+"""Read one chip's GeoTIFFs and check that they fit together.
+
+Each band is a single-band GeoTIFF (uint16 surface reflectance x 10 000, nodata 0); the
+label is a single-band uint8 GeoTIFF on the same grid with 0 = clear, 1 = cloud and
+255 = no label; an optional ``SCL.tif`` beside the bands is Sen2Cor's Scene
+Classification Layer at any resolution or CRS. Everything that can be wrong with one
+chip is reported as a :class:`~chipqa.errors.ChipReadError` naming the chip and the
+file, so that callers can go on with the other chips.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.errors import NotGeoreferencedWarning, RasterioError
+
+from chipqa.constants import BAND_NODATA, BANDS, LABEL_NODATA, LABEL_VALUES
+from chipqa.data.records import Chip, ChipRecord
+from chipqa.errors import ChipReadError
+from chipqa.io.layout import scl_path
+
+GDAL_ENV = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
+"""GDAL settings for reading chips (no directory listing on open: much faster in folders
+of many files)."""
+# Resampling an SCL onto a chip grid in a worker thread makes rasterio warn about its
+# in-memory destination even though both transforms are given; the pixels are right
+# (tests compare them), so the warning would only confuse users.
+warnings.filterwarnings(
+    "ignore",
+    message="Dataset has no geotransform",
+    category=NotGeoreferencedWarning,
+    module="rasterio.warp",
+)
+
+
+def _open_error(chip_id: str, path: Path, exc: Exception) -> ChipReadError:
+    if not path.exists():
+        return ChipReadError(chip_id, path, "file is missing; restore it or remove the chip")
+    if "previous exception" in str(exc) and exc.__cause__ is not None:
+        exc = exc.__cause__  # GDAL's own message says what failed
+    text = str(exc.args[-1] if exc.args else exc).strip()
+    detail = text.splitlines()[0] if text else type(exc).__name__
+    return ChipReadError(
+        chip_id,
+        path,
+        f"cannot be read as a GeoTIFF ({detail}); the file is damaged or not a TIFF: "
+        "re-export it or remove the chip",
+    )
+
+
+def _read_single_band(chip_id: str, path: Path) -> tuple[np.ndarray, float | None, object, object]:
+    try:
+        with rasterio.open(path) as src:
+            if src.count != 1:
+                raise ChipReadError(
+                    chip_id, path, f"has {src.count} bands; chipqa expects one band per file"
+                )
+            data = src.read(1)
+            return data, src.nodata, src.crs, src.transform
+    except ChipReadError:
+        raise
+    except (RasterioError, OSError, ValueError) as exc:
+        raise _open_error(chip_id, path, exc) from exc
+
+
+def _same_grid(chip_id: str, path: Path, what: str, shape, crs, transform, ref) -> None:
+    ref_path, ref_shape, ref_crs, ref_transform = ref
+    if shape != ref_shape:
+        raise ChipReadError(
+            chip_id,
+            path,
+            f"{what} is {shape[0]}×{shape[1]} pixels but {ref_path.name} is "
+            f"{ref_shape[0]}×{ref_shape[1]}; all files of a chip must share one grid",
+        )
+    if crs != ref_crs:
+        raise ChipReadError(
+            chip_id,
+            path,
+            f"{what} is in {crs} but {ref_path.name} is in {ref_crs}; all files of a chip "
+            "must share one CRS (reproject it onto the bands' grid)",
+        )
+    if (
+        transform is not None
+        and ref_transform is not None
+        and not transform.almost_equals(ref_transform, precision=1e-6)
+    ):
+        raise ChipReadError(
+            chip_id,
+            path,
+            f"{what} has a different georeference (transform) than {ref_path.name}; all files "
+            "of a chip must share one grid",
+        )
+
+
+def read_chip(record: ChipRecord, *, with_label: bool = True) -> Chip:
+    """Read the bands (and label) of one chip and check that they fit together.
+
+    Args:
+        record: the chip to read, from :func:`open_dataset`.
+        with_label: read the label too (when the chip has one).
+
+    Returns:
+        The chip, with nodata of bands (0) and label (255) merged into ``valid``.
+
+    Raises:
+        ChipReadError: a file is missing, damaged, not a TIFF, on another grid or CRS,
+            holds label values other than 0/1/255, or the chip has no valid pixel.
+    """
+    cid = record.chip_id
+    if record.problem:
+        raise ChipReadError(cid, record.folder, record.problem)
+    with rasterio.Env(**GDAL_ENV):
+        bands = None
+        valid = None
+        ref = None
+        crs = transform = None
+        for i, path in enumerate(record.band_paths):
+            data, nodata, crs_i, transform_i = _read_single_band(cid, path)
+            if not np.issubdtype(data.dtype, np.integer):
+                raise ChipReadError(
+                    cid,
+                    path,
+                    f"holds {data.dtype} values; chipqa expects integer reflectance x 10 000 "
+                    "(uint16, as Sentinel-2 L2A ships it)",
+                )
+            if ref is None:
+                ref = (path, data.shape, crs_i, transform_i)
+                crs, transform = crs_i, transform_i
+                bands = np.empty((len(BANDS), *data.shape), dtype=np.uint16)
+                valid = np.ones(data.shape, dtype=bool)
+            else:
+                _same_grid(cid, path, f"band {BANDS[i]}", data.shape, crs_i, transform_i, ref)
+            nd = BAND_NODATA if nodata is None else nodata
+            valid &= data != nd
+            if data.dtype != np.uint16:
+                if data.size and (data.min() < 0 or data.max() > 65535):
+                    raise ChipReadError(
+                        cid, path, "values outside 0…65535 cannot be reflectance x 10 000"
+                    )
+            bands[i] = data
+        assert bands is not None and valid is not None and ref is not None
+
+        label = None
+        if with_label and record.label_path is not None:
+            lpath = record.label_path
+            data, nodata, crs_l, transform_l = _read_single_band(cid, lpath)
+            _same_grid(cid, lpath, "label", data.shape, crs_l, transform_l, ref)
+            if nodata is not None and nodata != LABEL_NODATA:
+                data = np.where(data == nodata, LABEL_NODATA, data)
+            bad = _label_values_outside(data)
+            if bad:
+                shown = ", ".join(str(v) for v in bad[:6]) + (" …" if len(bad) > 6 else "")
+                raise ChipReadError(
+                    cid,
+                    lpath,
+                    f"label holds values {shown}; expected 0 (clear), 1 (cloud) and 255 "
+                    "(no label). Convert the mask (for example 0/255 masks to 0/1) first",
+                )
+            label = data.astype(np.uint8, copy=False)
+            valid &= label != LABEL_NODATA
+            label = np.where(valid, label, LABEL_NODATA).astype(np.uint8)
+
+    scl = _read_scl(cid, scl_path(record.folder), ref) if with_label else None
+
+    if not valid.any():
+        raise ChipReadError(
+            cid,
+            record.folder,
+            "every pixel is nodata (bands = 0 or label = 255): nothing to score; "
+            "remove the chip or restore its data",
+        )
+    return Chip(
+        chip_id=cid,
+        bands=bands,
+        label=label,
+        valid=valid,
+        crs=crs.to_string() if crs is not None else None,
+        transform=tuple(transform)[:6] if transform is not None else None,
+        scl=scl,
+    )
+
+
+def _label_values_outside(data: np.ndarray) -> list[int]:
+    """The label's values other than 0, 1 and 255, smallest first."""
+    if data.dtype == np.uint8 and not ((data > 1) & (data != 255)).any():
+        return []  # the usual case, checked without sorting
+    return [v for v in np.unique(data).tolist() if v not in LABEL_VALUES]
+
+
+def _nearest_index(
+    n_dst: int, dst_origin: float, dst_step: float, src_origin: float, src_step: float, n_src: int
+) -> np.ndarray:
+    """Source index of each destination pixel centre along one axis (-1: outside), or
+    None when a centre lies on a source pixel edge (a tie GDAL may break otherwise)."""
+    centres = dst_origin + (np.arange(n_dst) + 0.5) * dst_step
+    pos = (centres - src_origin) / src_step
+    if np.any(np.abs(pos - np.round(pos)) < 1e-6):
+        return None
+    idx = np.floor(pos).astype(np.int64)
+    idx[(idx < 0) | (idx >= n_src)] = -1
+    return idx
+
+
+def _scl_on_grid(data: np.ndarray, src_transform, dst_transform, shape) -> np.ndarray | None:
+    """Nearest-neighbour resampling between two north-up grids of one CRS, or None when
+    either grid is rotated or a pixel centre falls on a source pixel's edge (then GDAL's
+    warper does it). The pixel whose area holds a destination pixel's centre is taken, as
+    GDAL's nearest resampling does."""
+    if src_transform.b or src_transform.d or dst_transform.b or dst_transform.d:
+        return None
+    rows = _nearest_index(
+        shape[0], dst_transform.f, dst_transform.e, src_transform.f, src_transform.e, data.shape[0]
+    )
+    cols = _nearest_index(
+        shape[1], dst_transform.c, dst_transform.a, src_transform.c, src_transform.a, data.shape[1]
+    )
+    if rows is None or cols is None:
+        return None
+    out = data.take(np.maximum(rows, 0), axis=0).take(np.maximum(cols, 0), axis=1)
+    out[rows < 0, :] = 0
+    out[:, cols < 0] = 0
+    return out.astype(np.uint8, copy=False)
+
+
+def _read_scl(chip_id: str, path: Path, ref) -> np.ndarray | None:
+    """The chip's SCL resampled onto the bands' grid (any resolution or CRS), or None."""
+    if not path.is_file():
+        return None
+    from rasterio.warp import Resampling, reproject
+
+    _, shape, crs, transform = ref
+    try:
+        with rasterio.open(path) as src:
+            data, src_transform, src_crs = src.read(1), src.transform, src.crs
+        if src_crs == crs and transform is not None:
+            fast = _scl_on_grid(data, src_transform, transform, shape)
+            if fast is not None:
+                return fast
+        out = np.zeros(shape, np.uint8)
+        reproject(
+            source=data,
+            destination=out,
+            src_transform=src_transform,
+            src_crs=src_crs,
+            src_nodata=0,
+            dst_transform=transform,
+            dst_crs=crs,
+            dst_nodata=0,
+            resampling=Resampling.nearest,
+        )
+    except (RasterioError, OSError, ValueError) as exc:
+        raise ChipReadError(
+            chip_id,
+            path,
+            f"the Scene Classification Layer cannot be read ({exc}); fix or remove SCL.tif",
+        ) from exc
+    return out

@@ -1,0 +1,47 @@
+"""Where chipqa keeps the files it makes for a dataset: beside the dataset folder, never
+inside it, so the dataset itself stays exactly as its provider shipped it::
+
+    <dataset>_scores.csv            the scores table (``chipqa score``, the plugin)
+    <dataset>_chipqa_blocklist.csv  the reviewers' decisions
+    <dataset>_cache/                the memory-mapped chip cache
+    <dataset>_models/               checkpoints retrained from the plugin
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+BLOCKLIST_NAME = "chipqa_blocklist.csv"
+
+
+@dataclass(frozen=True)
+class SidePaths:
+    """The side files of one dataset (see the module docstring)."""
+
+    root: Path
+
+    def _beside(self, suffix: str) -> Path:
+        return self.root.parent / f"{self.root.name}_{suffix}"
+
+    @property
+    def scores(self) -> Path:
+        return self._beside("scores.csv")
+
+    @property
+    def blocklist(self) -> Path:
+        return self._beside(BLOCKLIST_NAME)
+
+    @property
+    def cache(self) -> Path:
+        return self._beside("cache")
+
+    @property
+    def models(self) -> Path:
+        return self._beside("models")
+
+
+def side_paths(dataset_root: str | Path) -> SidePaths:
+    """The side files of the dataset at ``dataset_root`` (resolved, so that ``.`` and a
+    relative path name the same files)."""
+    return SidePaths(Path(dataset_root).expanduser().resolve())

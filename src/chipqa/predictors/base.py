@@ -1,0 +1,94 @@
+"""The predictor interface: batches of chips in, per-pixel cloud probability out.
+
+Predictors take raw reflectance DNs (``(B, 4, H, W)`` integers in
+:data:`~chipqa.constants.BANDS` order) already on their device and do all normalisation
+there, so that a batch travels to the GPU as compact integers.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch import Tensor
+
+if TYPE_CHECKING:
+    from chipqa.data.records import Chip
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``"auto"``/``None`` → CUDA when available, else CPU; otherwise checked as given.
+
+    Raises:
+        ValueError: CUDA was asked for and there is none.
+    """
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device {device!r} was asked for but this machine has no usable CUDA GPU "
+            "(torch.cuda.is_available() is False); use --device cpu or auto"
+        )
+    return dev
+
+
+def to_device(array: np.ndarray, device: torch.device) -> Tensor:
+    """A host array on ``device`` in its own dtype (uint16 bands stay integers until the
+    device normalises them), through pinned memory on CUDA so the copy can overlap."""
+    t = torch.from_numpy(array)
+    if device.type == "cuda":
+        t = t.pin_memory()
+    return t.to(device, non_blocking=True)
+
+
+class Predictor(ABC):
+    """Batches of chips in, per-pixel cloud probability out."""
+
+    name: str = "predictor"
+    device: torch.device = torch.device("cpu")
+
+    @abstractmethod
+    def predict_proba(self, bands: Tensor) -> Tensor:
+        """Cloud probability for a batch.
+
+        Args:
+            bands: ``(B, 4, H, W)`` integer reflectance x 10 000 (uint16 or wider) on
+                :attr:`device`.
+
+        Returns:
+            ``(B, H, W)`` float32 probabilities in [0, 1] on the same device.
+        """
+
+    def to(self, device: str | torch.device) -> Predictor:
+        self.device = torch.device(device)
+        return self
+
+    def chip_scorer(self, threshold: float, temperature: float) -> Callable[[Chip], dict] | None:
+        """A function that scores one chip on its own, in any thread, or None.
+
+        Predictors that can score a chip cheaply on the CPU without a batch (the spectral
+        baseline, with the fused kernels of :mod:`chipqa.stats.kernels`) return one; scoring
+        then runs it in the reading threads, so reading and computing share every core.
+        The function returns the per-chip statistics of :mod:`chipqa.stats` as a dict
+        (the keys of :func:`chipqa.stats.kernels.stats_row`).
+        """
+        return None
+
+    def predict_numpy(self, bands: np.ndarray) -> np.ndarray:
+        """Convenience for one chip ``(4, H, W)`` or a batch ``(B, 4, H, W)`` on the host."""
+        single = bands.ndim == 3
+        x = torch.from_numpy(np.ascontiguousarray(bands[None] if single else bands))
+        with torch.inference_mode():
+            prob = self.predict_proba(x.to(self.device)).float().cpu().numpy()
+        return prob[0] if single else prob
+
+
+def reflectance(bands: Tensor) -> Tensor:
+    """Integer DNs → float32 reflectance (DN / 10 000), computed on the tensor's device."""
+    if bands.dtype == torch.uint16:  # few kernels support uint16 directly
+        bands = bands.to(torch.int32)
+    return bands.float() * 1e-4
