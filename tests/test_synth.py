@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import rasterio
 
-from chipqa.dataset import open_dataset
+from chipqa.data import open_dataset
 from chipqa.synth import ERROR_KINDS, MIN_CHANGED, corrupt_label, generate_dataset, make_chip
 
 

@@ -1,19 +1,31 @@
 """Per-chip statistics: one definition (:mod:`~chipqa.stats.definitions`), a batched torch
 backend for any device (:mod:`~chipqa.stats.batched`) and fused numba kernels for the
 CPU (:mod:`~chipqa.stats.kernels`, loaded by :func:`~chipqa.stats.backend.cpu_kernels`).
+
+The names below are imported on first use, so that code needing only the plain
+definitions (the synthetic generator, scene statistics) does not load torch.
 """
 
-from chipqa.stats.backend import cpu_kernels
-from chipqa.stats.batched import chip_stats, per_chip_iou, predicted_fraction, scl_stats
-from chipqa.stats.definitions import iou_from_counts, mask_iou, soft_min
+from __future__ import annotations
 
-__all__ = [
-    "chip_stats",
-    "cpu_kernels",
-    "iou_from_counts",
-    "mask_iou",
-    "per_chip_iou",
-    "predicted_fraction",
-    "scl_stats",
-    "soft_min",
-]
+import importlib
+
+_EXPORTS = {
+    "cpu_kernels": "chipqa.stats.backend",
+    "chip_stats": "chipqa.stats.batched",
+    "per_chip_iou": "chipqa.stats.batched",
+    "predicted_fraction": "chipqa.stats.batched",
+    "scl_stats": "chipqa.stats.batched",
+    "iou_from_counts": "chipqa.stats.definitions",
+    "mask_iou": "chipqa.stats.definitions",
+    "soft_min": "chipqa.stats.definitions",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'chipqa.stats' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
