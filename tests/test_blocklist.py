@@ -218,3 +218,84 @@ def test_written_files_are_readable_like_any_other_and_keep_their_mode(tmp_path)
         assert stat.S_IMODE((tmp_path / "shared.csv").stat().st_mode) == 0o664
     finally:
         os.umask(old)
+
+
+def _decide_in_another_process(path, chip_id: str, decision: str, reviewer: str):
+    """Start another process (another napari window) that records one decision."""
+    code = textwrap.dedent(f"""
+        from chipqa.review.blocklist import BlocklistStore
+        BlocklistStore({str(path)!r}, reviewer={reviewer!r}).decide({chip_id!r}, {decision!r})
+    """)
+    return subprocess.Popen([sys.executable, "-c", code])
+
+
+def _lock_is_free(path) -> bool:
+    import fcntl
+
+    fd = os.open(str(path) + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return True
+    finally:
+        os.close(fd)
+
+
+def test_a_decision_made_elsewhere_while_undoing_is_never_erased(tmp_path, monkeypatch):
+    """The other window decides at the worst moment: after this window has checked that
+    its decision is still the latest, before it writes the undo. It must either see the
+    other decision (and refuse the undo) or write first (and the other decision follows)."""
+    import chipqa.review.blocklist as bl
+
+    path = tmp_path / "bl.csv"
+    a = BlocklistStore(path, reviewer="a")
+    a.decide("x", "block")
+    other = []
+    real_now = bl.now_utc
+
+    def now_with_a_rival():  # called while the undo row is being made
+        if not other:
+            proc = _decide_in_another_process(path, "x", "keep", "b")
+            other.append(proc)
+            if _lock_is_free(path):  # nothing keeps the rival out: let it write now
+                proc.wait(timeout=60)
+        return real_now()
+
+    monkeypatch.setattr(bl, "now_utc", now_with_a_rival)
+    try:
+        a.undo()
+    except BlocklistError:
+        pass  # the rival came first: refusing the undo is right
+    assert other[0].wait(timeout=60) == 0
+    final = read_blocklist(path)["x"]
+    assert (final.decision, final.reviewer) == ("keep", "b")
+
+
+def test_a_delayed_window_never_overwrites_a_newer_decision_with_an_older_one(
+    tmp_path, monkeypatch
+):
+    """A window stalls between making its decision and writing it (a slow disk, a busy
+    lock); another window decides on the same chip meanwhile. The row that ends up in
+    the file must carry the latest time, so that every window merging by time agrees."""
+    path = tmp_path / "bl.csv"
+    a = BlocklistStore(path, reviewer="a")
+    real_locked = BlocklistStore._locked
+    rival = []
+
+    def slow_lock(self):
+        if not rival:  # b decides while a is still on its way to the lock
+            rival.append(_decide_in_another_process(path, "x", "keep", "b"))
+            assert rival[0].wait(timeout=60) == 0
+            rival.append(read_blocklist(path)["x"].decided_at)
+        return real_locked(self)
+
+    monkeypatch.setattr(BlocklistStore, "_locked", slow_lock)
+    a.decide("x", "block")
+    final = read_blocklist(path)["x"]
+    assert final.reviewer == "a"  # a wrote last
+    assert final.decided_at > rival[1]  # and its row says so
+    b = BlocklistStore(path, reviewer="b2")  # a third window agrees with the file
+    assert b.get("x").reviewer == "a"

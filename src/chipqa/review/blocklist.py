@@ -20,13 +20,14 @@ import csv
 import getpass
 import io
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 
 from chipqa.errors import ChipqaError
-from chipqa.io.atomic import atomic_open
+from chipqa.io.atomic import atomic_write_text
+from chipqa.io.paths import side_paths
 
 try:  # POSIX advisory locks; on Windows the lock is skipped (single writer assumed)
     import fcntl
@@ -53,7 +54,6 @@ COLUMNS = (
     "decided_at",
 )
 NUMBER_COLUMNS = ("suspicion", "iou", "label_cloud_fraction", "pred_cloud_fraction")
-DEFAULT_NAME = "chipqa_blocklist.csv"
 
 
 class BlocklistError(ChipqaError):
@@ -97,8 +97,7 @@ def now_utc() -> str:
 
 def default_path(dataset_root: str | Path) -> Path:
     """Where a dataset's blocklist goes by default: beside the dataset folder."""
-    root = Path(dataset_root).resolve()
-    return root.parent / f"{root.name}_{DEFAULT_NAME}"
+    return side_paths(dataset_root).blocklist
 
 
 def _fmt_number(value: object) -> str:
@@ -175,12 +174,6 @@ def _render(decisions: Mapping[str, Decision], only: str | None = None) -> str:
         if only is None or d.decision == only:
             w.writerow(d.as_row())
     return buf.getvalue()
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (temporary file, fsync, rename)."""
-    with atomic_open(path, "w", encoding="utf-8", newline="") as f:
-        f.write(text)
 
 
 def _stamp(path: Path) -> tuple[int, int, int] | None:
@@ -290,9 +283,22 @@ class BlocklistStore:
                 self._rows[cid] = d
                 self.merged_from_elsewhere += 1
 
-    def _commit(self, chip_id: str, new: Decision) -> None:
+    def _commit(
+        self,
+        chip_id: str,
+        build: Callable[[str], Decision],
+        check: Callable[[], None] | None = None,
+    ) -> Decision:
+        """Under one lock: take in other processes' rows, check ``check``'s precondition
+        on what is now known, stamp the new row with the time (``build(decided_at)``) and
+        write the file. Stamping inside the lock keeps ``decided_at`` in the order the
+        rows reach the file, which is what merging by time relies on."""
         with self._locked():
             self._merge_from_disk()
+            self._seen = _stamp(self.path)
+            if check is not None:
+                check()
+            new = build(now_utc())
             rows = dict(self._rows)
             rows[chip_id] = new
             try:
@@ -300,12 +306,12 @@ class BlocklistStore:
             except OSError as exc:
                 raise BlocklistError(
                     f"cannot write the blocklist {self.path} ({exc.strerror or exc}). "
-                    "Choose another "
-                    "blocklist path; the decisions on disk are unchanged."
+                    "Choose another blocklist path; the decisions on disk are unchanged."
                 ) from exc
             self._rows = rows  # only once the file holds it
             self._mine[chip_id] = new
             self._seen = _stamp(self.path)
+        return new
 
     def decide(
         self,
@@ -327,18 +333,17 @@ class BlocklistStore:
         if decision not in DECISIONS:
             raise ValueError(f"decision must be one of {', '.join(DECISIONS)}, not {decision!r}")
         info = dict(info or {})
-        d = Decision(
-            chip_id=chip_id,
-            decision=decision,
-            reason=str(reason or "").replace("\n", " ").strip(),
-            flags=str(info.get("flags", "") or ""),
-            model=str(info.get("model", "") or ""),
-            reviewer=self.reviewer,
-            decided_at=now_utc(),
+        fields_ = {
+            "chip_id": chip_id,
+            "decision": decision,
+            "reason": str(reason or "").replace("\n", " ").strip(),
+            "flags": str(info.get("flags", "") or ""),
+            "model": str(info.get("model", "") or ""),
+            "reviewer": self.reviewer,
             **{c: _fmt_number(info.get(c)) for c in NUMBER_COLUMNS},
-        )
+        }
         before = self.get(chip_id)
-        self._commit(chip_id, d)
+        d = self._commit(chip_id, lambda at: Decision(**fields_, decided_at=at))
         self._undo.append(_Undo(chip_id, before))
         return d
 
@@ -355,22 +360,23 @@ class BlocklistStore:
         if not self._undo:
             return None
         u = self._undo[-1]
-        with self._locked():
-            self._merge_from_disk()
-            self._seen = _stamp(self.path)
-        current = self._rows.get(u.chip_id)
-        if current != self._mine.get(u.chip_id):
-            self._undo.pop()
-            who = current.reviewer if current is not None else "someone"
-            raise BlocklistError(
-                f"chip {u.chip_id!r} was decided again by {who} in another window after your "
-                "decision; their decision is kept and nothing was undone"
-            )
-        if u.before is None:
-            restored = Decision(u.chip_id, UNDONE, reviewer=self.reviewer, decided_at=now_utc())
-        else:
-            restored = Decision(**{**u.before.as_row(), "decided_at": now_utc()})
-        self._commit(u.chip_id, restored)
+
+        def no_newer_decision() -> None:
+            current = self._rows.get(u.chip_id)
+            if current != self._mine.get(u.chip_id):
+                self._undo.pop()
+                who = current.reviewer if current is not None else "someone"
+                raise BlocklistError(
+                    f"chip {u.chip_id!r} was decided again by {who} in another window after "
+                    "your decision; their decision is kept and nothing was undone"
+                )
+
+        def restored(at: str) -> Decision:
+            if u.before is None:
+                return Decision(u.chip_id, UNDONE, reviewer=self.reviewer, decided_at=at)
+            return Decision(**{**u.before.as_row(), "decided_at": at})
+
+        self._commit(u.chip_id, restored, check=no_newer_decision)
         self._undo.pop()
         return u.chip_id
 
