@@ -10,11 +10,13 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
+from chipqa.constants import BANDS  # noqa: F401 (tests import it from here)
+from chipqa.io import layout as layouts
+
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 CRS = "EPSG:32736"
 TRANSFORM = from_origin(500_000.0, 9_000_000.0, 10.0, 10.0)
-BANDS = ("B02", "B03", "B04", "B08")
 
 
 def write_tif(path: Path, array: np.ndarray, *, nodata, crs=CRS, transform=TRANSFORM) -> Path:
@@ -47,18 +49,18 @@ def make_bands(size: int = 32, cloud: np.ndarray | None = None, seed: int = 0) -
 
 
 def write_chip(
-    root: Path, chip_id: str, bands: np.ndarray, label: np.ndarray | None, layout: str = "oncloudn"
+    root: Path,
+    chip_id: str,
+    bands: np.ndarray,
+    label: np.ndarray | None,
+    layout: str = "oncloudn",
 ) -> Path:
     """Write one chip in the given layout; returns its band folder."""
-    folder = root / "train_features" / chip_id if layout == "oncloudn" else root / chip_id
-    for i, b in enumerate(BANDS):
-        write_tif(folder / f"{b}.tif", bands[i], nodata=0)
+    folder = layouts.chip_folder(root, layout, chip_id)
+    for path, band in zip(layouts.band_paths(folder), bands, strict=True):
+        write_tif(path, band, nodata=0)
     if label is not None:
-        lpath = (
-            root / "train_labels" / f"{chip_id}.tif"
-            if layout == "oncloudn"
-            else folder / "label.tif"
-        )
+        lpath = layouts.label_path(root, layout, chip_id)
         write_tif(lpath, label.astype(np.uint8), nodata=255)
     return folder
 

@@ -13,7 +13,7 @@ from chipqa.cli import main
 from chipqa.data import open_dataset, read_chip
 from chipqa.data.cache import ChipCache, build_cache, cache_dir_for
 from chipqa.synth import generate_dataset
-from conftest import make_bands, write_chip
+from conftest import BANDS, make_bands, write_chip, write_tif
 
 
 @pytest.fixture
@@ -40,6 +40,38 @@ def test_cached_chips_are_the_tiff_chips(data):
             assert from_cache.label is None
         else:
             np.testing.assert_array_equal(from_cache.label, tiff.label)
+
+
+def test_an_unlabelled_chip_with_its_own_band_nodata_has_the_same_valid_pixels(tmp_path):
+    """Bands that declare nodata 65535 (not Sentinel-2's 0) and carry no label: the cache
+    must leave out exactly the pixels the TIFF reader leaves out."""
+    root = tmp_path / "ds"
+    write_chip(root, "labelled", make_bands(32), np.zeros((32, 32), np.uint8))
+    bands = make_bands(32, seed=3)
+    bands[:, :4, :] = 65535  # four rows without data: 1 024 - 128 = 896 valid pixels
+    for i, b in enumerate(BANDS):
+        write_tif(root / "train_features" / "nolabel" / f"{b}.tif", bands[i], nodata=65535)
+    ds = open_dataset(root, cache="off")
+    tiff = ds.read("nolabel")
+    assert tiff.label is None and int(tiff.valid.sum()) == 896
+    cached = build_cache(ds).read(ds["nolabel"])
+    assert cached is not None and cached.label is None
+    np.testing.assert_array_equal(cached.valid, tiff.valid)
+
+
+def test_open_dataset_reads_through_a_built_cache_unless_told_not_to(data, monkeypatch):
+    build_cache(open_dataset(data))
+    import chipqa.data.dataset
+
+    def no_tiffs(rec, **kw):
+        raise AssertionError(f"read {rec.chip_id} from its TIFFs")
+
+    monkeypatch.setattr(chipqa.data.dataset, "read_chip", no_tiffs)
+    ds = open_dataset(data)  # cache="auto": the built cache is found
+    assert ds.cache is not None
+    assert ds.read(ds.chip_ids[0]).bands.shape == (4, 32, 32)
+    with pytest.raises(AssertionError, match="from its TIFFs"):
+        open_dataset(data, cache="off").read(ds.chip_ids[0])
 
 
 def test_a_changed_source_file_is_read_from_the_tiff_again(data):

@@ -118,3 +118,39 @@ def test_masks_that_cannot_be_viewed_as_words_use_the_plain_path():
     shifted = base.view(-1)[1:].view(-1)[: 2 * 64 - 0].reshape(2, 8, 8)  # offset 1 byte
     assert not _packable(shifted)
     assert per_chip_iou(shifted, shifted, shifted).tolist() == [1.0, 1.0]
+
+
+def _random_chips(seed: int, b: int = 6, size: int = 24):
+    g = torch.Generator().manual_seed(seed)
+    prob = torch.rand((b, size, size), generator=g) ** 2
+    label = (torch.rand((b, size, size), generator=g) < 0.4).to(torch.uint8)
+    valid = torch.rand((b, size, size), generator=g) < 0.85
+    label[0] = 1  # an all-cloud label
+    label[1] = 0  # a no-cloud label, with a prediction of no cloud: empty union
+    prob[1] = 0.1
+    valid[2] = False  # a chip without a valid pixel
+    return prob, label, valid
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_both_backends_compute_the_one_definition(seed):
+    """The batched torch statistics and the fused CPU kernels give, chip by chip, the IoU
+    and label quality that chipqa.stats.definitions defines."""
+    from chipqa.stats import kernels
+    from chipqa.stats.definitions import mask_iou
+    from chipqa.stats.definitions import soft_min as soft_min_def
+
+    prob, label, valid = _random_chips(seed)
+    batched = chip_stats(prob, label, valid, threshold=0.5, temperature=0.1)
+    for i in range(prob.shape[0]):
+        p, lab, v = prob[i].numpy(), label[i].numpy(), valid[i].numpy()
+        want_iou = mask_iou(p >= 0.5, lab == 1, v)
+        agree = np.where(lab == 1, p, 1 - p)[v]
+        want_q = soft_min_def(agree, 0.1)
+        fused = kernels.score_chip_prob(p, lab, v, None, 0.5, 0.1)
+        for got in (float(batched["iou"][i]), fused["iou"]):
+            assert got == pytest.approx(want_iou, abs=1e-6, nan_ok=True)
+        for got in (float(batched["label_quality"][i]), fused["label_quality"]):
+            assert got == pytest.approx(want_q, abs=1e-4, nan_ok=True)
+    assert float(batched["iou"][1]) == 1.0  # both say no cloud anywhere: full agreement
+    assert np.isnan(float(batched["iou"][2]))  # no valid pixel: no IoU
