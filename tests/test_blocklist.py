@@ -153,6 +153,7 @@ def test_default_path_sits_beside_the_dataset(tmp_path):
     assert default_path(tmp_path / "data") == tmp_path / "data_chipqa_blocklist.csv"
 
 
+@pytest.mark.slow
 def test_killing_a_writer_mid_stream_leaves_a_whole_csv(tmp_path):
     path = tmp_path / "bl.csv"
     code = textwrap.dedent(f"""
@@ -244,6 +245,7 @@ def _lock_is_free(path) -> bool:
         os.close(fd)
 
 
+@pytest.mark.slow
 def test_a_decision_made_elsewhere_while_undoing_is_never_erased(tmp_path, monkeypatch):
     """The other window decides at the worst moment: after this window has checked that
     its decision is still the latest, before it writes the undo. It must either see the
@@ -274,6 +276,7 @@ def test_a_decision_made_elsewhere_while_undoing_is_never_erased(tmp_path, monke
     assert (final.decision, final.reviewer) == ("keep", "b")
 
 
+@pytest.mark.slow
 def test_a_delayed_window_never_overwrites_a_newer_decision_with_an_older_one(
     tmp_path, monkeypatch
 ):

@@ -8,6 +8,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 
 def _run(code: str, extra_path: Path | None = None) -> dict:
     prelude = f"import sys; sys.path.insert(0, {str(extra_path)!r})\n" if extra_path else ""
@@ -21,6 +23,7 @@ def _run(code: str, extra_path: Path | None = None) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_smp_imports_and_builds_a_unet_in_a_fresh_process():
     res = _run("""
         import json, torch

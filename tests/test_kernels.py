@@ -154,6 +154,7 @@ def test_scl_fast_resampling_equals_gdal_nearest():
     assert _scl_on_grid(np.ones((8, 8), np.uint8), fine, coarse, (4, 4)) is None
 
 
+@pytest.mark.slow
 def test_scoring_works_where_the_compiled_kernels_cannot_be_cached(tmp_path):
     # A cache folder that cannot take the compiled code (here: files limited to 2 kB, as
     # on a full disk): the kernels are compiled without a cache, with a warning, and

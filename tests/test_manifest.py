@@ -7,9 +7,12 @@ import sys
 from importlib import resources
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_manifest_validates_with_imports():
     res = subprocess.run(
         [sys.executable, "-m", "npe2", "validate", "--imports", str(ROOT / "napari.yaml")],

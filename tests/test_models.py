@@ -40,6 +40,7 @@ def test_fast_baseline_computes_the_documented_model():
     torch.testing.assert_close(fast, ref, atol=2e-6, rtol=0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("encoder", ["resnet34", "mobilenet_v2", "inceptionv4"])
 def test_factory_builds_four_band_unets_without_downloading(encoder):
     model = build_model(ModelConfig(encoder=encoder))
@@ -148,6 +149,7 @@ def _tiny_unet_predictor():
     return UNetPredictor(net, ModelConfig())
 
 
+@pytest.mark.slow
 def test_a_compiled_model_predicts_like_the_eager_one():
     x = torch.from_numpy(make_bands(32)[None].repeat(2, 0))
     with torch.inference_mode():
