@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
+from chipqa.constants import SCL_CLASSES, SCL_NODATA
 from chipqa.data import Chip, ChipDataset
 from chipqa.errors import ChipReadError
 
@@ -130,18 +131,21 @@ SIDE_BY_SIDE_SCL_TITLES = (
 """Titles of the 3 × 2 mosaic of a chip with an SCL, row by row."""
 
 SCL_COLOURS: dict[int, tuple[int, int, int]] = {
-    9: (255, 60, 40),
-    8: (255, 170, 40),
-    10: (60, 200, 255),
-    3: (150, 80, 255),
+    SCL_CLASSES["cloud_high"]: (255, 60, 40),
+    SCL_CLASSES["cloud_medium"]: (255, 170, 40),
+    SCL_CLASSES["thin_cirrus"]: (60, 200, 255),
+    SCL_CLASSES["cloud_shadow"]: (150, 80, 255),
 }
 """Colours of the Sen2Cor SCL classes shown: cloud high (9) red, medium (8) orange,
 thin cirrus (10) cyan, cloud shadow (3) violet."""
-SCL_LEGEND = (
-    (9, "cloud, high probability (9)"),
-    (8, "cloud, medium probability (8)"),
-    (10, "thin cirrus (10)"),
-    (3, "cloud shadow (3)"),
+SCL_LEGEND = tuple(
+    (SCL_CLASSES[name], f"{text} ({SCL_CLASSES[name]})")
+    for name, text in (
+        ("cloud_high", "cloud, high probability"),
+        ("cloud_medium", "cloud, medium probability"),
+        ("thin_cirrus", "thin cirrus"),
+        ("cloud_shadow", "cloud shadow"),
+    )
 )
 
 
@@ -153,7 +157,7 @@ def scl_panel(rgb: np.ndarray, scl: np.ndarray | None, valid: np.ndarray) -> np.
         keep, tint = _scl_tables()
         out = out * keep[scl][..., None] + tint[scl]
     out = out.astype(np.uint8)
-    nodata = ~valid if scl is None else (~valid | (scl == 0))
+    nodata = ~valid if scl is None else (~valid | (scl == SCL_NODATA))
     out[nodata] = NODATA_COLOUR
     return out
 
