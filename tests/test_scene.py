@@ -218,6 +218,7 @@ def _unet_checkpoint(path, bands):
     return save_checkpoint(path, build_model(config), config)
 
 
+@pytest.mark.slow
 def test_the_checkpoints_band_order_is_matched_by_name(tmp_path):
     from chipqa.predictors import load_predictor
 
@@ -324,6 +325,7 @@ def test_a_scene_larger_than_memory_is_masked_window_by_window(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["huge.tif"]  # nothing half-written
 
 
+@pytest.mark.slow
 def test_a_disk_that_fills_up_during_the_strip_writes_leaves_nothing(tmp_path):
     # A real write failure, not a patched one: the masking process may write at most
     # 64 kB per file (RLIMIT_FSIZE), so GDAL's own strip writes fail part-way, with EFBIG

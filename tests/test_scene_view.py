@@ -13,8 +13,7 @@ from rasterio.windows import Window
 
 from chipqa.cli import main
 from chipqa.render import NODATA_COLOUR, PRED_COLOUR, SCL_COLOURS, true_colour
-from chipqa.scene import SceneError, open_scene
-from chipqa.scene_view import level_shapes, scene_panel, scene_pyramid
+from chipqa.scene import SceneError, level_shapes, open_scene, scene_panel, scene_pyramid
 from chipqa.synth import write_scene
 from conftest import reproject_file
 
@@ -87,6 +86,7 @@ def test_the_pyramid_is_lazy_and_each_level_is_the_decimated_scene(scene_dir):
         )
 
 
+@pytest.mark.slow
 def test_a_scene_larger_than_memory_is_viewed_without_reading_it_whole(tmp_path):
     # 60 000 × 60 000 px of 4 uint16 bands: 28.8 GB, more than this machine's memory.
     path = tmp_path / "huge.tif"
@@ -109,13 +109,13 @@ def test_a_scene_larger_than_memory_is_viewed_without_reading_it_whole(tmp_path)
     # --png may not overwrite an input.
     assert main(["view", str(path), "--png", str(path)]) == 2
     with pytest.raises(SceneError, match="one of the inputs"):
-        from chipqa.scene_view import write_scene_panel
+        from chipqa.scene import write_scene_panel
 
         write_scene_panel(path, path)
 
 
 def test_viewing_a_large_scene_without_overviews_says_how_to_build_them(tmp_path, capsys):
-    from chipqa.cli import _hint_overviews
+    from chipqa.cli.view import hint_overviews
 
     path = tmp_path / "long.tif"
     profile = dict(
@@ -125,9 +125,9 @@ def test_viewing_a_large_scene_without_overviews_says_how_to_build_them(tmp_path
     )  # fmt: skip
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(np.full((4, 64, 4200), 1000, np.uint16))
-    _hint_overviews(open_scene(path))
+    hint_overviews(open_scene(path))
     assert f"gdaladdo -r average {path}" in capsys.readouterr().err
     with rasterio.open(path, "r+") as dst:
         dst.build_overviews([2, 4, 8])
-    _hint_overviews(open_scene(path))
+    hint_overviews(open_scene(path))
     assert capsys.readouterr().err == ""

@@ -1,6 +1,6 @@
 """A whole scene in napari: true colour | SCL cloud classes | model mask, multiscale and lazy.
 
-The layers hold the pyramids of :func:`chipqa.scene_view.scene_pyramid`: napari draws
+The layers hold the pyramids of :func:`chipqa.scene.scene_pyramid`: napari draws
 the level that fits the zoom and computes only the chunks in view, so a scene of
 10 000 × 10 000 pixels or more pans without ever being read whole.
 """
@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING
 
 from chipqa._qt.chip_layers import scl_colormap, viewer_grid
 from chipqa.render import PRED_COLOUR
-from chipqa.scene import Scene, open_scene
-from chipqa.scene_view import mask_is_classes, scene_pyramid
+from chipqa.scene import Scene, mask_is_classes, open_scene, scene_pyramid
 
 if TYPE_CHECKING:
     import napari

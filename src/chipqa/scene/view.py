@@ -30,9 +30,11 @@ from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
+from chipqa.constants import SCL_NODATA
 from chipqa.io.atomic import atomic_open
 from chipqa.render import three_panel, true_colour
-from chipqa.scene import NODATA_OUT, Scene, SceneError, open_scene
+from chipqa.scene.mask import NODATA_OUT, mask_is_classes, mask_probability
+from chipqa.scene.read import Scene, SceneError, open_scene
 
 GDAL_CACHE_MB = 128
 """GDAL's block cache while reading views: what bounds memory on scenes without overviews."""
@@ -107,21 +109,6 @@ def _same_lattice(a: Affine, b: Affine) -> bool:
     return a.b == a.d == b.b == b.d == 0 and a.e < 0 and b.e < 0
 
 
-def mask_is_classes(path: str | Path) -> bool:
-    """Whether a chipqa mask holds 0/1 classes (``--classes``) rather than percent."""
-    with rasterio.open(path) as src:
-        return "classes" in src.tags().get("chipqa_values", "")
-
-
-def mask_probability(values: np.ndarray, classes: bool) -> tuple[np.ndarray, np.ndarray]:
-    """A chipqa mask's uint8 values → ``(probability 0..1, valid)``."""
-    valid = values != NODATA_OUT
-    prob = np.where(valid, values, 0).astype(np.float32)
-    if not classes:
-        prob /= 100.0
-    return prob, valid
-
-
 @dataclass
 class ScenePanel:
     """What :func:`scene_panel` read: the three rasters on one small grid."""
@@ -157,7 +144,7 @@ def scene_panel(
     scl_grid = prob = None
     try:
         if scl is not None:
-            scl_grid = read_on_grid(scl, sc.crs, transform, (h, w), nodata=0)
+            scl_grid = read_on_grid(scl, sc.crs, transform, (h, w), nodata=SCL_NODATA)
         if mask is not None:
             prob, mvalid = mask_probability(
                 read_on_grid(mask, sc.crs, transform, (h, w), nodata=NODATA_OUT),
@@ -252,13 +239,13 @@ def scene_pyramid(
             return img
 
         out["rgb"].append(_lazy((h, w, 3), np.uint8, rgb))
-        for key, path, nodata in (("scl", scl, 0), ("mask", mask, NODATA_OUT)):
+        for key, path, nodata in (("scl", scl, SCL_NODATA), ("mask", mask, NODATA_OUT)):
             if path is None:
                 continue
 
-            def other(win, path=path, nodata=nodata, transform=transform, h=h, w=w):
+            def other(win, key=key, path=path, nodata=nodata, transform=transform, h=h, w=w):
                 data = read_on_grid(path, sc.crs, transform, (h, w), window=win, nodata=nodata)
-                if nodata == NODATA_OUT:
+                if key == "mask":  # no data as 0, as the docstring says
                     data = np.where(data == NODATA_OUT, 0, data).astype(np.uint8)
                 return data
 

@@ -1,0 +1,234 @@
+"""What several ``chipqa`` commands share: option groups, the settings they turn into,
+and progress bars (tqdm on a terminal, nothing in logs).
+
+Only the standard library is imported here, so that ``chipqa --help`` stays quick.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Callable
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number above 0."""
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """An argparse type: a number from 0 to 1."""
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+def add_quiet_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-q", "--quiet", action="store_true")
+
+
+def add_dataset_argument(p: argparse.ArgumentParser) -> None:
+    """The DATA positional of the commands that read a chip dataset."""
+    p.add_argument("data", help="dataset folder (On Cloud N or flat layout)")
+
+
+def add_top_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--top", type=int, default=15, help="rows to print (default 15)")
+
+
+def add_synthetic_options(p: argparse.ArgumentParser, *, explained: bool = True) -> None:
+    """How many chips of which size a synthetic dataset gets, with how many planted errors.
+
+    ``explained=False`` leaves the options without help text (``chipqa demo``).
+    """
+
+    def say(text: str) -> str | None:
+        return text if explained else None
+
+    p.add_argument(
+        "--chips", type=positive_int, default=200, help=say("number of chips (default 200)")
+    )
+    p.add_argument(
+        "--size",
+        type=positive_int,
+        default=256,
+        help=say("chip size in pixels (default 256; real chips are 512)"),
+    )
+    p.add_argument(
+        "--error-rate",
+        type=fraction,
+        default=0.15,
+        help=say("share of labels to corrupt (default 0.15)"),
+    )
+    p.add_argument("--seed", type=int, default=0)
+
+
+def generate_synthetic(args: argparse.Namespace, out, **kwargs):
+    """:func:`chipqa.synth.generate_dataset` with the synthetic options (and a progress
+    bar unless ``--quiet``); ``kwargs`` go to it as they are."""
+    from chipqa.synth import generate_dataset
+
+    return generate_dataset(
+        out,
+        n_chips=args.chips,
+        size=args.size,
+        error_rate=args.error_rate,
+        seed=args.seed,
+        progress=chip_progress(args.quiet),
+        **kwargs,
+    )
+
+
+def add_cache_option(p: argparse.ArgumentParser) -> None:
+    """``--cache auto|build|off``: how the dataset's chip cache is used (see ``chipqa cache``)."""
+    p.add_argument(
+        "--cache",
+        choices=["auto", "build", "off"],
+        default="auto",
+        help="chip cache: auto = use <DATA>_cache when built, build = build or "
+        "refresh it first, off = read the TIFFs (see `chipqa cache`)",
+    )
+
+
+def add_scoring_options(p: argparse.ArgumentParser) -> None:
+    """The predictor and how it runs over the chips (``score``, ``demo``)."""
+    p.add_argument(
+        "--model",
+        default="baseline",
+        help="'baseline' (weight-free spectral test) or a chipqa checkpoint (.ckpt)",
+    )
+    p.add_argument(
+        "--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, …"
+    )
+    p.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=None,
+        help="chips per batch (default 64 on a GPU, 8 on a CPU)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="threads reading chips ahead (default: every core for the CPU baseline, "
+        "which scores in them, else 2)",
+    )
+    p.add_argument(
+        "--threshold",
+        type=fraction,
+        default=0.5,
+        help="probability at or above which a pixel is cloud (default 0.5)",
+    )
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="compile a U-Net with torch.compile (pays off on a GPU over many chips; "
+        "the first batch takes a minute or more)",
+    )
+
+
+def add_training_options(p: argparse.ArgumentParser) -> None:
+    """The "training" group: the U-Net and how it is trained (``train``, ``score --folds``)."""
+    g = p.add_argument_group("training")
+    g.add_argument(
+        "--encoder",
+        default="resnet34",
+        help="smp encoder: resnet34 (default), mobilenet_v2, inceptionv4, resnet18, …",
+    )
+    g.add_argument("--epochs", type=positive_int, default=20)
+    g.add_argument("--train-batch-size", type=positive_int, default=8)
+    g.add_argument("--lr", type=float, default=1e-3)
+    g.add_argument("--val-fraction", type=fraction, default=0.2)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--accelerator", default="auto", help="auto, cpu or gpu")
+    g.add_argument("--devices", default="1", help="devices per node (Lightning; 'auto' for all)")
+    g.add_argument("--num-nodes", type=positive_int, default=1, help="nodes for DDP")
+    g.add_argument("--max-steps", type=int, default=-1, help="stop after this many steps (tests)")
+    g.add_argument(
+        "--encoder-weights",
+        default=None,
+        help="local file with pretrained encoder weights (a state_dict); "
+        "default: random initialisation, nothing is downloaded",
+    )
+
+
+def training_config(args: argparse.Namespace):
+    """The :class:`chipqa.training.TrainConfig` that the training options ask for."""
+    from chipqa.training import TrainConfig
+
+    return TrainConfig(
+        encoder=args.encoder,
+        epochs=args.epochs,
+        batch_size=args.train_batch_size,
+        lr=args.lr,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        devices=int(args.devices) if str(args.devices).isdigit() else args.devices,
+        num_nodes=args.num_nodes,
+        accelerator=args.accelerator,
+        workers=2 if args.workers is None else args.workers,
+        max_steps=args.max_steps,
+        encoder_weights=args.encoder_weights,
+    )
+
+
+# ------------------------------------------------------------------ progress bars
+
+
+def chip_progress(quiet: bool) -> Callable[[int, int], None] | None:
+    """A ``progress(done, total)`` callback drawing a tqdm bar on a terminal; None when
+    ``quiet`` or when stderr is not a terminal (logs stay clean)."""
+    if quiet or not sys.stderr.isatty():
+        return None
+    from tqdm.auto import tqdm
+
+    bar = {}
+
+    def show(done: int, total: int) -> None:
+        if "b" not in bar:
+            bar["b"] = tqdm(total=total, unit="chip", desc="writing chips")
+        bar["b"].update(done - bar["b"].n)
+        if done == total:
+            bar["b"].close()
+
+    return show
+
+
+class TrainingBar:
+    """Turns training progress events into a tqdm bar on a terminal (silent otherwise).
+
+    Warnings are printed to stderr in any case.
+    """
+
+    def __init__(self, quiet: bool):
+        self.enabled = not quiet and sys.stderr.isatty()
+        self.bar = None
+
+    def __call__(self, ev: dict) -> None:
+        kind = ev.get("event")
+        if kind == "warning":
+            print(f"warning: {ev.get('message')}", file=sys.stderr)
+        if not self.enabled:
+            return
+        from tqdm.auto import tqdm
+
+        fold = f"fold {ev['fold']}/{ev['folds']} " if "fold" in ev else ""
+        if kind == "start":
+            self.close()
+            total = ev["epochs"] * ev["steps_per_epoch"]
+            self.bar = tqdm(total=total, unit="step", desc=f"{fold}training {ev['encoder']}")
+        elif kind == "step" and self.bar is not None:
+            self.bar.update(ev["step"] - self.bar.n)
+            self.bar.set_postfix(epoch=ev["epoch"], loss=f"{ev['loss']:.3f}")
+        elif kind == "epoch" and self.bar is not None:
+            self.bar.set_postfix(epoch=ev["epoch"], val_iou=f"{ev.get('val_iou', math.nan):.3f}")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None

@@ -1,0 +1,145 @@
+"""``chipqa score``: rank every chip of a dataset by how suspicious its label is."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from chipqa.cli.cache import open_dataset_for
+from chipqa.cli.options import (
+    TrainingBar,
+    add_cache_option,
+    add_dataset_argument,
+    add_quiet_option,
+    add_scoring_options,
+    add_top_option,
+    add_training_options,
+    training_config,
+)
+
+HELP = "rank every chip by how suspicious its label is"
+DESCRIPTION = (
+    "Predict every chip, compare with its label and write the scores table, most suspicious first."
+)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_dataset_argument(p)
+    p.add_argument("--out", default=None, help="scores CSV (default: DATA_scores.csv beside DATA)")
+    add_top_option(p)
+    add_quiet_option(p)
+    p.add_argument(
+        "--folds",
+        type=int,
+        default=0,
+        help="out-of-fold scoring: train K U-Nets on K-1 folds each and score every "
+        "chip with the one that never saw it (ignores --model)",
+    )
+    p.add_argument("--blocklist", default=None, help="with --folds: chips left out of training")
+    p.add_argument("--progress", default=None, help="with --folds: progress events as JSON lines")
+    add_scoring_options(p)
+    add_training_options(p)
+    add_cache_option(p)
+
+
+def score_with_predictor(dataset, args: argparse.Namespace):
+    """Score the dataset with ``--model``; returns the predictor, the scores and seconds."""
+    from chipqa.predictors import load_predictor
+    from chipqa.scoring import score_dataset
+
+    predictor = load_predictor(args.model, device=args.device, compile=args.compile)
+    t0 = time.perf_counter()
+    scores = score_dataset(  # progress=True: a bar on a terminal, silent otherwise
+        dataset,
+        predictor,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        threshold=args.threshold,
+        progress=not args.quiet,
+    )
+    return predictor, scores, time.perf_counter() - t0
+
+
+def print_errors(scores, limit: int = 10) -> None:
+    """Say on stderr which chips could not be read (the first ``limit`` reasons)."""
+    bad = scores[scores["error"] != ""]
+    if len(bad):
+        print(
+            f"{len(bad)} chip(s) could not be read and were skipped (their rows say why):",
+            file=sys.stderr,
+        )
+        for msg in bad["error"].head(limit):
+            print(f"  - {msg}", file=sys.stderr)
+        if len(bad) > limit:
+            print(f"  … and {len(bad) - limit} more", file=sys.stderr)
+
+
+def print_top(scores, n: int) -> None:
+    """Print the ``n`` most suspicious chips as a table."""
+    top = scores[scores["error"] == ""].head(n)
+    if not len(top):
+        return
+    print(f"most suspicious labels (top {len(top)}):")
+    print(
+        f"{'rank':>5} {'chip_id':<12} {'suspicion':>9} {'IoU':>6} {'label':>6} {'model':>6}  flags"
+    )
+    for r in top.itertuples(index=False):
+        print(
+            f"{r.rank:>5} {r.chip_id:<12} {r.suspicion:>9.3f} {r.iou:>6.2f} "
+            f"{r.label_cloud_fraction:>6.0%} {r.pred_cloud_fraction:>6.0%}  {r.flags}"
+        )
+
+
+def _score_out_of_fold(dataset, args: argparse.Namespace, out: Path):
+    """``--folds K``: train K U-Nets and score each chip with one that never saw it."""
+    from chipqa.scoring.oof import score_out_of_fold
+    from chipqa.training import ProgressWriter
+
+    bar = TrainingBar(args.quiet)
+    writer = ProgressWriter(args.progress, echo=bar)
+    try:
+        scores = score_out_of_fold(
+            dataset,
+            args.folds,
+            out.with_suffix(".folds"),
+            blocklist=args.blocklist,
+            config=training_config(args),
+            device=args.device,
+            batch_size=args.batch_size,
+            echo=lambda ev: writer.emit(ev.pop("event"), **ev),
+        )
+        writer.emit("done", scores=str(out))
+    finally:
+        bar.close()
+        writer.close()
+    return scores
+
+
+def run(args: argparse.Namespace) -> int:
+    from chipqa.io.atomic import atomic_write_csv
+    from chipqa.io.paths import side_paths
+
+    dataset = open_dataset_for(args)
+    out = Path(args.out) if args.out else side_paths(dataset.root).scores
+    if not args.quiet:
+        print(
+            f"{len(dataset)} chips in {dataset.root} ({dataset.layout} layout), "
+            f"{dataset.n_labelled} with a label",
+            file=sys.stderr,
+        )
+    if args.folds:
+        t0 = time.perf_counter()
+        scores = _score_out_of_fold(dataset, args, out)
+        name, device = f"{args.folds}-fold out-of-fold U-Nets", args.device
+        seconds = time.perf_counter() - t0
+    else:
+        predictor, scores, seconds = score_with_predictor(dataset, args)
+        name, device = predictor.name, predictor.device
+    atomic_write_csv(scores, out)
+    print_errors(scores)
+    if not args.quiet:
+        print_top(scores, args.top)
+        print(f"scored {len(scores)} chips with {name} on {device} in {seconds:.1f} s; wrote {out}")
+    return 0
