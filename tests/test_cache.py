@@ -169,3 +169,28 @@ def test_a_dataset_without_scl_files_is_cached_and_scored_from_the_cache(tmp_pat
     a, b = pd.read_csv(tmp_path / "a.csv"), pd.read_csv(tmp_path / "b.csv")
     pd.testing.assert_frame_equal(a, b)
     assert a["iou_label_scl"].isna().all()
+
+
+def test_score_cache_off_reads_the_tiffs_even_with_a_cache_built(data, tmp_path):
+    """--cache off must mean it: a cache whose pixels differ from the TIFFs (here made
+    stale by hand) must not be read, while --cache auto reads it."""
+    assert main(["cache", str(data), "-q"]) == 0
+    cache = ChipCache.open(data)
+    bands = np.load(cache.folder / "bands.npy", mmap_mode="r+")
+    bands[:] = 9000  # bright white everywhere: the baseline would call every chip cloud
+    bands.flush()
+    del bands
+    off, auto = tmp_path / "off.csv", tmp_path / "auto.csv"
+    assert main(["score", str(data), "--out", str(off), "--cache", "off", "-q"]) == 0
+    assert main(["score", str(data), "--out", str(auto), "--cache", "auto", "-q"]) == 0
+    read = {p: pd.read_csv(p).set_index("chip_id")["pred_cloud_fraction"] for p in (off, auto)}
+    cached = [c for c in read[off].index if cache.holds(open_dataset(data)[c])]
+    assert (read[auto][cached] > 0.99).all()  # auto: the (doctored) cache
+    assert (read[off][cached] < 0.99).any()  # off: the real pixels
+
+
+def test_score_writes_its_default_table_beside_the_dataset_from_any_folder(data, monkeypatch):
+    monkeypatch.chdir(data)
+    assert main(["score", ".", "-q"]) == 0
+    assert (data.parent / f"{data.name}_scores.csv").is_file()
+    assert not (data / "_scores.csv").exists()
