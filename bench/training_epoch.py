@@ -58,7 +58,7 @@ def main() -> None:
         accelerator=args.accelerator,
         val_fraction=0.1,
     )
-    ds = open_dataset(root)
+    ds = open_dataset(root, cache="off")  # first the TIFFs, even where a cache was built
     first, epoch, n = run(ds, work / "tiff.ckpt", cfg)
     print(
         f"{n} training chips of {args.size}², {args.encoder}, batch {args.batch_size}, "

@@ -1,30 +1,38 @@
-"""Training on tiny chips (CPU, small encoder), progress events, cancellation, out-of-fold."""
+"""Training on tiny chips (CPU, small encoder), progress events, cancellation, out-of-fold,
+reading through the chip cache, reproducibility and the pooled IoU metric."""
 
 from __future__ import annotations
 
+import dataclasses
+import shutil
 import signal
 import subprocess
 import sys
 import time
 
+import numpy as np
 import pandas as pd
 import pytest
+import rasterio
 import torch
 
-from chipqa.data import open_dataset
-from chipqa.predictors import load_checkpoint, load_predictor
+from chipqa.data import build_cache, open_dataset
+from chipqa.predictors import ModelConfig, UNetPredictor, load_checkpoint, load_predictor
 from chipqa.review.blocklist import BlocklistStore
+from chipqa.stats.definitions import iou_from_counts
 from chipqa.synth import generate_dataset
 from chipqa.training import (
+    ProgressWriter,
     TrainConfig,
     TrainingError,
+    collate,
     kfold_chips,
     read_progress,
     split_chips,
     train,
 )
 
-TINY = TrainConfig(encoder="mobilenet_v2", epochs=1, batch_size=4, workers=0, stats_chips=8)
+TINY = TrainConfig(encoder="resnet18", epochs=1, batch_size=4, workers=0, stats_chips=8)
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +48,7 @@ def _blocklist(path, ids):
     return path
 
 
+@pytest.mark.slow
 def test_training_leaves_blocked_chips_out_and_writes_a_complete_checkpoint(tiny, tmp_path):
     ds = open_dataset(tiny.root)
     blocked = ds.chip_ids[:3]
@@ -57,7 +66,7 @@ def test_training_leaves_blocked_chips_out_and_writes_a_complete_checkpoint(tiny
     assert not set(blocked) & set(info.train_chips)
     assert sorted(info.blocklist) == sorted(blocked)
     assert len(info.train_chips) + len(info.extra["val_chips"]) == 13
-    assert info.config.encoder == "mobilenet_v2" and len(info.config.mean) == 4
+    assert info.config.encoder == "resnet18" and len(info.config.mean) == 4
     assert info.config.mean != (0.25, 0.25, 0.25, 0.33)  # normalisation from the data
     prob = load_predictor(res.checkpoint, device="cpu").predict_numpy(ds.read(0).bands)
     assert prob.shape == (32, 32) and 0 <= prob.min() <= prob.max() <= 1
@@ -78,6 +87,7 @@ def test_every_chip_blocked_is_a_clear_error(tiny, tmp_path):
     assert not (tmp_path / "m.ckpt").exists()
 
 
+@pytest.mark.slow
 def test_unknown_blocked_ids_are_reported_and_ignored(tiny, tmp_path):
     bl = _blocklist(tmp_path / "bl.csv", ["notachip"])
     events = []
@@ -96,9 +106,11 @@ def test_bad_settings_fail_before_training(tiny, tmp_path):
     assert not (tmp_path / "m.ckpt").exists()
 
 
+@pytest.mark.slow
 def test_a_nan_loss_stops_training_without_a_checkpoint(tiny, tmp_path, monkeypatch):
     monkeypatch.setattr(
-        "chipqa.training.dice_bce_loss", lambda logits, label, valid: logits.sum() * float("nan")
+        "chipqa.training.module.dice_bce_loss",
+        lambda logits, label, valid: logits.sum() * float("nan"),
     )
     events = []
     with pytest.raises(TrainingError, match="loss became nan"):
@@ -122,6 +134,7 @@ def test_split_and_folds_are_stratified_by_location(tiny):
     assert max(map(len, folds)) - min(map(len, folds)) <= 1
 
 
+@pytest.mark.slow
 def test_cancelling_a_real_training_process_leaves_no_checkpoint(tiny, tmp_path):
     progress = tmp_path / "p.jsonl"
     cmd = [
@@ -133,7 +146,7 @@ def test_cancelling_a_real_training_process_leaves_no_checkpoint(tiny, tmp_path)
         "--out",
         str(tmp_path / "m.ckpt"),
         "--encoder",
-        "mobilenet_v2",
+        "resnet18",
         "--epochs",
         "500",
         "--train-batch-size",
@@ -177,7 +190,7 @@ def test_out_of_fold_scores_each_chip_with_a_model_that_never_saw_it(tiny, tmp_p
             "--out",
             str(out),
             "--encoder",
-            "mobilenet_v2",
+            "resnet18",
             "--epochs",
             "1",
             "--train-batch-size",
@@ -200,14 +213,153 @@ def test_out_of_fold_scores_each_chip_with_a_model_that_never_saw_it(tiny, tmp_p
 
 
 def test_a_batch_of_only_unreadable_chips_is_skipped_not_fatal(tmp_path):
-    # collate() returns None for such a batch; Lightning skips the step and reports
-    # outputs=None to the callbacks, which must not fail.
-    from chipqa.training import ProgressWriter, _progress_callback, collate
+    # collate() keeps the ids of chips that could not be read; a batch of only those is
+    # skipped by the module, and Lightning reports outputs=None to the callbacks.
+    from chipqa.training import CloudSegmenter, JsonProgress
 
-    assert collate([None, None]) is None
+    batch = collate(["a", "b"])
+    assert batch.bands is None and batch.skipped == ["a", "b"]
+    module = CloudSegmenter(ModelConfig(encoder="resnet18"), lr=1e-3)
+    assert module.training_step(batch, 0) is None
+    assert module.skipped_chips == {"a", "b"}
     writer = ProgressWriter(tmp_path / "p.jsonl")
-    callback = _progress_callback(writer, epochs=1, steps_per_epoch=1)
+    callback = JsonProgress(writer, epochs=1, steps_per_epoch=1)
     callback.on_train_batch_end(None, None, None, None, 0)
     callback.on_train_batch_end(None, None, {"loss": None}, None, 0)
     writer.close()
     assert read_progress(tmp_path / "p.jsonl")[0] == []
+
+
+def _copy(tiny, tmp_path):
+    """A private copy of the tiny dataset (tests that add a cache or break chips)."""
+    return shutil.copytree(tiny.root, tmp_path / "data")
+
+
+def _opened_tiffs(monkeypatch) -> list:
+    opened = []
+    real_open = rasterio.open
+
+    def counting_open(path, *args, **kwargs):
+        opened.append(str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(rasterio, "open", counting_open)
+    return opened
+
+
+@pytest.mark.slow
+def test_training_reads_the_chip_cache_when_one_is_built(tiny, tmp_path, monkeypatch):
+    root = _copy(tiny, tmp_path)
+    build_cache(open_dataset(root))
+    opened = _opened_tiffs(monkeypatch)
+    cfg = dataclasses.replace(TINY, max_steps=2)
+    res = train(root, tmp_path / "m.ckpt", config=cfg)  # a folder: its cache is used
+    assert res.checkpoint.exists()
+    assert opened == []  # band statistics, training and validation chips: all from the cache
+    # An opened dataset keeps its own setting: without its cache, it reads the TIFFs.
+    train(open_dataset(root, cache="off"), tmp_path / "off.ckpt", config=cfg)
+    assert any(p.endswith(".tif") for p in opened)
+
+
+def _state(path):
+    return load_checkpoint(path)[0].state_dict()
+
+
+@pytest.mark.slow
+def test_the_same_seed_gives_the_same_weights_whatever_the_loader_workers(tiny, tmp_path):
+    cfg = dataclasses.replace(TINY, epochs=2, stats_chips=4)
+    chips = open_dataset(tiny.root).chip_ids[:8]  # 6 training chips, 2 validation chips
+    runs = {
+        name: _state(train(tiny.root, tmp_path / f"{name}.ckpt", config=c, chips=chips).checkpoint)
+        for name, c in {
+            "w0": cfg,
+            "w2": dataclasses.replace(cfg, workers=2),
+            "seed1": dataclasses.replace(cfg, seed=1),
+        }.items()
+    }
+    assert runs["w0"].keys() == runs["w2"].keys()
+    assert all(torch.equal(runs["w0"][k], runs["w2"][k]) for k in runs["w0"])
+    assert not all(torch.equal(runs["w0"][k], runs["seed1"][k]) for k in runs["w0"])
+
+
+def _masks(n: int, size: int, cloud_rows: int, predicted_rows: int):
+    """n chips whose top ``cloud_rows`` rows are cloud, predicted in ``predicted_rows``."""
+    label = torch.zeros(n, size, size, dtype=torch.uint8)
+    label[:, :cloud_rows] = 1
+    logits = torch.full((n, size, size), -5.0)
+    logits[:, :predicted_rows] = 5.0
+    valid = torch.ones(n, size, size, dtype=torch.bool)
+    valid[:, -1] = False  # a nodata row, left out of every count
+    label[:, -1] = 255
+    return logits, label, valid
+
+
+def _counts(logits, label, valid):
+    pred, target = (logits >= 0).numpy(), (label == 1).numpy()
+    valid = valid.numpy()
+    return np.array(
+        [
+            (pred & target & valid).sum(),
+            (pred & ~target & valid).sum(),
+            (~pred & target & valid).sum(),
+        ]
+    )
+
+
+def test_the_iou_of_two_processes_is_the_pooled_iou_not_the_mean_of_theirs():
+    from chipqa.training import CloudIoU
+
+    # Two processes' shares of a validation set: 6 chips predicted well, 1 badly.
+    share_a = _masks(6, 16, cloud_rows=8, predicted_rows=7)
+    share_b = _masks(1, 16, cloud_rows=2, predicted_rows=12)
+    rank_a, rank_b = CloudIoU(), CloudIoU()
+    rank_a.update(*share_a)
+    rank_b.update(*share_b)
+    rank_a.merge_state(rank_b)  # what the DDP sync does with the states (sum)
+    pooled = iou_from_counts(*(_counts(*share_a) + _counts(*share_b)))
+    assert float(rank_a.compute()) == pytest.approx(pooled, abs=1e-6)
+    iou_a, iou_b = (iou_from_counts(*_counts(*share)) for share in (share_a, share_b))
+    assert abs((iou_a + iou_b) / 2 - pooled) > 0.2  # averaging per-process IoUs is wrong
+    assert rank_a.tp.device == share_a[0].device  # counts stay where the batch is
+    empty = CloudIoU()
+    empty.update(torch.full((1, 4, 4), -1.0), torch.zeros(1, 4, 4), torch.ones(1, 4, 4))
+    assert float(empty.compute()) == 1.0  # no cloud predicted, none labelled: agreement
+
+
+def test_the_module_trains_a_step_on_what_the_predictor_sees():
+    from chipqa.training import CloudSegmenter
+
+    config = ModelConfig(encoder="resnet18", mean=(0.1, 0.1, 0.1, 0.3), std=(0.1, 0.1, 0.1, 0.2))
+    module = CloudSegmenter(config, lr=1e-3)
+    rng = np.random.default_rng(0)
+    bands = torch.from_numpy(rng.integers(1, 6000, (2, 4, 40, 40)).astype(np.float32))
+    label = torch.from_numpy(rng.integers(0, 2, (2, 40, 40)).astype(np.uint8))
+    batch = collate([(bands[i], label[i], torch.ones(40, 40, dtype=torch.bool)) for i in range(2)])
+    loss = module.training_step(batch, 0)
+    assert loss.requires_grad and torch.isfinite(loss)
+    assert int(module.train_iou.tp + module.train_iou.fp + module.train_iou.fn) > 0
+    module.eval()
+    with torch.no_grad():
+        logits = module(bands)  # padded to 64 for the encoder, cropped back
+        prob = UNetPredictor(module.model, config).predict_proba(bands)
+    assert logits.shape == (2, 40, 40)
+    assert torch.allclose(torch.sigmoid(logits), prob, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_unreadable_chips_are_named_and_not_counted(tiny, tmp_path):
+    root = _copy(tiny, tmp_path)
+    ds = open_dataset(root, cache="off")
+    broken = ds.chip_ids[:2]
+    for cid in broken:
+        with open(ds[cid].band_paths[0], "r+b") as f:
+            f.truncate(200)
+    events = []
+    cfg = dataclasses.replace(TINY, batch_size=8)
+    res = train(ds, tmp_path / "m.ckpt", config=cfg, echo=events.append)
+    warning = next(e for e in events if e["event"] == "warning")
+    assert all(cid in warning["message"] for cid in broken)
+    used = res.train_chips + res.val_chips
+    assert len(used) == 14 and not set(broken) & set(used)
+    _, info = load_checkpoint(res.checkpoint)
+    assert not set(broken) & (set(info.train_chips) | set(info.extra["val_chips"]))
