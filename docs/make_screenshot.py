@@ -43,13 +43,13 @@ def main() -> None:
         viewer = napari.Viewer(show=True)
         viewer.window._qt_window.resize(1600, 1000)
         w = open_in_viewer(viewer, root)
-        wait(lambda: w.session is not None and w._worker is None)
+        wait(lambda: w.session is not None and not w.scoring_running)
         for _ in range(args.chip):
             w.next_chip()
         w.keep()
         w.previous_chip()
         w.mode_combo.setCurrentText(args.mode)
-        wait(lambda: True)
+        wait(lambda: w.loading is None and w.chip_layers.chip_id == w.session.current)
         img = viewer.screenshot(canvas_only=False, flash=False)
         from PIL import Image
 

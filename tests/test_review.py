@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from chipqa.data import open_dataset
 from chipqa.predictors import SpectralBaseline
+from chipqa.review import ChipLoader, ReviewProject, ReviewSession, scores_are_fresh
 from chipqa.review.blocklist import BlocklistStore, read_blocklist
-from chipqa.review.session import ChipLoader, ReviewSession
+from chipqa.scoring import score_dataset
 
 
 @pytest.fixture
@@ -73,18 +77,134 @@ def test_reopening_resumes_at_the_first_undecided_chip(scores, tmp_path):
     assert again.next_undecided() == "c"
 
 
-def test_loader_prefetches_renders_and_reports_unreadable_chips(tiny_dataset):
+def test_the_session_announces_navigation_decisions_and_undo(scores, tmp_path):
+    s = ReviewSession(scores, BlocklistStore(tmp_path / "bl.csv"))
+    events: list[tuple] = []
+    s.current_changed.connect(lambda cid: events.append(("current", cid)))
+    s.decided.connect(lambda cid, decision: events.append(("decided", cid, decision)))
+    s.undone.connect(lambda cid: events.append(("undone", cid)))
+    s.order_changed.connect(lambda: events.append(("order",)))
+
+    def take() -> list[tuple]:
+        out = list(events)
+        events.clear()
+        return out
+
+    s.next()
+    assert take() == [("current", "d")]
+    s.decide("keep")
+    assert take() == [("decided", "d", "keep"), ("current", "c")]
+    s.undo()
+    assert take() == [("undone", "d"), ("current", "d")]
+    s.set_view(flag="low_iou")  # b, d: d stays current
+    assert take() == [("order",)]
+    s.previous()
+    assert take() == [("current", "b")]
+    s.previous()  # already first: nothing changed, nothing announced
+    assert take() == []
+    s.set_view(flag=None, undecided_only=True)
+    s.decide("block")  # b leaves the list; the cursor moves to d
+    assert take() == [("order",), ("decided", "b", "block"), ("order",), ("current", "d")]
+    s.position = 2
+    assert take() == [("current", s.order[2])]
+
+
+def _wait_for(condition, timeout: float = 30.0) -> None:
+    end = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.01)
+
+
+class CountingPredict:
+    """The baseline's prediction, counting calls and how many run at once; fails the
+    first ``fail`` calls with the error a GPU out of memory raises."""
+
+    def __init__(self, fail: int = 0, delay: float = 0.0):
+        self.predict = SpectralBaseline().predict_numpy
+        self.fail, self.delay = fail, delay
+        self.calls, self.running, self.most_at_once = 0, 0, 0
+        self.threads: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, bands: np.ndarray) -> np.ndarray:
+        with self._lock:
+            self.calls += 1
+            self.running += 1
+            self.most_at_once = max(self.most_at_once, self.running)
+            self.threads.add(threading.current_thread().name)
+            failing = self.calls <= self.fail
+        try:
+            time.sleep(self.delay)
+            if failing:
+                raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            return self.predict(bands)
+        finally:
+            with self._lock:
+                self.running -= 1
+
+
+def test_loader_prefetches_in_the_background_renders_and_reports_unreadable_chips(tiny_dataset):
     ds = open_dataset(tiny_dataset)
     (tiny_dataset / "train_features" / "cccc" / "B02.tif").write_bytes(b"broken")
-    loader = ChipLoader(ds, SpectralBaseline().predict_numpy, workers=2)
+    predict = CountingPredict()
+    loader = ChipLoader(ds, predict, workers=2)
     try:
         loader.prefetch(["aaaa", "bbbb", "cccc"])
-        v = loader.get("bbbb", timeout=30)
+        # Nobody asks for the chips: prefetching alone makes them ready, off this thread.
+        _wait_for(lambda: all(loader.is_ready(c) for c in ("aaaa", "bbbb", "cccc")))
+        assert predict.calls == 2  # the unreadable chip is never predicted
+        assert predict.threads and all(t.startswith("chipqa-prefetch") for t in predict.threads)
+        assert loader.request("aaaa").done()  # a prefetched chip is there at once
+        v = loader.get("bbbb", timeout=0)
+        assert predict.calls == 2  # from the cache, not predicted again
         assert v.true_colour.shape == (32, 32, 3) and v.true_colour.dtype == np.uint8
         assert v.false_colour.shape == (32, 32, 3)
         assert v.prob.shape == (32, 32) and v.prob[:, :10].mean() > 0.8 > v.prob[:, 22:].mean()
-        assert loader.is_ready("aaaa") or loader.get("aaaa", timeout=30)
-        bad = loader.get("cccc", timeout=30)
+        bad = loader.get("cccc", timeout=0)
         assert bad.chip is None and "B02.tif" in bad.error
     finally:
         loader.close()
+
+
+def test_a_failed_load_is_retried_on_the_next_request(tiny_dataset):
+    predict = CountingPredict(fail=1)
+    loader = ChipLoader(open_dataset(tiny_dataset), predict, workers=2)
+    try:
+        with pytest.raises(RuntimeError, match="out of memory"):
+            loader.get("aaaa", timeout=30)
+        assert not loader.is_ready("aaaa")
+        loader.prefetch(["aaaa"])  # the prefetch leaves a failed chip for the next visit
+        assert predict.calls == 1
+        view = loader.get("aaaa", timeout=30)  # the next visit loads it again
+        assert predict.calls == 2 and view.prob is not None and view.error == ""
+        assert loader.is_ready("aaaa")
+    finally:
+        loader.close()
+
+
+def test_the_loader_calls_the_predictor_one_thread_at_a_time(tiny_dataset):
+    predict = CountingPredict(delay=0.05)
+    loader = ChipLoader(open_dataset(tiny_dataset), predict, workers=3)
+    try:
+        loader.prefetch(["aaaa", "bbbb", "cccc"])
+        _wait_for(lambda: all(loader.is_ready(c) for c in ("aaaa", "bbbb", "cccc")))
+        assert predict.calls == 3 and predict.most_at_once == 1
+    finally:
+        loader.close()
+
+
+def test_saved_scores_are_reused_only_for_the_same_model_and_chips(tiny_dataset):
+    project = ReviewProject.open(tiny_dataset)
+    assert project.scores_path == tiny_dataset.parent / "ds_scores.csv"
+    assert project.default_blocklist == tiny_dataset.parent / "ds_chipqa_blocklist.csv"
+    assert project.models_dir == tiny_dataset.parent / "ds_models"
+    assert project.saved_scores("baseline") is None  # nothing saved yet
+    table = score_dataset(project.dataset, SpectralBaseline(), workers=1)
+    project.save_scores(table)
+    assert sorted(project.saved_scores("baseline")["chip_id"]) == ["aaaa", "bbbb", "cccc"]
+    assert project.saved_scores("unet-mobilenet_v2-1") is None  # another model
+    assert not scores_are_fresh(table.iloc[:2], "baseline", ["aaaa", "bbbb", "cccc"])
+    assert not scores_are_fresh(table, "baseline", ["aaaa", "bbbb", "cccc", "dddd"])
+    project.scores_path.write_text("not,a\nscores table\n")
+    assert project.saved_scores("baseline") is None

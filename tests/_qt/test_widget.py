@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -13,11 +15,15 @@ from chipqa._qt.chip_layers import (
     SCL_LAYER,
     SIDE_BY_SIDE_LAYER,
     TRUE_COLOUR,
+    text_overlay,
 )
 from chipqa._qt.review_widget import ChipQAWidget, scores_path_for
 from chipqa.data import open_dataset
+from chipqa.io.atomic import atomic_write_csv
+from chipqa.predictors import SpectralBaseline
 from chipqa.render import true_colour
 from chipqa.review.blocklist import read_blocklist
+from chipqa.scoring import read_scores
 from chipqa.synth import generate_dataset
 
 pytestmark = pytest.mark.gui
@@ -45,8 +51,16 @@ def _open(viewer, qtbot, root) -> ChipQAWidget:
     viewer.window.add_dock_widget(widget, name="Chip QA")
     widget.open_dataset(root)
     qtbot.waitUntil(lambda: widget.session is not None, timeout=60_000)
-    qtbot.waitUntil(lambda: widget._worker is None, timeout=60_000)
+    qtbot.waitUntil(lambda: not widget.scoring_running, timeout=60_000)
+    _drawn(widget, qtbot)
     return widget
+
+
+def _drawn(w, qtbot, timeout: int = 30_000) -> None:
+    """Wait until the current chip is on screen (it may still be loading after a key)."""
+    qtbot.waitUntil(
+        lambda: w.loading is None and w.chip_layers.chip_id == w.session.current, timeout=timeout
+    )
 
 
 def _press(viewer, qtbot, key: str) -> None:
@@ -62,6 +76,7 @@ def _press(viewer, qtbot, key: str) -> None:
         qtbot.keyClick(canvas, key)
 
 
+@pytest.mark.slow
 def test_layers_show_the_chip_the_keys_go_to(make_napari_viewer, qtbot, fresh_root):
     viewer = make_napari_viewer(show=True)
     w = _open(viewer, qtbot, fresh_root)
@@ -73,13 +88,15 @@ def test_layers_show_the_chip_the_keys_go_to(make_napari_viewer, qtbot, fresh_ro
     assert viewer.layers[SIDE_BY_SIDE_LAYER].visible and not viewer.layers[TRUE_COLOUR].visible
 
     def shown_is(chip_id):
+        assert w.session.current == chip_id
+        _drawn(w, qtbot)
         chip = ds.read(chip_id)
         tc = true_colour(chip.bands)
         np.testing.assert_array_equal(viewer.layers[TRUE_COLOUR].data, tc)
         np.testing.assert_array_equal(viewer.layers[LABEL].data, chip.label)
         mosaic = viewer.layers[SIDE_BY_SIDE_LAYER].data
-        h, w = chip.shape
-        np.testing.assert_array_equal(mosaic[18 : 18 + h, :w], tc)  # top-left panel
+        h, wd = chip.shape
+        np.testing.assert_array_equal(mosaic[18 : 18 + h, :wd], tc)  # top-left panel
         assert viewer.layers[PREDICTION].metadata["chip_id"] == chip_id
 
     shown_is(order[0])
@@ -99,6 +116,7 @@ def test_layers_show_the_chip_the_keys_go_to(make_napari_viewer, qtbot, fresh_ro
     shown_is(order[3])
 
 
+@pytest.mark.slow
 def test_key_driven_triage_writes_exactly_the_expected_blocklist(
     make_napari_viewer, qtbot, fresh_root
 ):
@@ -123,18 +141,27 @@ def test_key_driven_triage_writes_exactly_the_expected_blocklist(
     assert w.session.current == order[5]
 
 
+@pytest.mark.slow
 def test_reopening_resumes_and_uses_the_saved_scores(make_napari_viewer, qtbot, fresh_root):
     viewer = make_napari_viewer(show=True)
     w = _open(viewer, qtbot, fresh_root)
-    first = w.session.current
+    first, second = w.session.order[:2]
     _press(viewer, qtbot, "k")
     _press(viewer, qtbot, "k")
-    assert scores_path_for(fresh_root).is_file()
+    path = scores_path_for(fresh_root)
+    assert path.is_file()
     w.close()
+    # Rank the saved table by hand (by chip id): a review that reuses the saved scores
+    # follows this order; one that scored the chips again would not.
+    saved = read_scores(path).sort_values("chip_id").reset_index(drop=True)
+    saved["suspicion"] = np.linspace(1.0, 0.0, len(saved))
+    atomic_write_csv(saved, path)
     w2 = _open(viewer, qtbot, fresh_root)
-    assert w2.session.current == w2.session.order[2]
-    assert w2.session.store.get(first).decision == "keep"
-    assert "Loaded scores" in w2.status.text() or "Resumed" in w2.status.text()
+    assert w2.session.order == list(saved["chip_id"])
+    assert {w2.session.store.get(c).decision for c in (first, second)} == {"keep"}
+    undecided = [c for c in w2.session.order if c not in (first, second)]
+    assert w2.session.current == undecided[0]  # resumes at the first undecided chip
+    assert "Resumed: 2 of 16" in w2.status.text()
 
 
 def test_a_folder_that_is_not_a_dataset_is_a_message_not_a_crash(
@@ -156,7 +183,7 @@ def test_a_nonsense_blocklist_is_refused_and_kept(make_napari_viewer, qtbot, fre
     w = ChipQAWidget(viewer)
     viewer.window.add_dock_widget(w)
     w.open_dataset(fresh_root)
-    qtbot.waitUntil(lambda: w._worker is None and w.loader is not None, timeout=60_000)
+    qtbot.waitUntil(lambda: not w.scoring_running and w.loader is not None, timeout=60_000)
     assert "not a chipqa blocklist" in w.status.text()
     _press(viewer, qtbot, "k")  # no crash, nothing written
     assert bl.read_text() == "this,is\nnot,a blocklist\n"
@@ -168,6 +195,7 @@ def test_a_nonsense_blocklist_is_refused_and_kept(make_napari_viewer, qtbot, fre
     assert len(read_blocklist(fresh_root.parent / "other.csv")) == 1
 
 
+@pytest.mark.slow
 def test_cancelling_scoring_keeps_the_viewer_usable(make_napari_viewer, qtbot, tmp_path):
     root = tmp_path / "big"
     generate_dataset(root, n_chips=60, size=48, seed=2)
@@ -177,7 +205,7 @@ def test_cancelling_scoring_keeps_the_viewer_usable(make_napari_viewer, qtbot, t
     w.open_dataset(root)
     qtbot.waitUntil(lambda: w.progress_bar.value() > 0, timeout=60_000)
     w._on_cancel()
-    qtbot.waitUntil(lambda: w._worker is None, timeout=60_000)
+    qtbot.waitUntil(lambda: not w.scoring_running, timeout=60_000)
     assert "cancelled" in w.status.text()
     assert not scores_path_for(
         root
@@ -197,7 +225,7 @@ def test_sample_data_opens_for_review(make_napari_viewer, qtbot, tmp_path, monke
 
     qtbot.waitUntil(lambda: len(docked()) == 1, timeout=30_000)
     w = docked()[0]
-    qtbot.waitUntil(lambda: w.session is not None and w._worker is None, timeout=60_000)
+    qtbot.waitUntil(lambda: w.session is not None and not w.scoring_running, timeout=60_000)
     assert len(w.session.order) == 12
     assert [ly.name for ly in viewer.layers].count(TRUE_COLOUR) == 1
 
@@ -214,6 +242,8 @@ def test_an_unreadable_chip_shows_its_error_and_the_review_goes_on(
     w.show_current()
     qtbot.waitUntil(lambda: "B03.tif" in w.chip_label.text(), timeout=10_000)
     assert not viewer.layers[SIDE_BY_SIDE_LAYER].data.any()  # no other chip's pixels on screen
+    overlay = text_overlay(viewer)  # the reason is on the canvas too, not just a black image
+    assert overlay.visible and ids[0] in overlay.text and "B03.tif" in overlay.text
     _press(viewer, qtbot, "b")  # a broken chip can still be blocked
     assert read_blocklist(w.store.path)[ids[0]].flags == "unreadable"
 
@@ -226,9 +256,9 @@ def test_closing_the_viewer_during_scoring_is_clean(make_napari_viewer, qtbot, t
     viewer.window.add_dock_widget(w)
     w.open_dataset(root)
     qtbot.waitUntil(lambda: w.progress_bar.value() > 0, timeout=60_000)
-    worker = w._worker
+    job = w._job
     viewer.close()
-    qtbot.waitUntil(lambda: worker is None or not worker.is_running, timeout=60_000)
+    qtbot.waitUntil(lambda: job is None or not job.running, timeout=60_000)
     assert not scores_path_for(root).exists()  # an interrupted run writes no scores file
 
 
@@ -277,7 +307,7 @@ def test_retrain_in_a_subprocess_loads_the_new_model_and_rescores(
     _, info = read_checkpoint(ckpt)
     assert blocked not in info.train_chips and blocked in info.blocklist
     qtbot.waitUntil(
-        lambda: w._worker is None and w.predictor.name.startswith("unet-"), timeout=120_000
+        lambda: not w.scoring_running and w.predictor.name.startswith("unet-"), timeout=120_000
     )
     assert set(w.session.scores["model"]) == {w.predictor.name}
     qtbot.waitUntil(lambda: w.retrain.before_iou is not None, timeout=60_000)
@@ -285,6 +315,7 @@ def test_retrain_in_a_subprocess_loads_the_new_model_and_rescores(
     assert "before (baseline)" in text and ckpt.name in text and "…" not in text
 
 
+@pytest.mark.slow
 def test_cancelling_retraining_ends_the_process_and_writes_no_checkpoint(
     make_napari_viewer, qtbot, fresh_root
 ):
@@ -312,11 +343,13 @@ def test_opening_a_dataset_folder_in_napari_docks_the_widget(make_napari_viewer,
 
     qtbot.waitUntil(lambda: len(docked()) == 1, timeout=30_000)
     w = docked()[0]
-    qtbot.waitUntil(lambda: w.session is not None and w._worker is None, timeout=60_000)
+    qtbot.waitUntil(lambda: w.session is not None and not w.scoring_running, timeout=60_000)
+    _drawn(w, qtbot)
     assert w.dataset.root == fresh_root and len(w.session.order) == 16
     assert viewer.layers[SIDE_BY_SIDE_LAYER].metadata["chip_id"] == w.session.current
 
 
+@pytest.mark.slow
 def test_a_chip_with_an_scl_shows_its_cloud_classes_beside_the_model(
     make_napari_viewer, qtbot, fresh_root
 ):
@@ -332,7 +365,7 @@ def test_a_chip_with_an_scl_shows_its_cloud_classes_beside_the_model(
 
     cid = next(c for c in w.session.order if has_cloud_and_ground(ds.read(c).scl))
     w.session.goto(cid)
-    w.show_current()
+    _drawn(w, qtbot)
     chip = ds.read(cid)
     h, wd = chip.shape
     mosaic = viewer.layers[SIDE_BY_SIDE_LAYER].data
@@ -343,14 +376,98 @@ def test_a_chip_with_an_scl_shows_its_cloud_classes_beside_the_model(
     assert np.abs(scl_panel[high] - red).max(axis=1).mean() < 80  # tinted red where SCL says 9
     surface = ~np.isin(chip.scl, (0, 3, 8, 9, 10))
     assert np.abs(scl_panel[surface] - red).max(axis=1).mean() > 120  # not elsewhere
+
     # The canvas (what the reviewer sees) shows that red, which no other panel uses.
-    qtbot.wait(200)
-    shot = viewer.screenshot(canvas_only=True, flash=False)[..., :3].astype(int)
-    reddish = (shot[..., 0] > 180) & (shot[..., 1] < 110) & (shot[..., 2] < 90)
-    assert reddish.sum() > 20
+    def red_on_canvas() -> int:
+        shot = viewer.screenshot(canvas_only=True, flash=False)[..., :3].astype(int)
+        return int(((shot[..., 0] > 180) & (shot[..., 1] < 110) & (shot[..., 2] < 90)).sum())
+
+    qtbot.waitUntil(lambda: red_on_canvas() > 20, timeout=10_000)
     # Layers mode: the SCL is a labels layer of its own, with the chip's codes.
     _press(viewer, qtbot, "g")
     np.testing.assert_array_equal(viewer.layers[SCL_LAYER].data, chip.scl)
     assert viewer.layers[SCL_LAYER].metadata["chip_id"] == cid
     colour = viewer.layers[SCL_LAYER].colormap.map(np.array([9]))[0]
     np.testing.assert_allclose(colour[:3], red / 255, atol=0.01)
+
+
+class SlowBaseline(SpectralBaseline):
+    """The baseline, with a slow per-chip prediction (what the viewer asks for) that can
+    fail the first ``fail`` times as a GPU out of memory does. Scoring is not slowed."""
+
+    def __init__(self, delay: float, fail: int = 0):
+        super().__init__()
+        self.delay, self.fail, self.calls = delay, fail, 0
+
+    def predict_numpy(self, bands):
+        self.calls += 1
+        time.sleep(self.delay)
+        if self.calls <= self.fail:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return super().predict_numpy(bands)
+
+
+@pytest.fixture
+def slow_predictor(monkeypatch):
+    """Makes the widget load a :class:`SlowBaseline` and prefetch nothing, so that every
+    chip the reviewer goes to is loaded only then."""
+
+    def install(delay: float, fail: int = 0) -> SlowBaseline:
+        predictor = SlowBaseline(delay, fail)
+        monkeypatch.setattr("chipqa._qt.review_widget.load_predictor", lambda *a, **k: predictor)
+        monkeypatch.setattr("chipqa._qt.review_widget.PREFETCH", 0)
+        return predictor
+
+    return install
+
+
+@pytest.mark.slow
+def test_a_slow_chip_never_blocks_the_keys(make_napari_viewer, qtbot, fresh_root, slow_predictor):
+    slow_predictor(delay=2.0)
+    viewer = make_napari_viewer(show=True)
+    w = _open(viewer, qtbot, fresh_root)
+    order = list(w.session.order)
+    _drawn(w, qtbot)
+    t0 = time.perf_counter()
+    _press(viewer, qtbot, "Right")
+    took = time.perf_counter() - t0
+    assert took < 0.5, f"the key press waited {took:.2f} s for the chip"
+    # The old chip stays, dimmed, and the widget says the next one is loading.
+    assert w.session.current == order[1] and w.loading == order[1]
+    assert "loading" in w.chip_label.text()
+    assert text_overlay(viewer).visible and f"loading {order[1]}" in text_overlay(viewer).text
+    assert viewer.layers[SIDE_BY_SIDE_LAYER].metadata["chip_id"] == order[0]
+    assert viewer.layers[SIDE_BY_SIDE_LAYER].opacity < 0.5
+    # Decisions go on while it loads.
+    _press(viewer, qtbot, "k")
+    assert read_blocklist(w.store.path)[order[1]].decision == "keep"
+    assert w.session.current == order[2]
+    _drawn(w, qtbot)
+    chip = open_dataset(fresh_root).read(order[2])
+    np.testing.assert_array_equal(viewer.layers[TRUE_COLOUR].data, true_colour(chip.bands))
+    assert viewer.layers[SIDE_BY_SIDE_LAYER].metadata["chip_id"] == order[2]
+    assert viewer.layers[SIDE_BY_SIDE_LAYER].opacity == 1.0
+    assert not text_overlay(viewer).visible
+    qtbot.waitUntil(lambda: "loading" not in w.chip_label.text(), timeout=5_000)
+
+
+@pytest.mark.slow
+def test_a_chip_that_failed_to_load_is_loaded_again_when_revisited(
+    make_napari_viewer, qtbot, fresh_root, slow_predictor
+):
+    predictor = slow_predictor(delay=0.0, fail=1)
+    viewer = make_napari_viewer(show=True)
+    w = _open(viewer, qtbot, fresh_root)
+    order = list(w.session.order)
+    qtbot.waitUntil(lambda: "out of memory" in w.chip_label.text(), timeout=30_000)
+    assert "out of memory" in text_overlay(viewer).text
+    assert not viewer.layers or not viewer.layers[SIDE_BY_SIDE_LAYER].data.any()
+    _press(viewer, qtbot, "Right")
+    _drawn(w, qtbot)
+    _press(viewer, qtbot, "Left")  # back to the chip that failed: it is loaded again
+    _drawn(w, qtbot)
+    assert predictor.calls == 3
+    chip = open_dataset(fresh_root).read(order[0])
+    np.testing.assert_array_equal(viewer.layers[TRUE_COLOUR].data, true_colour(chip.bands))
+    assert viewer.layers[SIDE_BY_SIDE_LAYER].metadata["chip_id"] == order[0]
+    qtbot.waitUntil(lambda: "cannot be shown" not in w.chip_label.text(), timeout=5_000)

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from chipqa.review.session import ChipView
+from chipqa.review.loader import ChipView
 
 if TYPE_CHECKING:
     import napari
@@ -41,12 +41,23 @@ _VISIBLE = {
 YELLOW = (1.0, 0.87, 0.0, 1.0)
 MAGENTA = (1.0, 0.0, 0.8, 1.0)
 NODATA = (0.16, 0.24, 0.35, 1.0)
+DIMMED = 0.35
+ERROR_TEXT = (1.0, 0.42, 0.42, 1.0)
+"""Opacity factor of the chip still on screen while the next one loads."""
 
 
 def viewer_grid(viewer: napari.Viewer):
     """napari's grid settings (``viewer.canvas.grid`` since napari 0.9, ``viewer.grid`` before)."""
     canvas = getattr(viewer, "canvas", None)
     return canvas.grid if canvas is not None and hasattr(canvas, "grid") else viewer.grid
+
+
+def text_overlay(viewer: napari.Viewer):
+    """napari's text over the canvas (``viewer.canvas.overlays.text`` since napari 0.9,
+    ``viewer.text_overlay`` before)."""
+    canvas = getattr(viewer, "canvas", None)
+    overlays = getattr(canvas, "overlays", None)
+    return overlays.text if overlays is not None else viewer.text_overlay
 
 
 def scl_colormap():
@@ -93,6 +104,23 @@ class ChipLayers:
         self.mode = SIDE_BY_SIDE
         self.chip_id: str | None = None
         self._shape: tuple[int, int] | None = None
+        self._opacity: dict[str, float] = {}  # each layer's own opacity while dimmed
+
+    @property
+    def dimmed(self) -> bool:
+        return bool(self._opacity)
+
+    def dim(self, on: bool = True) -> None:
+        """Dim the chip on screen (the next one is loading) or restore it."""
+        if on and not self._opacity:
+            for layer in self.layers:
+                self._opacity[layer.name] = layer.opacity
+                layer.opacity = layer.opacity * DIMMED
+        elif not on and self._opacity:
+            for layer in self.layers:
+                if layer.name in self._opacity:
+                    layer.opacity = self._opacity[layer.name]
+            self._opacity = {}
 
     def _get(self, name: str):
         return self.viewer.layers[name] if name in self.viewer.layers else None
@@ -157,6 +185,17 @@ class ChipLayers:
         if changed:
             self.viewer.reset_view()
 
+    def note(self, text: str = "", *, error: bool = False) -> None:
+        """A line over the canvas (a chip loading, why a chip cannot be shown); "" hides it."""
+        overlay = text_overlay(self.viewer)
+        if not text:
+            if overlay.visible:
+                overlay.visible = False
+            return
+        overlay.color = ERROR_TEXT if error else (1.0, 1.0, 1.0, 1.0)
+        overlay.text = text
+        overlay.visible = True
+
     def _put(self, name: str, array: np.ndarray) -> None:
         """Give a layer new pixels as cheaply as napari allows.
 
@@ -177,6 +216,7 @@ class ChipLayers:
 
     def clear(self, chip_id: str) -> None:
         """Blank every layer (for a chip that cannot be read), so no other chip shows."""
+        self.dim(False)
         for layer in self.layers:
             if isinstance(layer.data, np.ndarray):
                 layer.data[...] = 0
@@ -187,6 +227,7 @@ class ChipLayers:
 
     def show(self, view: ChipView) -> None:
         """Put one chip's arrays into the layers (creating them the first time)."""
+        self.dim(False)
         if view.chip is None:
             self.clear(view.chip_id)
             return

@@ -30,6 +30,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from chipqa.io.paths import side_paths
 from chipqa.predictors import RECOMMENDED_ENCODERS, read_checkpoint
 from chipqa.training import read_progress
 
@@ -41,8 +42,7 @@ POLL_MS = 250
 
 def models_dir(dataset_root: Path) -> Path:
     """Where retrained checkpoints go: ``<dataset>_models`` beside the dataset."""
-    root = Path(dataset_root).resolve()
-    return root.parent / f"{root.name}_models"
+    return side_paths(dataset_root).models
 
 
 class RetrainPanel(QWidget):
@@ -287,16 +287,14 @@ class RetrainPanel(QWidget):
         if self.folds.value() >= 2:
             self._launch("score")
         else:
-            r.model_edit.setText(str(self.checkpoint))
-            r._on_score()
+            r.rescore_with(self.checkpoint)
 
     def _oof_done(self) -> None:
         from chipqa.scoring import read_scores
 
         r = self.review
-        r.model_edit.setText(str(self.checkpoint))
-        r._start_review(read_scores(self.oof_scores))
-        r._say(f"Re-scored out-of-fold with {self.folds.value()} folds ({self.oof_scores.name}).")
+        r.review_scores(read_scores(self.oof_scores), model=self.checkpoint)
+        r.say(f"Re-scored out-of-fold with {self.folds.value()} folds ({self.oof_scores.name}).")
 
     def _show_result(self, before_name: str, n_val: int) -> None:
         def fmt(x):

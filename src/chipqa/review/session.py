@@ -1,25 +1,26 @@
-"""The review loop without a screen: ordering, navigation, decisions, undo, prefetch.
+"""The review loop without a screen: ordering, navigation, decisions, undo.
 
-The napari widget is a thin face on :class:`ReviewSession` and :class:`ChipLoader`; both
-are plain Python so that the whole triage logic is tested without a viewer, and a
-script can drive a review too.
+:class:`ReviewSession` is plain Python (no Qt), so the whole triage logic is tested
+without a viewer and a script can drive a review too. It is *evented*: it announces
+what changed through `psygnal <https://psygnal.readthedocs.io>`_ signals, and a viewer
+subscribes to them instead of refreshing itself after every call::
+
+    session.current_changed.connect(lambda chip_id: print("now at", chip_id))
+    session.decided.connect(lambda chip_id, decision: print(chip_id, decision))
+
+Signals are emitted in the thread that called the method (the GUI thread in napari).
 """
 
 from __future__ import annotations
 
 import math
-import threading
-from collections import OrderedDict
-from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
+from psygnal import Signal
 
-from chipqa.data import Chip, ChipDataset
-from chipqa.errors import ChipReadError
-from chipqa.render import false_colour, side_by_side, true_colour
 from chipqa.review.blocklist import BlocklistStore, Decision
 
 INFO_COLUMNS = ("flags", "suspicion", "iou", "label_cloud_fraction", "pred_cloud_fraction", "model")
@@ -36,22 +37,59 @@ class ReviewSession:
     The *ordering* is the scores table sorted by ``sort_by`` and narrowed by the
     filters (a flag word; only chips without a decision yet). Reopening a store that
     already holds decisions resumes at the first undecided chip.
+
+    Signals:
+        current_changed(chip_id): the chip under the cursor is another one (``None``
+            when no chip is listed). Setting :attr:`position` emits it too.
+        decided(chip_id, decision): a decision was written to the store.
+        undone(chip_id): the last decision was taken back.
+        order_changed(): the ordering (sort, filters, the listed chips) changed.
     """
+
+    current_changed = Signal(object)
+    decided = Signal(str, str)
+    undone = Signal(str)
+    order_changed = Signal()
 
     def __init__(self, scores: pd.DataFrame, store: BlocklistStore, *, auto_advance: bool = True):
         self.scores = scores.reset_index(drop=True)
         self._rows = {cid: i for i, cid in enumerate(self.scores["chip_id"].astype(str))}
         self._records = self.scores.to_dict("records")  # row() is on the key-press path
-        self.store = store
+        self._store = store
         self.auto_advance = auto_advance
         self.sort_by = "suspicion"
         self.ascending = False
         self.flag: str | None = None
         self.undecided_only = False
         self.order: list[str] = []
-        self.position = 0
+        self._position = 0
         self._apply()
-        self.position = self._first_undecided_from(0) or 0
+        self._position = self._first_undecided_from(0) or 0
+
+    @contextmanager
+    def _announcing(self) -> Iterator[None]:
+        """Emit ``order_changed`` / ``current_changed`` for what the block changed."""
+        order, current = list(self.order), self.current
+        yield
+        if self.order != order:
+            self.order_changed.emit()
+        if self.current != current:
+            self.current_changed.emit(self.current)
+
+    # -- the store ---------------------------------------------------------------
+    @property
+    def store(self) -> BlocklistStore:
+        return self._store
+
+    @store.setter
+    def store(self, store: BlocklistStore) -> None:
+        """Send decisions to another blocklist (the ordering follows its decisions)."""
+        current = self.current
+        self._store = store
+        self._apply(current)
+        self.order_changed.emit()  # the decision column changed even if the order did not
+        if self.current != current:
+            self.current_changed.emit(self.current)
 
     # -- ordering ----------------------------------------------------------------
     def _apply(self, keep: str | None = None) -> None:
@@ -68,9 +106,9 @@ class ReviewSession:
             )
         self.order = view["chip_id"].astype(str).tolist()
         if keep is not None and keep in self.order:
-            self.position = self.order.index(keep)
+            self._position = self.order.index(keep)
         else:
-            self.position = min(self.position, max(len(self.order) - 1, 0))
+            self._position = min(self._position, max(len(self.order) - 1, 0))
 
     def set_view(
         self,
@@ -81,16 +119,17 @@ class ReviewSession:
         undecided_only: bool | None = None,
     ) -> None:
         """Change the ordering; the current chip stays current when it is still listed."""
-        keep = self.current
-        if sort_by is not None:
-            self.sort_by = sort_by
-        if ascending is not None:
-            self.ascending = ascending
-        if flag is not ...:
-            self.flag = flag or None
-        if undecided_only is not None:
-            self.undecided_only = undecided_only
-        self._apply(keep)
+        with self._announcing():
+            keep = self.current
+            if sort_by is not None:
+                self.sort_by = sort_by
+            if ascending is not None:
+                self.ascending = ascending
+            if flag is not ...:
+                self.flag = flag or None
+            if undecided_only is not None:
+                self.undecided_only = undecided_only
+            self._apply(keep)
 
     @property
     def flags_present(self) -> list[str]:
@@ -101,30 +140,41 @@ class ReviewSession:
 
     # -- cursor ------------------------------------------------------------------
     @property
+    def position(self) -> int:
+        """Index of the current chip in :attr:`order`."""
+        return self._position
+
+    @position.setter
+    def position(self, value: int) -> None:
+        with self._announcing():
+            self._position = int(value)
+
+    @property
     def current(self) -> str | None:
         if not self.order:
             return None
-        return self.order[self.position]
+        return self.order[self._position]
 
     def row(self, chip_id: str) -> dict:
         return self._records[self._rows[chip_id]]
 
     def goto(self, chip_id: str) -> str | None:
-        if chip_id in self.order:
-            self.position = self.order.index(chip_id)
-        elif chip_id in self._rows:  # filtered out: show everything again
-            self.flag, self.undecided_only = None, False
-            self._apply(chip_id)
+        with self._announcing():
+            if chip_id in self.order:
+                self._position = self.order.index(chip_id)
+            elif chip_id in self._rows:  # filtered out: show everything again
+                self.flag, self.undecided_only = None, False
+                self._apply(chip_id)
         return self.current
 
     def next(self) -> str | None:
         if self.order:
-            self.position = min(self.position + 1, len(self.order) - 1)
+            self.position = min(self._position + 1, len(self.order) - 1)
         return self.current
 
     def previous(self) -> str | None:
         if self.order:
-            self.position = max(self.position - 1, 0)
+            self.position = max(self._position - 1, 0)
         return self.current
 
     def _first_undecided_from(self, start: int) -> int | None:
@@ -139,7 +189,7 @@ class ReviewSession:
         """Jump to the next chip without a decision (wrapping round); None when all are done."""
         if not self.order:
             return None
-        i = self._first_undecided_from(self.position + 1)
+        i = self._first_undecided_from(self._position + 1)
         if i is None:
             return None
         self.position = i
@@ -149,8 +199,8 @@ class ReviewSession:
         """The chips after (and just before) the current one: what to prefetch."""
         if not self.order:
             return []
-        after = self.order[self.position + 1 : self.position + 1 + n]
-        before = self.order[max(self.position - 1, 0) : self.position]
+        after = self.order[self._position + 1 : self._position + 1 + n]
+        before = self.order[max(self._position - 1, 0) : self._position]
         return after + before
 
     # -- decisions ---------------------------------------------------------------
@@ -159,132 +209,41 @@ class ReviewSession:
         return {k: row.get(k, "") for k in INFO_COLUMNS}
 
     def decide(self, decision: str, reason: str = "") -> Decision | None:
-        """Decide on the current chip, write it, and move on (when auto-advancing)."""
+        """Decide on the current chip, write it, and move on (when auto-advancing).
+
+        Raises:
+            BlocklistError: the blocklist cannot be written (nothing changes then).
+        """
         cid = self.current
         if cid is None:
             return None
-        d = self.store.decide(cid, decision, reason, info=self.info(cid))
-        if self.undecided_only:
-            self._apply()  # the chip leaves the list; the cursor now points at the next one
-        elif self.auto_advance:
-            self.next()
+        with self._announcing():
+            d = self.store.decide(cid, decision, reason, info=self.info(cid))
+            self.decided.emit(cid, decision)
+            if self.undecided_only:
+                self._apply()  # the chip leaves the list; the cursor now points at the next one
+            elif self.auto_advance and self.order:
+                self._position = min(self._position + 1, len(self.order) - 1)
         return d
 
     def undo(self) -> str | None:
         """Take back the last decision and go back to its chip."""
-        cid = self.store.undo()
-        if cid is not None:
-            self._apply()
-            self.goto(cid)
+        with self._announcing():
+            cid = self.store.undo()
+            if cid is not None:
+                self._apply()
+                if cid in self.order:
+                    self._position = self.order.index(cid)
+                elif cid in self._rows:
+                    self.flag, self.undecided_only = None, False
+                    self._apply(cid)
+                self.undone.emit(cid)
         return cid
 
     def progress(self) -> tuple[int, int]:
         """(chips decided, chips in the scores table)."""
         decided = sum(1 for c in self._rows if c in self.store)
         return decided, len(self._rows)
-
-
-@dataclass
-class ChipView:
-    """Everything the viewer shows for one chip, ready to hand to layers."""
-
-    chip_id: str
-    chip: Chip | None
-    true_colour: np.ndarray | None
-    false_colour: np.ndarray | None
-    label: np.ndarray | None
-    prob: np.ndarray | None
-    error: str = ""
-    mosaic: np.ndarray | None = None
-    scl: np.ndarray | None = None
-    """Sen2Cor SCL codes on the chip's grid, when the chip has an ``SCL.tif``."""
-
-
-class ChipLoader:
-    """Reads, predicts and renders chips in background threads, with a small cache.
-
-    ``get`` returns at once for a chip that was prefetched; ``prefetch`` queues the
-    chips the reviewer is likely to see next. Thread-safe.
-
-    Args:
-        dataset: where chips come from.
-        predict: ``(4, H, W)`` DNs → ``(H, W)`` probability, or None (no prediction).
-        workers: background threads.
-        cache_size: chips kept (each 512×512 chip is about 4 MB with its renderings).
-    """
-
-    def __init__(
-        self,
-        dataset: ChipDataset,
-        predict: Callable[[np.ndarray], np.ndarray] | None,
-        *,
-        workers: int = 2,
-        cache_size: int = 24,
-    ):
-        self.dataset = dataset
-        self.predict = predict
-        self.cache_size = cache_size
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chipqa-prefetch")
-        self._futures: OrderedDict[str, Future[ChipView]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def _load(self, chip_id: str) -> ChipView:
-        try:
-            chip = self.dataset.read(chip_id)
-        except ChipReadError as exc:
-            return ChipView(chip_id, None, None, None, None, None, error=str(exc))
-        except KeyError as exc:
-            return ChipView(chip_id, None, None, None, None, None, error=str(exc))
-        prob = None
-        if self.predict is not None:
-            prob = np.asarray(self.predict(chip.bands), dtype=np.float32)
-            prob = np.where(chip.valid, prob, 0.0).astype(np.float32)
-        tc, fc = true_colour(chip.bands), false_colour(chip.bands)
-        return ChipView(
-            chip_id=chip_id,
-            chip=chip,
-            true_colour=tc,
-            false_colour=fc,
-            label=chip.label,
-            prob=prob,
-            mosaic=side_by_side(tc, fc, chip.label, prob, chip.valid, scl=chip.scl),
-            scl=chip.scl,
-        )
-
-    def _submit(self, chip_id: str) -> Future[ChipView]:
-        with self._lock:
-            fut = self._futures.get(chip_id)
-            if fut is None:
-                fut = self._pool.submit(self._load, chip_id)
-                self._futures[chip_id] = fut
-            self._futures.move_to_end(chip_id)
-            while len(self._futures) > self.cache_size:
-                old_id, old = next(iter(self._futures.items()))
-                if old is fut:
-                    break
-                old.cancel()
-                del self._futures[old_id]
-            return fut
-
-    def get(self, chip_id: str, timeout: float | None = None) -> ChipView:
-        """The chip's view; waits for it when it is not loaded yet."""
-        return self._submit(chip_id).result(timeout=timeout)
-
-    def prefetch(self, chip_ids: Iterable[str]) -> None:
-        for cid in chip_ids:
-            self._submit(cid)
-
-    def is_ready(self, chip_id: str) -> bool:
-        with self._lock:
-            fut = self._futures.get(chip_id)
-        return fut is not None and fut.done()
-
-    def close(self) -> None:
-        with self._lock:
-            for fut in self._futures.values():
-                fut.cancel()
-            self._futures.clear()
-        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 def fraction_text(value: object) -> str:

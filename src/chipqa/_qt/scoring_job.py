@@ -1,0 +1,93 @@
+"""Scoring a dataset in a napari worker thread, reported through Qt signals.
+
+The work is :func:`chipqa.scoring.iter_scores`; this module only runs it off the GUI
+thread, counts the rows and keeps a napari progress bar up to date. Every signal is
+delivered in the GUI thread.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+from qtpy.QtCore import QObject, Signal
+
+from chipqa.data import ChipDataset
+from chipqa.predictors import Predictor
+from chipqa.scoring import finalize, iter_scores
+
+
+def _score_job(dataset: ChipDataset, predictor: Predictor):
+    """Generator run in a worker thread: yields the rows of each scored batch.
+
+    Two reading threads (the CLI uses every core for the CPU baseline) leave the rest of
+    the machine to the viewer and its prefetch; batches are sized for the device.
+    """
+    yield from iter_scores(dataset, predictor, workers=2)
+
+
+class ScoringJob(QObject):
+    """Scores ``dataset`` with ``predictor`` in a worker thread.
+
+    Signals:
+        progressed(done): rows scored so far.
+        done(scores): the finished, ranked scores table.
+        aborted(scores): cancelled; the table of the chips scored so far (maybe empty).
+        failed(exc): scoring raised.
+        finished(): the worker has stopped, whatever the outcome (emitted last).
+    """
+
+    progressed = Signal(int)
+    done = Signal(object)
+    aborted = Signal(object)
+    failed = Signal(object)
+    finished = Signal()
+
+    def __init__(self, dataset: ChipDataset, predictor: Predictor, parent: QObject | None = None):
+        super().__init__(parent)
+        self.dataset = dataset
+        self.predictor = predictor
+        self.rows: list[dict] = []
+        self._worker = None
+        self._pbar = None
+
+    @property
+    def total(self) -> int:
+        return len(self.dataset)
+
+    @property
+    def running(self) -> bool:
+        return self._worker is not None
+
+    def start(self) -> None:
+        from napari.qt.threading import create_worker
+        from napari.utils import progress
+
+        self._pbar = progress(total=self.total, desc=f"chipqa: scoring {self.dataset.root.name}")
+        worker = create_worker(_score_job, self.dataset, self.predictor)
+        worker.yielded.connect(self._on_batch)
+        worker.returned.connect(lambda _=None: self.done.emit(finalize(self.rows)))
+        worker.aborted.connect(self._on_aborted)
+        worker.errored.connect(self.failed.emit)
+        worker.finished.connect(self._on_finished)
+        self._worker = worker
+        worker.start()
+
+    def cancel(self) -> None:
+        """Ask the worker to stop after the batch in progress (``aborted`` follows)."""
+        if self._worker is not None:
+            self._worker.quit()
+
+    def _on_batch(self, rows: list[dict]) -> None:
+        self.rows.extend(rows)
+        if self._pbar is not None:
+            self._pbar.update(len(rows))
+        self.progressed.emit(len(self.rows))
+
+    def _on_aborted(self) -> None:
+        self.aborted.emit(finalize(self.rows) if self.rows else pd.DataFrame())
+
+    def _on_finished(self) -> None:
+        self._worker = None
+        if self._pbar is not None:
+            self._pbar.close()
+            self._pbar = None
+        self.finished.emit()

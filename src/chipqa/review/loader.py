@@ -1,0 +1,154 @@
+"""Chips made ready for the screen in background threads: read, predict, render.
+
+:class:`ChipLoader` never makes its caller wait unless asked to: :meth:`ChipLoader.request`
+returns a :class:`~concurrent.futures.Future` at once, and a viewer draws the chip when
+the future completes. Plain Python (no Qt), so scripts and tests use it directly.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from chipqa.data import Chip, ChipDataset
+from chipqa.errors import ChipReadError
+from chipqa.render import false_colour, side_by_side, true_colour
+
+
+@dataclass
+class ChipView:
+    """Everything the viewer shows for one chip, ready to hand to layers."""
+
+    chip_id: str
+    chip: Chip | None
+    true_colour: np.ndarray | None
+    false_colour: np.ndarray | None
+    label: np.ndarray | None
+    prob: np.ndarray | None
+    error: str = ""
+    """Why the chip cannot be shown (it cannot be read); empty when it can."""
+    mosaic: np.ndarray | None = None
+    scl: np.ndarray | None = None
+    """Sen2Cor SCL codes on the chip's grid, when the chip has an ``SCL.tif``."""
+
+
+def _failed(fut: Future) -> bool:
+    return fut.done() and (fut.cancelled() or fut.exception() is not None)
+
+
+class ChipLoader:
+    """Reads, predicts and renders chips in background threads, with a small cache.
+
+    :meth:`request` returns a future at once (done already for a prefetched chip);
+    :meth:`prefetch` queues the chips the reviewer is likely to see next; :meth:`get`
+    waits for a chip (scripts, tests). Thread-safe.
+
+    What is cached: every finished chip, including one that cannot be read (its
+    :attr:`ChipView.error` says why; reading it again would fail again). What is not: a
+    load that raised, such as the predictor running out of GPU memory. Its future
+    carries the exception, and the next :meth:`request` of that chip loads it again.
+
+    The predictor is called by one loader thread at a time (other threads, such as a
+    scoring job, may share the predictor object; the loader never compiles or otherwise
+    changes it).
+
+    Args:
+        dataset: where chips come from.
+        predict: ``(4, H, W)`` DNs → ``(H, W)`` probability, or None (no prediction).
+        workers: background threads.
+        cache_size: chips kept (each 512×512 chip is about 4 MB with its renderings).
+    """
+
+    def __init__(
+        self,
+        dataset: ChipDataset,
+        predict: Callable[[np.ndarray], np.ndarray] | None,
+        *,
+        workers: int = 2,
+        cache_size: int = 24,
+    ):
+        self.dataset = dataset
+        self.predict = predict
+        self.cache_size = cache_size
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chipqa-prefetch")
+        self._futures: OrderedDict[str, Future[ChipView]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._predict_lock = threading.Lock()
+
+    def _load(self, chip_id: str) -> ChipView:
+        try:
+            chip = self.dataset.read(chip_id)
+        except (ChipReadError, KeyError) as exc:
+            return ChipView(chip_id, None, None, None, None, None, error=str(exc))
+        prob = None
+        if self.predict is not None:
+            with self._predict_lock:
+                prob = np.asarray(self.predict(chip.bands), dtype=np.float32)
+            prob = np.where(chip.valid, prob, 0.0).astype(np.float32)
+        tc, fc = true_colour(chip.bands), false_colour(chip.bands)
+        return ChipView(
+            chip_id=chip_id,
+            chip=chip,
+            true_colour=tc,
+            false_colour=fc,
+            label=chip.label,
+            prob=prob,
+            mosaic=side_by_side(tc, fc, chip.label, prob, chip.valid, scl=chip.scl),
+            scl=chip.scl,
+        )
+
+    def _submit(self, chip_id: str, *, retry: bool) -> Future[ChipView]:
+        with self._lock:
+            fut = self._futures.get(chip_id)
+            if fut is None or (retry and _failed(fut)):
+                fut = self._pool.submit(self._load, chip_id)
+                self._futures[chip_id] = fut
+            self._futures.move_to_end(chip_id)
+            while len(self._futures) > self.cache_size:
+                old_id, old = next(iter(self._futures.items()))
+                if old is fut:
+                    break
+                old.cancel()
+                del self._futures[old_id]
+            return fut
+
+    def request(self, chip_id: str) -> Future[ChipView]:
+        """The chip's view as a future, at once; a load that failed before is tried again.
+
+        The future's result is a :class:`ChipView`; its exception, if any, is what the
+        read, the prediction or the rendering raised (the next request retries).
+        """
+        return self._submit(chip_id, retry=True)
+
+    def get(self, chip_id: str, timeout: float | None = None) -> ChipView:
+        """The chip's view; waits for it when it is not loaded yet (not for a GUI thread).
+
+        Raises:
+            TimeoutError: not ready within ``timeout`` seconds.
+            Exception: whatever the load raised (the next call retries).
+        """
+        return self.request(chip_id).result(timeout=timeout)
+
+    def prefetch(self, chip_ids: Iterable[str]) -> None:
+        """Start loading chips that are not loaded or loading yet (failed ones are left
+        for the reviewer's next visit)."""
+        for cid in chip_ids:
+            self._submit(cid, retry=False)
+
+    def is_ready(self, chip_id: str) -> bool:
+        """True when :meth:`request` would return a future that is done already."""
+        with self._lock:
+            fut = self._futures.get(chip_id)
+        return fut is not None and fut.done() and not _failed(fut)
+
+    def close(self) -> None:
+        with self._lock:
+            for fut in self._futures.values():
+                fut.cancel()
+            self._futures.clear()
+        self._pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,97 @@
+"""A dataset under review and the files chipqa keeps beside it.
+
+:class:`ReviewProject` knows where a dataset's scores, blocklist, cache and retrained
+models go (:func:`chipqa.io.paths.side_paths`) and when scores saved earlier can be
+reused instead of scoring again. No Qt: the napari widget, the CLI and scripts share it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+
+from chipqa.data import ChipDataset, open_dataset
+from chipqa.errors import ChipqaError
+from chipqa.io.atomic import atomic_write_csv
+from chipqa.io.paths import SidePaths, side_paths
+from chipqa.review.blocklist import BlocklistStore
+from chipqa.scoring import read_scores
+
+
+def scores_are_fresh(scores: pd.DataFrame, model: str, chip_ids: Iterable[str]) -> bool:
+    """Whether a saved scores table can stand for scoring ``chip_ids`` with ``model`` now.
+
+    It can when every row was scored by that model (by name: a retrained checkpoint has
+    a new name) and it holds exactly the dataset's chips, no more and no fewer.
+    """
+    if "model" not in scores or "chip_id" not in scores:
+        return False
+    models = set(scores["model"].dropna().astype(str))
+    return models == {model} and set(scores["chip_id"].astype(str)) == set(chip_ids)
+
+
+class ReviewProject:
+    """One dataset and its side files (scores, blocklist, cache, models).
+
+    Args:
+        dataset: the opened dataset (see :func:`open`).
+    """
+
+    def __init__(self, dataset: ChipDataset):
+        self.dataset = dataset
+        self.paths: SidePaths = side_paths(dataset.root)
+
+    @classmethod
+    def open(cls, root: str | Path) -> ReviewProject:
+        """Open the dataset at ``root``, reading from its chip cache when one is built.
+
+        Raises:
+            DatasetError: ``root`` holds no chips (the message says what was looked for).
+        """
+        return cls(open_dataset(root))  # cache "auto": `chipqa cache DATA` speeds the prefetch
+
+    @property
+    def root(self) -> Path:
+        return self.dataset.root
+
+    @property
+    def scores_path(self) -> Path:
+        return self.paths.scores
+
+    @property
+    def default_blocklist(self) -> Path:
+        return self.paths.blocklist
+
+    @property
+    def models_dir(self) -> Path:
+        return self.paths.models
+
+    # -- scores ------------------------------------------------------------------
+    def saved_scores(self, model: str) -> pd.DataFrame | None:
+        """The scores saved beside the dataset, if they are fresh for ``model`` (see
+        :func:`scores_are_fresh`); None when there are none, they cannot be read, or they
+        are stale."""
+        path = self.scores_path
+        if not path.is_file():
+            return None
+        try:
+            scores = read_scores(path)
+        except ChipqaError:
+            return None
+        return scores if scores_are_fresh(scores, model, self.dataset.chip_ids) else None
+
+    def save_scores(self, scores: pd.DataFrame) -> Path:
+        """Write the scores beside the dataset (atomically). Raises OSError."""
+        atomic_write_csv(scores, self.scores_path)
+        return self.scores_path
+
+    # -- decisions ---------------------------------------------------------------
+    def open_store(self, path: str | Path | None = None) -> BlocklistStore:
+        """The blocklist at ``path`` (default: beside the dataset).
+
+        Raises:
+            BlocklistError: the file is not a blocklist or its folder cannot be written.
+        """
+        return BlocklistStore(Path(path).expanduser() if path else self.default_blocklist)
