@@ -353,3 +353,34 @@ sys.exit(main(["mask", {str(scene)!r}, "--out", {str(out)!r}, "-q"]))
     assert "free space" in res.stderr
     assert "Traceback" not in res.stderr
     assert not out.parent.exists() or list(out.parent.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_a_disk_that_fills_up_during_the_final_copy_keeps_the_old_mask(tmp_path):
+    # The strips fit under the limit, the final COG (with its overviews) does not: the
+    # mask already there must survive whole, and the command must say it failed.
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(2)
+    arr = rng.integers(500, 9000, (4, 1024, 1024)).astype(np.uint16)  # noise: compresses badly
+    scene = _write_scene(tmp_path / "scene.tif", arr)
+    out = tmp_path / "mask.tif"
+    assert main(["mask", str(scene), "--out", str(out), "-q"]) == 0
+    good = out.read_bytes()
+    limit = int(len(good) * 0.85)  # more than the strips need, less than the COG
+    code = f"""
+import resource, signal, sys
+import numpy as np
+from chipqa.predictors import SpectralBaseline
+SpectralBaseline().predict_numpy(np.ones((4, 8, 8), np.uint16))  # kernels loaded first
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))
+from chipqa.cli import main
+sys.exit(main(["mask", {str(scene)!r}, "--out", {str(out)!r}, "-q"]))
+"""
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode != 0, res.stderr
+    assert "cannot write the mask" in res.stderr and "Traceback" not in res.stderr
+    assert out.read_bytes() == good  # the old mask, untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mask.tif", "scene.tif"]

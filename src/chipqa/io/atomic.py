@@ -30,6 +30,32 @@ def _mode_for(path: Path) -> int:
         return 0o666 & ~_umask()
 
 
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        dfd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+
+def atomic_replace(src: str | Path, dst: str | Path) -> Path:
+    """Publish a finished file ``src`` under ``dst`` (same file system): fsync it, give it
+    the permissions a rewrite of ``dst`` gets, rename it over ``dst``, fsync the folder.
+
+    For files another library wrote (GDAL's COGs): no byte is copied."""
+    src, dst = Path(src), Path(dst)
+    fd = os.open(src, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.fchmod(fd, _mode_for(dst))
+    finally:
+        os.close(fd)
+    os.replace(src, dst)
+    _fsync_dir(dst.parent)
+    return dst
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | Path, mode: str = "w", **kwargs) -> Iterator[IO]:
     """Open a temporary file beside ``path``; on success fsync it and rename it over ``path``.
@@ -52,12 +78,7 @@ def atomic_open(path: str | Path, mode: str = "w", **kwargs) -> Iterator[IO]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    with contextlib.suppress(OSError):
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+    _fsync_dir(path.parent)
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

@@ -17,7 +17,6 @@ coarser pixels (block means of the probability).
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -31,7 +30,7 @@ from rasterio._err import CPLE_BaseError
 from rasterio.windows import Window
 
 from chipqa.constants import BANDS, DEFAULT_THRESHOLD, LABEL_CLOUD, LABEL_NODATA
-from chipqa.io.atomic import atomic_open
+from chipqa.io.atomic import atomic_replace
 from chipqa.predictors import Predictor, to_device
 from chipqa.scene.read import Scene, SceneError, open_scene
 
@@ -276,8 +275,8 @@ def mask_scene(
                 blocksize=256,
             )
             strips.unlink()
-            with open(cog, "rb") as src, atomic_open(out, "wb") as f:
-                shutil.copyfileobj(src, f, 1 << 20)
+            _check_written(cog)  # a disk that filled during the copy: keep the old mask
+            atomic_replace(cog, out)
     except (OSError, rasterio.errors.RasterioError, CPLE_BaseError) as exc:
         raise SceneError(
             f"cannot write the mask {out} ({exc}); nothing was left under that name. "
@@ -287,16 +286,27 @@ def mask_scene(
 
 
 def _check_written(path: Path) -> None:
-    """Raise OSError unless every block of a just-closed GeoTIFF reached the disk.
+    """Raise OSError unless every block of a just-closed tiled GeoTIFF is on disk whole,
+    at every resolution level (the overviews of a COG too).
 
     GDAL writes blocks when its cache flushes, and a write that fails then (a full disk)
-    is only logged; the file still opens, with the lost blocks read as empty. A tiled
-    GeoTIFF written without SPARSE_OK has every block on disk, so a missing one means a
-    failed write.
+    is only logged; the file still opens, with the lost blocks read as empty or cut
+    short. A tiled GeoTIFF written without SPARSE_OK has every block on disk, so a block
+    without bytes, or one whose bytes would end past the end of the file, means a failed
+    write.
     """
+    end = path.stat().st_size
     with rasterio.open(path) as src:
-        bh, bw = src.block_shapes[0]
-        for i in range(-(-src.height // bh)):
-            for j in range(-(-src.width // bw)):
-                if not src.block_size(1, i, j):
-                    raise OSError(f"block {i},{j} of the mask was not written (is the disk full?)")
+        levels = len(src.overviews(1))
+    for level in [None, *range(levels)]:
+        kwargs = {} if level is None else {"overview_level": level}
+        with rasterio.open(path, **kwargs) as src:
+            bh, bw = src.block_shapes[0]
+            for i in range(-(-src.height // bh)):
+                for j in range(-(-src.width // bw)):
+                    size = src.block_size(1, i, j)
+                    offset = int(src.get_tag_item(f"BLOCK_OFFSET_{j}_{i}", "TIFF", bidx=1) or 0)
+                    if not size or not offset or offset + size > end:
+                        raise OSError(
+                            f"block {i},{j} of the mask was not written whole (is the disk full?)"
+                        )
