@@ -302,3 +302,20 @@ def test_a_delayed_window_never_overwrites_a_newer_decision_with_an_older_one(
     assert final.decided_at > rival[1]  # and its row says so
     b = BlocklistStore(path, reviewer="b2")  # a third window agrees with the file
     assert b.get("x").reviewer == "a"
+
+
+def test_undo_restores_the_decision_another_window_made_just_before(tmp_path):
+    """Window b blocks a chip; window a, which has not looked at the file since, keeps it
+    and then undoes: the chip goes back to b's block, not to undecided."""
+    path = tmp_path / "bl.csv"
+    a, b = BlocklistStore(path, reviewer="a"), BlocklistStore(path, reviewer="b")
+    b.decide("x", "block", "all_cloud_wrong")
+    a.decide("x", "keep")
+    assert a.undo() == "x"
+    restored = read_blocklist(path)["x"]
+    assert (restored.decision, restored.reviewer, restored.reason) == (
+        "block",
+        "b",
+        "all_cloud_wrong",
+    )
+    assert blocked_ids(path) == ["x"]

@@ -288,16 +288,20 @@ class BlocklistStore:
         chip_id: str,
         build: Callable[[str], Decision],
         check: Callable[[], None] | None = None,
-    ) -> Decision:
+    ) -> tuple[Decision, Decision | None]:
         """Under one lock: take in other processes' rows, check ``check``'s precondition
         on what is now known, stamp the new row with the time (``build(decided_at)``) and
         write the file. Stamping inside the lock keeps ``decided_at`` in the order the
-        rows reach the file, which is what merging by time relies on."""
+        rows reach the file, which is what merging by time relies on.
+
+        Returns the new row and the chip's decision it replaced (None: undecided), as
+        the file held it at that moment: what an undo restores."""
         with self._locked():
             self._merge_from_disk()
             self._seen = _stamp(self.path)
             if check is not None:
                 check()
+            before = self.get(chip_id)
             new = build(now_utc())
             rows = dict(self._rows)
             rows[chip_id] = new
@@ -311,7 +315,7 @@ class BlocklistStore:
             self._rows = rows  # only once the file holds it
             self._mine[chip_id] = new
             self._seen = _stamp(self.path)
-        return new
+        return new, before
 
     def decide(
         self,
@@ -342,8 +346,7 @@ class BlocklistStore:
             "reviewer": self.reviewer,
             **{c: _fmt_number(info.get(c)) for c in NUMBER_COLUMNS},
         }
-        before = self.get(chip_id)
-        d = self._commit(chip_id, lambda at: Decision(**fields_, decided_at=at))
+        d, before = self._commit(chip_id, lambda at: Decision(**fields_, decided_at=at))
         self._undo.append(_Undo(chip_id, before))
         return d
 
