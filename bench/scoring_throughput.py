@@ -89,7 +89,7 @@ def main() -> None:
     root = work / f"data{args.chips}x{args.size}"
     if not root.exists():
         generate_dataset(root, n_chips=args.chips, size=args.size, seed=0)
-    ds = open_dataset(root)
+    ds = open_dataset(root, cache="off")  # the TIFFs first, even where a cache was built
     n = len(ds)
     print(
         f"{n} chips of {args.size}², device {dev}, {torch.get_num_threads()} torch threads, "

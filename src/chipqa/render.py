@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
-from chipqa.constants import SCL_CLASSES, SCL_NODATA
+from chipqa.constants import LABEL_CLOUD, SCL_CLASSES, SCL_NODATA
 from chipqa.data import Chip, ChipDataset
 from chipqa.errors import ChipReadError
 
@@ -95,7 +95,7 @@ def label_panel(rgb: np.ndarray, label: np.ndarray | None, valid: np.ndarray) ->
     """The label over a dimmed true colour: cloud tinted yellow and outlined, nodata blue."""
     out = (rgb * 0.45).astype(np.uint8)
     if label is not None:
-        out = draw_outline(out, label == 1, LABEL_COLOUR, fill=0.55)
+        out = draw_outline(out, label == LABEL_CLOUD, LABEL_COLOUR, fill=0.55)
     out[~valid] = NODATA_COLOUR
     return out
 
@@ -109,7 +109,7 @@ def prediction_panel(
     a = (np.clip(prob, 0.0, 1.0) * 0.85)[..., None]
     out = (base * (1 - a) + np.asarray(PRED_COLOUR, np.float32) * a).astype(np.uint8)
     if label is not None:
-        out = draw_outline(out, label == 1, LABEL_COLOUR)
+        out = draw_outline(out, label == LABEL_CLOUD, LABEL_COLOUR)
     out[~valid] = NODATA_COLOUR
     return out
 
@@ -319,7 +319,7 @@ def chip_panels(chip: Chip, prob: np.ndarray | None, size: int = 160) -> list[np
     valid = _resize(chip.valid.astype(np.uint8), size, nearest=True).astype(bool)
     label = None
     if chip.label is not None:
-        label = _resize((chip.label == 1).astype(np.uint8), size, nearest=True)
+        label = _resize((chip.label == LABEL_CLOUD).astype(np.uint8), size, nearest=True)
     panels = [rgb, label_panel(rgb, label, valid)]
     if prob is not None:
         p = _resize((np.clip(prob, 0, 1) * 255).astype(np.uint8), size).astype(np.float32) / 255

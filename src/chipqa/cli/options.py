@@ -11,6 +11,8 @@ import math
 import sys
 from collections.abc import Callable
 
+from chipqa.constants import DEFAULT_THRESHOLD
+
 
 def positive_int(text: str) -> int:
     """An argparse type: a whole number above 0."""
@@ -121,8 +123,8 @@ def add_scoring_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--threshold",
         type=fraction,
-        default=0.5,
-        help="probability at or above which a pixel is cloud (default 0.5)",
+        default=DEFAULT_THRESHOLD,
+        help=f"probability at or above which a pixel is cloud (default {DEFAULT_THRESHOLD})",
     )
     p.add_argument(
         "--compile",

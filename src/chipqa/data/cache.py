@@ -8,7 +8,7 @@ once into::
     <dataset>_cache/labels.npy   (N, H, W)    uint8, 0/1, 255 = no label or nodata (an
                                               unlabelled chip: 0 where valid)
     <dataset>_cache/scl.npy      (N, H, W)    uint8, Sen2Cor SCL on the chip grid (0 = none)
-    <dataset>_cache/index.json   chip ids, rows, and the size and mtime of every source file
+    <dataset>_cache/index.json   chip ids, rows, and the size, times and inode of every source file
 
 both read as memory maps, so a chip is a slice of a file the operating system keeps in
 its page cache. Only chips of the dataset's most common size are cached; other chips,

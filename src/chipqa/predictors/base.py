@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from chipqa.constants import REFLECTANCE_SCALE
+
 if TYPE_CHECKING:
     from chipqa.data.records import Chip
 
@@ -91,4 +93,4 @@ def reflectance(bands: Tensor) -> Tensor:
     """Integer DNs → float32 reflectance (DN / 10 000), computed on the tensor's device."""
     if bands.dtype == torch.uint16:  # few kernels support uint16 directly
         bands = bands.to(torch.int32)
-    return bands.float() * 1e-4
+    return bands.float() * (1.0 / REFLECTANCE_SCALE)

@@ -49,7 +49,8 @@ class UNetPredictor(Predictor):
         Worth it for long runs on a GPU, where the fused kernels outweigh the minute or so
         the first batch takes to compile. Where compiling is impossible (no C++ compiler
         for a CPU build, an unsupported platform) the eager model is kept and a warning
-        says why.
+        says why. Compile before the predictor is shared between threads: a call already
+        running eagerly finishes on the eager model.
         """
         try:
             compiled = torch.compile(self.model, mode=mode, dynamic=False)

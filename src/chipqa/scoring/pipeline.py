@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from chipqa.constants import DEFAULT_TEMPERATURE, DEFAULT_THRESHOLD
+from chipqa.constants import DEFAULT_TEMPERATURE, DEFAULT_THRESHOLD, LABEL_CLOUD
 from chipqa.data import Chip, ChipDataset, ChipRecord, read_ahead
 from chipqa.errors import ChipqaError, ChipReadError
 from chipqa.predictors import Predictor, to_device
@@ -98,7 +98,7 @@ def _batch_stats_on_device(prob, chips: list[Chip], valid, threshold: float) -> 
         stats = chip_stats(prob, label, valid, threshold=threshold)
         if chips[0].scl is not None:
             scl = torch.from_numpy(np.stack([c.scl for c in chips])).to(device)
-            stats.update(scl_stats(prob >= threshold, label == 1, scl, valid))
+            stats.update(scl_stats(prob >= threshold, label == LABEL_CLOUD, scl, valid))
     else:
         stats = {
             "pred_cloud_fraction": predicted_fraction(prob, valid, threshold),
@@ -148,6 +148,11 @@ def iter_scores(
     Chips are read through the dataset (:meth:`ChipDataset.read_record`: from its cache
     when it has one); ``chip_ids`` scores only those chips, in that order.
     """
+    if not isinstance(dataset, ChipDataset):
+        raise TypeError(
+            "score a dataset opened with chipqa.data.open_dataset (its chips are read "
+            "through its cache); pass chip_ids= to score only some of its chips"
+        )
     read = dataset.read_record
     records = list(dataset) if chip_ids is None else dataset.subset(chip_ids)
     scorer = predictor.chip_scorer(threshold, DEFAULT_TEMPERATURE)

@@ -3,7 +3,9 @@ backend for any device (:mod:`~chipqa.stats.batched`) and fused numba kernels fo
 CPU (:mod:`~chipqa.stats.kernels`, loaded by :func:`~chipqa.stats.backend.cpu_kernels`).
 
 The names below are imported on first use, so that code needing only the plain
-definitions (the synthetic generator, scene statistics) does not load torch.
+definitions (the synthetic generator, scene statistics) does not load torch. The scalar
+``iou_from_counts`` and ``soft_min`` of :mod:`~chipqa.stats.definitions` and the tensor
+ones of :mod:`~chipqa.stats.batched` share names: import them from their module.
 """
 
 from __future__ import annotations
@@ -16,9 +18,7 @@ _EXPORTS = {
     "per_chip_iou": "chipqa.stats.batched",
     "predicted_fraction": "chipqa.stats.batched",
     "scl_stats": "chipqa.stats.batched",
-    "iou_from_counts": "chipqa.stats.definitions",
     "mask_iou": "chipqa.stats.definitions",
-    "soft_min": "chipqa.stats.definitions",
 }
 
 __all__ = sorted(_EXPORTS)

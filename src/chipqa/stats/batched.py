@@ -94,7 +94,7 @@ def iou_from_counts(tp: Tensor, fp: Tensor, fn: Tensor, n_valid: Tensor | None =
 
 
 def per_chip_iou(pred: Tensor, target: Tensor, valid: Tensor) -> Tensor:
-    """IoU of the cloud class for each chip of a batch (see the module's conventions)."""
+    """IoU of the cloud class for each chip of a batch (see :mod:`chipqa.stats.definitions`)."""
     c = confusion_counts(pred, target, valid)
     return iou_from_counts(c["tp"], c["fp"], c["fn"], c["n_valid"])
 
@@ -134,7 +134,8 @@ def chip_stats(
         float32 tensors of shape ``(B,)``: ``valid_fraction``, ``label_cloud_fraction``,
         ``pred_cloud_fraction``, ``iou``, ``mismatch_fraction`` (share of valid pixels
         where the thresholded prediction and the label differ), ``soft_mismatch`` (mean
-        of ``|label − prob|`` over valid pixels) and ``label_quality`` (see above).
+        of ``|label − prob|`` over valid pixels) and ``label_quality`` (see
+        :mod:`chipqa.stats.definitions`).
     """
     target = label == LABEL_CLOUD
     pred = prob >= threshold
