@@ -27,9 +27,9 @@ from chipqa.predictors import SpectralBaseline, load_predictor
 from chipqa.review.blocklist import BlocklistStore
 from chipqa.scoring import score_dataset
 from chipqa.scoring.evaluate import read_truth, report_against_truth
-from chipqa.scoring.oof import score_out_of_fold
 from chipqa.synth import generate_dataset
 from chipqa.training import TrainConfig, dataset_iou, split_chips, train
+from chipqa.training.oof import score_out_of_fold
 
 
 def main() -> None:

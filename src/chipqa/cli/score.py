@@ -94,8 +94,8 @@ def print_top(scores, n: int) -> None:
 
 def _score_out_of_fold(dataset, args: argparse.Namespace, out: Path):
     """``--folds K``: train K U-Nets and score each chip with one that never saw it."""
-    from chipqa.scoring.oof import score_out_of_fold
     from chipqa.training import ProgressWriter
+    from chipqa.training.oof import score_out_of_fold
 
     bar = TrainingBar(args.quiet)
     writer = ProgressWriter(args.progress, echo=bar)

@@ -3,7 +3,6 @@
 * :mod:`~chipqa.scoring.pipeline`: read, predict and count in batches (:func:`score_dataset`,
   :func:`iter_scores`).
 * :mod:`~chipqa.scoring.table`: the scores table's columns, flags, suspicion, CSV.
-* :mod:`~chipqa.scoring.oof`: out-of-fold scoring with K retrained U-Nets.
 * :mod:`~chipqa.scoring.evaluate`: how well a ranking finds known label errors.
 """
 

@@ -19,6 +19,9 @@ IoUs are formed from pixel counts summed over every process. Nothing is written 
 the checkpoint's name unless training finishes: a run that is cancelled, fails or
 produces NaN leaves no checkpoint behind.
 
+:func:`score_out_of_fold` (:mod:`~chipqa.training.oof`) trains K models and scores each
+chip with the one that never saw its label.
+
 Importing this package does not import Lightning; the names that need it
 (:class:`CloudSegmenter`, :class:`CloudIoU`, :func:`dice_bce_loss`,
 :class:`JsonProgress`) are imported on first use.
@@ -40,6 +43,7 @@ _LAZY = {
     "CloudSegmenter": "chipqa.training.module",
     "dice_bce_loss": "chipqa.training.module",
     "JsonProgress": "chipqa.training.callbacks",
+    "score_out_of_fold": "chipqa.training.oof",
 }
 
 __all__ = [
@@ -59,6 +63,7 @@ __all__ = [
     "kfold_chips",
     "prepare_chips",
     "read_progress",
+    "score_out_of_fold",
     "split_chips",
     "train",
 ]

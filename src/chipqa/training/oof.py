@@ -18,7 +18,9 @@ from chipqa.data import ChipDataset
 from chipqa.predictors import load_predictor
 from chipqa.scoring.pipeline import iter_scores
 from chipqa.scoring.table import finalize
-from chipqa.training import TrainConfig, kfold_chips, train
+from chipqa.training.config import TrainConfig
+from chipqa.training.fit import train
+from chipqa.training.splits import kfold_chips
 
 
 def score_out_of_fold(
