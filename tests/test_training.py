@@ -363,3 +363,27 @@ def test_unreadable_chips_are_named_and_not_counted(tiny, tmp_path):
     assert len(used) == 14 and not set(broken) & set(used)
     _, info = load_checkpoint(res.checkpoint)
     assert not set(broken) & (set(info.train_chips) | set(info.extra["val_chips"]))
+
+
+@pytest.mark.parametrize("world", [1, 3, 4])
+def test_under_ddp_every_validation_chip_is_counted_once(world, monkeypatch):
+    """Each process validates its own share: together exactly the validation set, no chip
+    twice (the pooled IoU would count it twice); training shards are padded to one
+    length so that every process takes the same number of steps."""
+    import chipqa.training.data as data
+
+    n = 10
+    shards = {}
+    for pad in (False, True):
+        for rank in range(world):
+            monkeypatch.setattr(data, "rank_and_world", lambda rank=rank: (rank, world))
+            sampler = data.EpochSampler(n, seed=3, shuffle=pad, pad=pad)
+            got = [i for _, i in sampler]
+            assert len(got) == len(sampler)
+            shards[pad, rank] = got
+    val = [i for r in range(world) for i in shards[False, r]]
+    assert sorted(val) == list(range(n))
+    lengths = {len(shards[True, r]) for r in range(world)}
+    assert len(lengths) == 1 and set().union(*(shards[True, r] for r in range(world))) == set(
+        range(n)
+    )

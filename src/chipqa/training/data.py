@@ -36,33 +36,54 @@ class Batch(NamedTuple):
     skipped: list[str]
 
 
-class EpochSampler(Sampler):
-    """Chip indices in a random order fixed by (seed, epoch), each paired with its epoch.
+def rank_and_world() -> tuple[int, int]:
+    """This process's rank and the number of processes (0, 1 outside DDP)."""
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
-    Lightning calls :meth:`set_epoch` before every epoch; a wrapper that does not (the
-    distributed sampler wrapper) still sees a new epoch at every pass.
+
+class EpochSampler(Sampler):
+    """Chip indices in a random order fixed by (seed, epoch), each paired with its epoch,
+    and under DDP this process's share of them.
+
+    Training shards (``pad=True``) repeat a few chips so that every process takes the
+    same number of steps, as DDP requires. Validation shards (``pad=False``) split the
+    chips exactly, so the IoU summed over the processes counts every validation chip
+    once. Lightning calls :meth:`set_epoch` before every epoch; a new pass starts a new
+    epoch anyway.
     """
 
-    def __init__(self, n: int, seed: int, shuffle: bool = True):
+    def __init__(self, n: int, seed: int, shuffle: bool = True, pad: bool = True):
         self.n = n
         self.seed = seed
         self.shuffle = shuffle
+        self.pad = pad
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def _shard(self, order: list[int]) -> list[int]:
+        rank, world = rank_and_world()
+        if world == 1:
+            return order
+        if self.pad and order:
+            order = order + order[: (-len(order)) % world]
+        return order[rank::world]
+
     def __len__(self) -> int:
-        return self.n
+        return len(self._shard(list(range(self.n))))
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         epoch = self.epoch
         self.epoch += 1
-        order = range(self.n)
+        order = list(range(self.n))
         if self.shuffle:
             g = torch.Generator().manual_seed(_mix(self.seed, epoch, 1))
             order = torch.randperm(self.n, generator=g).tolist()
-        return iter([(epoch, i) for i in order])
+        return iter([(epoch, i) for i in self._shard(order)])
 
 
 def _mix(*keys: int) -> int:

@@ -166,7 +166,7 @@ class _Job:
         return DataLoader(
             samples,
             batch_size=cfg.batch_size,
-            sampler=EpochSampler(len(samples), cfg.seed, shuffle=train),
+            sampler=EpochSampler(len(samples), cfg.seed, shuffle=train, pad=train),
             num_workers=cfg.workers,
             collate_fn=collate,
             persistent_workers=cfg.workers > 0,
@@ -213,6 +213,7 @@ class _Job:
             num_sanity_val_steps=0,
             log_every_n_steps=1,
             default_root_dir=str(log_dir),
+            use_distributed_sampler=False,  # EpochSampler shards itself (see there)
         )
         trainer.fit(module, train_dl, val_dl)
         if trainer.interrupted:
