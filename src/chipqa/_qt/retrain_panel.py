@@ -122,7 +122,7 @@ class RetrainPanel(QWidget):
             args += ["--out", str(self.checkpoint)]
         else:
             args += ["--folds", str(self.folds.value()), "--out", str(self.oof_scores)]
-        if r.store is not None:
+        if r.store is not None and r.store.path.exists():  # none yet: no decision made
             args += ["--blocklist", str(r.store.path)]
         args += [
             "--encoder",

@@ -1,83 +1,95 @@
 """The blocklist: a reviewer's decisions on chips, on disk after every decision.
 
-The file format is documented in ``labels/README.md``: a CSV with ``chip_id`` first, then
-the decision (``keep``, ``block``, ``unsure``), the reason, the flags and numbers that
-were on screen, the model that produced them, who decided and when.
+The file format is documented in ``labels/README.md`` and read by
+:mod:`chipqa.review.blocklist_csv`: a CSV with ``chip_id`` first, then the decision
+(``keep``, ``block``, ``unsure``), the reason, the flags and numbers that were on screen,
+the model that produced them, who decided and when.
 
-Every change is written atomically (temporary file in the same folder, flush, fsync,
-rename), so the file on disk is always whole. Several processes may hold the same
-blocklist open (two napari windows, a script): each write takes an exclusive lock on a
-``.lock`` file beside the CSV, re-reads the file if another process changed it since
-this one last saw it, merges the other's decisions in (per chip, the later decision
-wins) and only then writes. Nothing another process decided is silently dropped;
-:attr:`BlocklistStore.merged_from_elsewhere` counts what was merged in.
+Each decision appends one row to the file and fsyncs it before :meth:`BlocklistStore.decide`
+returns, so a decision costs the same whether the file holds a hundred rows or ten
+thousand. The later ``decided_at`` wins, so the file always reads as the current
+decisions; a row cut short by a crash is left out by readers and removed by the next
+writer. The file is created, and rewritten without its superseded rows ("compacted"),
+atomically (temporary file in the same folder, flush, fsync, rename), so it is always
+whole.
+
+Several processes may hold the same blocklist open (two napari windows, a script): each
+write takes an exclusive lock on a ``.lock`` file beside the CSV, reads the rows another
+process appended since this one last looked (only those bytes; the whole file when it was
+replaced), merges them in (per chip, the later decision wins) and only then appends.
+Nothing another process decided is silently dropped; :attr:`BlocklistStore.merged_from_elsewhere`
+counts what was merged in. A blocklist path that is a symbolic link is written through
+to its target (the shared file is updated, the link stays).
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
 import getpass
-import io
 import os
+import re
+import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field, fields
-from datetime import datetime, timezone
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from chipqa.errors import ChipqaError
 from chipqa.io.atomic import atomic_write_text
 from chipqa.io.paths import side_paths
+from chipqa.review.blocklist_csv import (
+    COLUMNS,
+    DECISIONS,
+    NUMBER_COLUMNS,
+    UNDONE,
+    BlocklistError,
+    Chunk,
+    Decision,
+    blocked_ids,
+    chip_id_problem,
+    clean_text,
+    fmt_number,
+    now_utc,
+    parse_blocklist,
+    parse_chunk,
+    parse_time,
+    read_blocklist,
+    refuse_control,
+    render,
+    render_row,
+    resolve,
+    supersedes,
+    time_after,
+)
 
 try:  # POSIX advisory locks; on Windows the lock is skipped (single writer assumed)
     import fcntl
 except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
-DECISIONS = ("keep", "block", "unsure")
-UNDONE = "undone"
-"""Decision value of a row that records an undo; readers treat the chip as undecided."""
+__all__ = [
+    "COLUMNS",
+    "DECISIONS",
+    "REASONS",
+    "UNDONE",
+    "BlocklistError",
+    "BlocklistStore",
+    "Decision",
+    "blocked_ids",
+    "default_path",
+    "default_reviewer",
+    "now_utc",
+    "parse_blocklist",
+    "read_blocklist",
+]
+
 REASONS = ("all_cloud_wrong", "no_cloud_wrong", "shifted", "wrong_chip", "clouds_missing", "other")
 """Reasons offered for a block; free text is accepted too."""
 
-COLUMNS = (
-    "chip_id",
-    "decision",
-    "reason",
-    "flags",
-    "suspicion",
-    "iou",
-    "label_cloud_fraction",
-    "pred_cloud_fraction",
-    "model",
-    "reviewer",
-    "decided_at",
-)
-NUMBER_COLUMNS = ("suspicion", "iou", "label_cloud_fraction", "pred_cloud_fraction")
-
-
-class BlocklistError(ChipqaError):
-    """A blocklist file cannot be read or written."""
-
-
-@dataclass
-class Decision:
-    """One row of the blocklist."""
-
-    chip_id: str
-    decision: str
-    reason: str = ""
-    flags: str = ""
-    suspicion: str = ""
-    iou: str = ""
-    label_cloud_fraction: str = ""
-    pred_cloud_fraction: str = ""
-    model: str = ""
-    reviewer: str = ""
-    decided_at: str = ""
-
-    def as_row(self) -> dict[str, str]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+COMPACT_AFTER = 1000
+"""On opening or exporting, the file is compacted when it holds at least this many
+superseded rows, and more of them than current ones."""
+STALE_TEMP_SECONDS = 60.0
+"""Temporary files of this blocklist older than this, found while holding its lock, are
+left over from a crash and are removed on opening."""
 
 
 def default_reviewer() -> str:
@@ -91,97 +103,37 @@ def default_reviewer() -> str:
         return "unknown"
 
 
-def now_utc() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def default_path(dataset_root: str | Path) -> Path:
     """Where a dataset's blocklist goes by default: beside the dataset folder."""
     return side_paths(dataset_root).blocklist
 
 
-def _fmt_number(value: object) -> str:
-    if value is None or value == "":
-        return ""
-    try:
-        f = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return str(value)
-    return "" if f != f else f"{f:.6g}"
+@dataclass
+class _FileState:
+    """What this store last saw of the file: which file (device, inode), how many of its
+    bytes and lines it has read, whether those end with a line end, whether a torn row
+    follows them, and the last bytes read (to notice a file rewritten in place)."""
 
+    dev: int
+    ino: int
+    used: int
+    lines: int
+    header: list[str]
+    n_rows: int
+    ends_with_newline: bool
+    torn: bool
+    last_bytes: bytes
 
-def parse_blocklist(text: str, path: Path) -> dict[str, Decision]:
-    """Parse blocklist CSV text; raises :class:`BlocklistError` naming the line at fault."""
-    reader = csv.DictReader(io.StringIO(text))
-    header = reader.fieldnames or []
-    if not header:
-        return {}
-    if header[0].lstrip("\ufeff") != "chip_id":
-        raise BlocklistError(
-            f"{path} is not a chipqa blocklist: its first column is {header[0]!r}, not 'chip_id'. "
-            "Fix the header or choose another blocklist file."
-        )
-    has_decision = "decision" in header
-    out: dict[str, Decision] = {}
-    for lineno, row in enumerate(reader, start=2):
-        chip_id = (row.get("chip_id") or row.get("\ufeffchip_id") or "").strip()
-        if not chip_id:
-            raise BlocklistError(f"{path}, line {lineno}: empty chip_id. Fix or delete that line.")
-        decision = (row.get("decision") or "").strip() if has_decision else "block"
-        if decision not in (*DECISIONS, UNDONE):
-            raise BlocklistError(
-                f"{path}, line {lineno}: decision {decision!r} for chip {chip_id!r} is not one of "
-                f"{', '.join(DECISIONS)}. Fix or delete that line."
-            )
-        values = {
-            c: (row.get(c) or "").strip() for c in COLUMNS if c not in ("chip_id", "decision")
-        }
-        out[chip_id] = Decision(chip_id=chip_id, decision=decision, **values)
-    return out
-
-
-def read_blocklist(path: str | Path) -> dict[str, Decision]:
-    """Read a blocklist CSV (a missing file is an empty blocklist; undone rows are left out)."""
-    return {k: d for k, d in _read_rows(path).items() if d.decision != UNDONE}
-
-
-def _read_rows(path: str | Path) -> dict[str, Decision]:
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return {}
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BlocklistError(f"blocklist {path} cannot be read ({exc})") from exc
-    try:
-        return parse_blocklist(text, path)
-    except csv.Error as exc:
-        raise BlocklistError(
-            f"{path} is not valid CSV ({exc}). Fix it or choose another file."
-        ) from exc
-
-
-def blocked_ids(path: str | Path) -> list[str]:
-    """Chip ids whose decision is ``block`` (what training leaves out)."""
-    return [d.chip_id for d in read_blocklist(path).values() if d.decision == "block"]
-
-
-def _render(decisions: Mapping[str, Decision], only: str | None = None) -> str:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
-    w.writeheader()
-    for d in decisions.values():
-        if only is None or d.decision == only:
-            w.writerow(d.as_row())
-    return buf.getvalue()
-
-
-def _stamp(path: Path) -> tuple[int, int, int] | None:
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return None
-    return (st.st_mtime_ns, st.st_size, st.st_ino)  # every atomic write is a new inode
+    def took(self, chunk: Chunk, data: bytes) -> None:
+        """Account for ``chunk``, parsed from ``data``, which followed what was read."""
+        whole = data[: chunk.used]
+        self.used += chunk.used
+        self.lines += chunk.lines
+        self.n_rows += len(chunk.rows)
+        if whole:
+            self.ends_with_newline = whole.endswith(b"\n")
+            self.last_bytes = (self.last_bytes + whole)[-64:]
+        self.torn = chunk.used < len(data)
 
 
 @dataclass
@@ -195,8 +147,8 @@ class BlocklistStore:
     """Decisions of one review session, kept in step with a CSV on disk.
 
     Args:
-        path: the CSV. Its folder must exist and be writable; the file is created on
-            the first decision.
+        path: the CSV (a symbolic link is followed: its target is written). Its folder
+            must exist and be writable; the file is created on the first decision.
         reviewer: written into each decision (default: :func:`default_reviewer`).
 
     Raises:
@@ -210,21 +162,26 @@ class BlocklistStore:
     _mine: dict[str, Decision] = field(default_factory=dict, init=False, repr=False)
     merged_from_elsewhere: int = field(default=0, init=False)
     _undo: list[_Undo] = field(default_factory=list, init=False, repr=False)
-    _seen: tuple[int, int, int] | None = field(default=None, init=False, repr=False)
+    _file: _FileState | None = field(default=None, init=False, repr=False)
+    _target: Path = field(default=Path(), init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.path = Path(self.path).expanduser()
-        if not self.path.parent.is_dir():
+        self._target = Path(os.path.realpath(self.path))
+        folder = self._target.parent
+        if not folder.is_dir():
             raise BlocklistError(
-                f"cannot keep a blocklist at {self.path}: folder {self.path.parent} does not exist"
+                f"cannot keep a blocklist at {self.path}: folder {folder} does not exist"
             )
-        if not os.access(self.path.parent, os.W_OK):
+        if not os.access(folder, os.W_OK):
             raise BlocklistError(
-                f"cannot write a blocklist in {self.path.parent} (no write permission). "
+                f"cannot write a blocklist in {folder} (no write permission). "
                 "Choose another blocklist path; no decision has been made yet."
             )
-        self._rows = _read_rows(self.path)
-        self._seen = _stamp(self.path)
+        with self._locked():
+            self._remove_stale_temp_files()
+            self._sync(count=False)
+            self._compact_if_worth_it()
 
     @property
     def decisions(self) -> dict[str, Decision]:
@@ -252,16 +209,20 @@ class BlocklistStore:
     def can_undo(self) -> bool:
         return bool(self._undo)
 
-    # -- writing -------------------------------------------------------------
+    # -- the file ------------------------------------------------------------
+    def _error(self, action: str, exc: OSError, after: str) -> BlocklistError:
+        return BlocklistError(
+            f"cannot {action} the blocklist {self.path} ({exc.strerror or exc}). {after}"
+        )
+
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        lock_path = self.path.with_name(self.path.name + ".lock")
+        lock_path = self._target.with_name(self._target.name + ".lock")
         try:
             fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
-            raise BlocklistError(
-                f"cannot write the blocklist {self.path} ({exc.strerror}). Choose another "
-                "blocklist path; decisions already on disk are kept."
+            raise self._error(
+                "write", exc, "Choose another blocklist path; decisions already on disk are kept."
             ) from exc
         try:
             if fcntl is not None:
@@ -272,16 +233,118 @@ class BlocklistStore:
                 fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
 
-    def _merge_from_disk(self) -> None:
-        """Take in rows another process wrote since we last looked (per chip, the later
-        row wins; undos travel as ``undone`` rows, so they win over older decisions too)."""
-        if _stamp(self.path) == self._seen:
+    def _remove_stale_temp_files(self) -> None:
+        """Remove this blocklist's temporary files left by a crashed writer. Called under
+        the lock, so no writer of this blocklist is between writing one and renaming it;
+        the age limit also spares those of a writer that does not take the lock."""
+        name = re.compile(rf"\.{re.escape(self._target.name)}\.[a-z0-9_]{{8}}\.tmp")
+        now = time.time()
+        with contextlib.suppress(OSError), os.scandir(self._target.parent) as entries:
+            for e in entries:
+                with contextlib.suppress(OSError):
+                    if (
+                        name.fullmatch(e.name)
+                        and e.is_file(follow_symlinks=False)
+                        and now - e.stat(follow_symlinks=False).st_mtime > STALE_TEMP_SECONDS
+                    ):
+                        os.unlink(e.path)
+
+    def _sync(self, count: bool = True) -> None:
+        """Take in the rows other processes wrote since this store last looked: only the
+        appended bytes when the file is the same one, else the whole file. Per chip the
+        later row wins; undos travel as ``undone`` rows, so they win over older ones."""
+        try:
+            f = open(self._target, "rb")  # noqa: SIM115 (closed below)
+        except FileNotFoundError:
+            self._file = None  # created again, with every known decision, on writing
             return
-        for cid, d in _read_rows(self.path).items():
+        except OSError as exc:
+            raise self._error("read", exc, "Fix its permissions or choose another path.") from exc
+        with f:
+            st = os.fstat(f.fileno())
+            seen = self._file
+            if (
+                seen is not None
+                and (seen.dev, seen.ino) == (st.st_dev, st.st_ino)
+                and st.st_size >= seen.used
+                and os.pread(f.fileno(), len(seen.last_bytes), seen.used - len(seen.last_bytes))
+                == seen.last_bytes
+            ):
+                if st.st_size == seen.used:
+                    return
+                f.seek(seen.used)
+                data = f.read()
+                chunk = parse_chunk(data, self.path, seen.header, seen.lines + 1)
+                seen.took(chunk, data)
+            else:
+                data = f.read()
+                chunk = parse_chunk(data, self.path)
+                self._file = _FileState(
+                    st.st_dev, st.st_ino, 0, 0, chunk.header, 0, True, False, b""
+                )
+                self._file.took(chunk, data)
+        self._merge(resolve(chunk.rows), count)
+
+    def _merge(self, rows: Mapping[str, Decision], count: bool) -> None:
+        for cid, d in rows.items():
             mine = self._rows.get(cid)
-            if mine is None or (d.decided_at > mine.decided_at and d != mine):
+            if d != mine and supersedes(d, mine):
                 self._rows[cid] = d
-                self.merged_from_elsewhere += 1
+                self.merged_from_elsewhere += count
+
+    def _compact_if_worth_it(self) -> None:
+        f = self._file
+        superseded = f.n_rows - len(self._rows) if f is not None else 0
+        if superseded >= COMPACT_AFTER and superseded > len(self._rows):
+            self._rewrite(self._rows)
+
+    def _rewrite(self, rows: Mapping[str, Decision]) -> None:
+        """Write ``rows`` as the whole file, atomically (creating or compacting it)."""
+        text = render(rows)
+        try:
+            atomic_write_text(self._target, text)
+            st = os.stat(self._target)
+        except OSError as exc:
+            raise self._error(
+                "write", exc, "Choose another blocklist path; the decisions on disk are unchanged."
+            ) from exc
+        data = text.encode("utf-8")
+        self._file = _FileState(st.st_dev, st.st_ino, 0, 0, list(COLUMNS), 0, True, False, b"")
+        self._file.took(Chunk([], list(COLUMNS), len(data), data.count(b"\n")), data)
+        self._file.n_rows = len(rows)
+
+    def _append(self, d: Decision) -> None:
+        """Append one row and fsync it; on failure the file is cut back to what it was."""
+        f = self._file
+        assert f is not None
+        line = render_row(d) if f.ends_with_newline else b"\n" + render_row(d)
+        try:
+            fd = os.open(self._target, os.O_WRONLY | os.O_APPEND)
+        except OSError as exc:
+            raise self._error(
+                "write", exc, "Choose another blocklist path; the decisions on disk are unchanged."
+            ) from exc
+        try:
+            if f.torn:  # a row cut short by a crashed writer: never acknowledged
+                os.ftruncate(fd, f.used)
+            done = 0
+            while done < len(line):
+                done += os.write(fd, line[done:])
+            os.fsync(fd)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, f.used)
+            f.torn = False
+            raise self._error(
+                "write", exc, "Choose another blocklist path; the decisions on disk are unchanged."
+            ) from exc
+        finally:
+            os.close(fd)
+        f.used += len(line)
+        f.lines += line.count(b"\n")
+        f.n_rows += 1
+        f.ends_with_newline, f.torn = True, False
+        f.last_bytes = (f.last_bytes + line)[-64:]
 
     def _commit(
         self,
@@ -291,32 +354,34 @@ class BlocklistStore:
     ) -> tuple[Decision, Decision | None]:
         """Under one lock: take in other processes' rows, check ``check``'s precondition
         on what is now known, stamp the new row with the time (``build(decided_at)``) and
-        write the file. Stamping inside the lock keeps ``decided_at`` in the order the
-        rows reach the file, which is what merging by time relies on.
+        write it. Stamping inside the lock keeps ``decided_at`` in the order the rows
+        reach the file, which is what merging by time relies on; a clock that went back
+        still gets a time after the chip's previous row.
 
         Returns the new row and the chip's decision it replaced (None: undecided), as
         the file held it at that moment: what an undo restores."""
         with self._locked():
-            self._merge_from_disk()
-            self._seen = _stamp(self.path)
+            self._sync()
             if check is not None:
                 check()
             before = self.get(chip_id)
-            new = build(now_utc())
-            rows = dict(self._rows)
-            rows[chip_id] = new
-            try:
-                atomic_write_text(self.path, _render(rows))
-            except OSError as exc:
-                raise BlocklistError(
-                    f"cannot write the blocklist {self.path} ({exc.strerror or exc}). "
-                    "Choose another blocklist path; the decisions on disk are unchanged."
-                ) from exc
-            self._rows = rows  # only once the file holds it
+            previous = self._rows.get(chip_id)
+            at = now_utc()
+            last = parse_time(previous.decided_at) if previous is not None else None
+            if last is not None and parse_time(at) <= last:  # type: ignore[operator]
+                at = time_after(previous.decided_at)  # type: ignore[union-attr]
+            new = build(at)
+            f = self._file
+            if f is None or tuple(f.header) != COLUMNS:  # new file, or a hand-written one
+                self._rewrite({**self._rows, chip_id: new})
+            else:
+                self._append(new)
+            self._rows.pop(chip_id, None)  # keeps the order of the file's rows
+            self._rows[chip_id] = new
             self._mine[chip_id] = new
-            self._seen = _stamp(self.path)
         return new, before
 
+    # -- decisions -----------------------------------------------------------
     def decide(
         self,
         chip_id: str,
@@ -325,26 +390,36 @@ class BlocklistStore:
         *,
         info: Mapping[str, object] | None = None,
     ) -> Decision:
-        """Record a decision and write the file before returning.
+        """Record a decision and write it to the file before returning.
 
         Args:
-            chip_id: the chip.
+            chip_id: the chip, exactly as the dataset names it.
             decision: ``keep``, ``block`` or ``unsure``.
             reason: why (see :data:`REASONS`; free text allowed).
             info: what was on screen: ``flags``, ``suspicion``, ``iou``,
                 ``label_cloud_fraction``, ``pred_cloud_fraction``, ``model``.
+
+        Raises:
+            BlocklistError: the file cannot be written, or the chip id, reason or
+                reviewer cannot go into a blocklist (a control character, or a chip id
+                starting like a spreadsheet formula); nothing is recorded then.
         """
         if decision not in DECISIONS:
             raise ValueError(f"decision must be one of {', '.join(DECISIONS)}, not {decision!r}")
+        problem = chip_id_problem(chip_id)
+        if problem is not None:
+            raise BlocklistError(
+                f"{problem}. Rename the chip (its folder or label file); no decision was recorded."
+            )
         info = dict(info or {})
         fields_ = {
             "chip_id": chip_id,
             "decision": decision,
-            "reason": str(reason or "").replace("\n", " ").strip(),
-            "flags": str(info.get("flags", "") or ""),
-            "model": str(info.get("model", "") or ""),
-            "reviewer": self.reviewer,
-            **{c: _fmt_number(info.get(c)) for c in NUMBER_COLUMNS},
+            "reason": refuse_control("reason", str(reason or "").strip()),
+            "flags": clean_text(info.get("flags", "")),
+            "model": clean_text(info.get("model", "")),
+            "reviewer": refuse_control("reviewer name", str(self.reviewer or "").strip()),
+            **{c: fmt_number(info.get(c)) for c in NUMBER_COLUMNS},
         }
         d, before = self._commit(chip_id, lambda at: Decision(**fields_, decided_at=at))
         self._undo.append(_Undo(chip_id, before))
@@ -384,13 +459,18 @@ class BlocklistStore:
         return u.chip_id
 
     def export(self, path: str | Path, *, blocked_only: bool = True) -> Path:
-        """Write the final blocklist for training (blocked chips only by default)."""
+        """Write the final blocklist for training (blocked chips only by default).
+
+        Text cells are escaped for spreadsheets (see ``labels/README.md``); a symbolic
+        link at ``path`` is written through to its target."""
         path = Path(path)
         with self._locked():
-            self._merge_from_disk()
-            self._seen = _stamp(self.path)
+            self._sync()
+            self._compact_if_worth_it()
         try:
-            atomic_write_text(path, _render(self.decisions, "block" if blocked_only else None))
+            atomic_write_text(
+                os.path.realpath(path), render(self.decisions, "block" if blocked_only else None)
+            )
         except OSError as exc:
             raise BlocklistError(f"cannot write {path} ({exc.strerror or exc})") from exc
         return path
