@@ -194,3 +194,60 @@ def test_score_writes_its_default_table_beside_the_dataset_from_any_folder(data,
     assert main(["score", ".", "-q"]) == 0
     assert (data.parent / f"{data.name}_scores.csv").is_file()
     assert not (data / "_scores.csv").exists()
+
+
+@pytest.mark.parametrize("damage", ["truncate bands", "truncate labels", "garbage index"])
+def test_a_damaged_cache_is_ignored_with_one_warning_and_chips_come_from_the_tiffs(
+    data, tmp_path, damage
+):
+    from chipqa.data import DataWarning
+
+    ds = open_dataset(data)
+    build_cache(ds)
+    folder = cache_dir_for(data)
+    if damage == "garbage index":
+        (folder / "index.json").write_text('{"version": 4, "chips": ')
+    else:
+        npy = folder / ("bands.npy" if damage == "truncate bands" else "labels.npy")
+        with open(npy, "r+b") as f:
+            f.truncate(npy.stat().st_size // 2)
+    with pytest.warns(DataWarning) as record:
+        damaged = open_dataset(data)
+        scores = [damaged.read(c) for c in damaged.chip_ids[:3]]
+    assert len(record) == 1
+    msg = str(record[0].message)
+    assert str(folder) in msg and "chipqa cache" in msg
+    assert damaged.cache is None
+    tiff = open_dataset(data, cache="off")
+    for chip in scores:
+        np.testing.assert_array_equal(chip.bands, tiff.read(chip.chip_id).bands)
+    out = tmp_path / "s.csv"
+    with pytest.warns(DataWarning, match="rebuild the cache"):
+        assert main(["score", str(data), "--out", str(out), "-q"]) == 0
+    errors = pd.read_csv(out, keep_default_na=False)["error"]
+    assert not errors.str.contains("mmap|unexpected").any()
+    assert main(["cache", str(data), "-q"]) == 0  # rebuilding repairs it
+    assert ChipCache.open(data).holds(ds[0])
+
+
+def test_an_index_that_does_not_fit_on_the_disk_leaves_nothing_and_says_so(tmp_path):
+    # Many tiny chips: the arrays are small but the index (file signatures) is not, so
+    # a 12 kB per-file limit (RLIMIT_FSIZE, as a nearly full disk) stops only the index.
+    import subprocess
+    import sys
+
+    root = tmp_path / "tiny"
+    for i in range(40):
+        write_chip(root, f"c{i:03d}", make_bands(4, seed=i), np.zeros((4, 4), np.uint8))
+    code = f"""
+import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (12_000, 12_000))
+from chipqa.cli import main
+sys.exit(main(["cache", {str(root)!r}, "-q"]))
+"""
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode != 0 and "Traceback" not in res.stderr, res.stderr
+    assert "cache index" in res.stderr and "--cache off" in res.stderr
+    assert not list(tmp_path.glob("*.building")) and not cache_dir_for(root).exists()
+    assert ChipCache.open(root) is None

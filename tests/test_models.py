@@ -110,10 +110,63 @@ def test_a_bare_state_dict_and_a_newer_format_are_explained(tmp_path):
     with pytest.raises(CheckpointError, match="Upgrade chipqa"):
         load_predictor(tmp_path / "future.ckpt", device="cpu")
     (tmp_path / "text.ckpt").write_text("not a checkpoint")
-    with pytest.raises(CheckpointError, match="cannot be read as a PyTorch checkpoint"):
+    with pytest.raises(CheckpointError, match="is a text file .*not a PyTorch checkpoint"):
         load_predictor(tmp_path / "text.ckpt", device="cpu")
     with pytest.raises(CheckpointError, match="does not exist"):
         load_predictor(tmp_path / "missing.ckpt", device="cpu")
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"epoch,loss\n1,0.5\n", "is a text file \\(it begins 'epoch,loss'\\)"),
+        (b"hello world\n", "is a text file"),
+        (b"", "is empty"),
+        (pickle.dumps({"format": "chipqa-checkpoint"}, protocol=0), "plain Python pickle"),
+        (pickle.dumps({"format": "chipqa-checkpoint"}, protocol=2), "plain Python pickle"),
+    ],
+)
+def test_a_file_that_is_no_checkpoint_gets_chipqas_message(tmp_path, content, message):
+    path = tmp_path / "model.ckpt"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=message) as info:
+        load_predictor(path, device="cpu")
+    text = str(info.value)
+    assert str(path) in text and "chipqa train" in text
+    for leak in ("IndexError", "pop from empty list", "Weights only", "weights_only", "\x1b"):
+        assert leak not in text
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_checkpoint_with_nan_or_infinite_weights_is_refused(tmp_path, bad):
+    path, model, config = _tiny_checkpoint(tmp_path)
+    obj = torch.load(path, weights_only=True)
+    obj["state_dict"]["encoder.layer2.0.conv1.weight"][0, 0, 0, 0] = bad
+    torch.save(obj, tmp_path / "diverged.ckpt")
+    with pytest.raises(CheckpointError, match="NaN or infinite weights") as info:
+        load_predictor(tmp_path / "diverged.ckpt", device="cpu")
+    assert "diverged.ckpt" in str(info.value) and "encoder.layer2.0.conv1.weight" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("mean", [0.1, 0.1, 0.1], "input mean has 3 values for a model of 4 bands"),
+        ("std", [0.2] * 5, "input std has 5 values for a model of 4 bands"),
+        ("std", [0.2, 0.0, 0.2, 0.2], "std .* is not positive and finite"),
+        ("mean", [0.1, float("nan"), 0.1, 0.1], "mean .* is not finite"),
+    ],
+)
+def test_a_checkpoint_whose_statistics_do_not_fit_its_bands_is_refused(
+    tmp_path, key, value, message
+):
+    path, _, _ = _tiny_checkpoint(tmp_path)
+    obj = torch.load(path, weights_only=True)
+    obj["config"][key] = value
+    torch.save(obj, tmp_path / "edited.ckpt")
+    with pytest.raises(CheckpointError, match=message) as info:
+        load_predictor(tmp_path / "edited.ckpt", device="cpu")
+    assert "edited.ckpt" in str(info.value)
 
 
 def test_asking_for_cuda_without_a_gpu_says_so():

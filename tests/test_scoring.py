@@ -117,3 +117,76 @@ def test_scores_survive_a_round_trip_through_csv(mixed_dataset, tmp_path):
     np.testing.assert_allclose(back["suspicion"], df["suspicion"], rtol=1e-5)
     assert back["flags"].tolist() == df["flags"].tolist()
     assert not list(path.parent.glob(".*tmp"))
+
+
+def test_formula_like_text_is_escaped_in_the_csv_and_read_back_exactly(tmp_path):
+    """Cells a spreadsheet would run as formulas get a leading quote; numbers do not."""
+    import csv
+
+    from chipqa.scoring import write_scores
+
+    root = tmp_path / "ds"
+    cloud = _square(32, 0, 16)
+    for cid in ("aaaa", "bbbb"):
+        write_chip(root, cid, make_bands(32, cloud), cloud.astype(np.uint8))
+    write_chip(root, "=cmd|'calc'!A0", make_bands(32, cloud), cloud.astype(np.uint8))
+    (root / "train_metadata.csv").write_text(
+        "chip_id,location,lon,note\n"
+        'aaaa,=HYPERLINK("http://x"),-12.5,@SUM(1)\n'
+        "bbbb,+1+2,3.25,'=already quoted\n"
+    )
+    df = score_dataset(open_dataset(root), SpectralBaseline(), workers=0)
+    df.loc[df["chip_id"] == "aaaa", "model"] = "-evil\tmodel"
+    path = write_scores(df, tmp_path / "scores.csv")
+    with open(path, newline="", encoding="utf-8") as f:
+        raw = {r["chip_id"]: r for r in csv.DictReader(f)}
+    assert raw["aaaa"]["location"] == '\'=HYPERLINK("http://x")'
+    assert raw["aaaa"]["note"] == "'@SUM(1)" and raw["aaaa"]["model"] == "'-evil\tmodel"
+    assert raw["bbbb"]["location"] == "'+1+2" and raw["bbbb"]["note"] == "''=already quoted"
+    assert raw["aaaa"]["lon"] == "-12.5"  # a negative number stays a number
+    for r in raw.values():  # no cell left that a spreadsheet would run
+        assert not any(str(v).startswith(("=", "+", "@", "\t", "\r")) for v in r.values())
+        assert not any(str(v).startswith("-") and v != "-12.5" for v in r.values())
+    # The refused chip keeps its row, its error saying why; its id is escaped there only.
+    assert "'=cmd|'calc'!A0" in raw
+    assert "spreadsheets read as a formula" in raw["'=cmd|'calc'!A0"]["error"]
+    back = read_scores(path).set_index("chip_id")
+    assert set(back.index) == {"aaaa", "bbbb", "=cmd|'calc'!A0"}
+    assert back.loc["aaaa", "location"] == '=HYPERLINK("http://x")'
+    assert back.loc["aaaa", "note"] == "@SUM(1)" and back.loc["aaaa", "model"] == "-evil\tmodel"
+    assert back.loc["bbbb", "location"] == "+1+2" and back.loc["bbbb", "note"] == "'=already quoted"
+    assert float(back.loc["aaaa", "lon"]) == -12.5
+    np.testing.assert_allclose(
+        back.loc[df["chip_id"], "suspicion"], df["suspicion"], rtol=1e-5, equal_nan=True
+    )
+
+
+def test_a_full_disk_keeps_the_scores_somewhere_or_says_where_it_could_not_write(
+    mixed_dataset, tmp_path, monkeypatch
+):
+    import errno
+    import os
+
+    from chipqa.scoring import ScoresWriteError, write_scores
+
+    df = score_dataset(open_dataset(mixed_dataset), SpectralBaseline())
+    full, spare = tmp_path / "full", tmp_path / "spare"
+    full.mkdir()
+    old = full / "scores.csv"
+    old.write_text("the previous scores\n")
+    real_fsync = os.fsync
+
+    def fsync(fd):  # the disk holding `full` has no room left
+        if os.readlink(f"/proc/self/fd/{fd}").startswith(str(full)):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with pytest.raises(ScoresWriteError, match="the disk is full") as info:
+        write_scores(df, old)
+    assert str(old) in str(info.value) and info.value.disk_full
+    assert old.read_text() == "the previous scores\n"  # nothing lost
+    assert [p.name for p in full.iterdir()] == ["scores.csv"]  # no temporary file left
+    written = write_scores(df, old, fallbacks=[spare / "scores.csv"])
+    assert written == spare / "scores.csv"
+    assert read_scores(written)["chip_id"].tolist() == df["chip_id"].tolist()

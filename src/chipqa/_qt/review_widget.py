@@ -199,7 +199,7 @@ class ChipQAWidget(QWidget):
             return
         try:
             self.project.save_scores(scores)
-        except OSError as exc:
+        except ChipqaError as exc:
             self.say(
                 f"Scores could not be saved beside the dataset ({exc}); reviewing anyway.",
                 error=True,

@@ -8,7 +8,7 @@ the GeoTIFFs).
 from chipqa.data.cache import ChipCache, build_cache, cache_dir_for
 from chipqa.data.dataset import ChipDataset, open_dataset
 from chipqa.data.readahead import read_ahead
-from chipqa.data.records import Chip, ChipRecord
+from chipqa.data.records import Chip, ChipRecord, DataWarning
 from chipqa.data.tiff import read_chip
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "ChipCache",
     "ChipDataset",
     "ChipRecord",
+    "DataWarning",
     "build_cache",
     "cache_dir_for",
     "open_dataset",

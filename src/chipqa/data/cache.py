@@ -24,6 +24,7 @@ import json
 import os
 import shutil
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,9 +35,10 @@ import numpy as np
 
 from chipqa.constants import LABEL_NODATA
 from chipqa.data.readahead import read_ahead
-from chipqa.data.records import Chip, ChipRecord
+from chipqa.data.records import Chip, ChipRecord, DataWarning
 from chipqa.data.tiff import read_chip
 from chipqa.errors import ChipqaError, ChipReadError
+from chipqa.io.atomic import atomic_write_text
 from chipqa.io.layout import scl_path
 from chipqa.io.paths import side_paths
 
@@ -89,22 +91,27 @@ class ChipCache:
         self.entries = entries
         self.shape = shape
         self._mm: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._broken = False
 
     def __getstate__(self):
         state = self.__dict__.copy()
         state["_mm"] = None
+        state["_broken"] = False
         return state
 
-    def _maps(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _maps(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """The three memory maps (opened once per process), or None when they cannot be
+        opened (the cache was damaged after it was opened: chips come from the TIFFs)."""
         # Reader threads may get here together: build both maps, then publish them in
         # one assignment, so no thread ever sees one map without the other.
         maps = self._mm
-        if maps is None:
-            maps = (
-                np.load(self.folder / "bands.npy", mmap_mode="r"),
-                np.load(self.folder / "labels.npy", mmap_mode="r"),
-                np.load(self.folder / "scl.npy", mmap_mode="r"),
-            )
+        if maps is None and not self._broken:
+            try:
+                maps = _open_maps(self.folder, self.entries, self.shape)
+            except _Damaged as exc:
+                self._broken = True
+                warn_damaged(self.folder, str(exc))
+                return None
             self._mm = maps
         return maps
 
@@ -125,7 +132,10 @@ class ChipCache:
         if not self.holds(rec):
             return None
         e = self.entries[rec.chip_id]
-        bands_map, labels_map, scl_map = self._maps()
+        maps = self._maps()
+        if maps is None:
+            return None
+        bands_map, labels_map, scl_map = maps
         take = np.array if copy else np.asarray
         bands = take(bands_map[e.row])
         # The labels row holds 255 wherever the chip is not valid (band nodata, no label),
@@ -138,19 +148,84 @@ class ChipCache:
 
     @classmethod
     def open(cls, root: str | Path, folder: str | Path | None = None) -> ChipCache | None:
-        """Open a dataset's cache, or None when there is none (or it is unusable)."""
+        """Open a dataset's cache, or None when there is none or it is unusable.
+
+        A cache that exists but is damaged (an unreadable index, arrays truncated or of
+        the wrong shape) or was built by another version of chipqa is not used: a
+        :class:`~chipqa.data.records.DataWarning` names its folder and says to rebuild
+        it with ``chipqa cache DATA``, and chips are read from their TIFFs.
+        """
         folder = Path(folder) if folder else cache_dir_for(root)
+        index_path = folder / "index.json"
+        if not index_path.exists():
+            return None
         try:
-            index = json.loads((folder / "index.json").read_text())
-        except (OSError, ValueError):
+            index = json.loads(index_path.read_text())
+            if index.get("version") != CACHE_VERSION:
+                raise _Damaged(
+                    f"it was built by another version of chipqa (format {index.get('version')}, "
+                    f"this chipqa reads {CACHE_VERSION})"
+                )
+            entries = {
+                cid: _Entry(int(e["row"]), bool(e["has_label"]), e["signature"], bool(e["has_scl"]))
+                for cid, e in index["chips"].items()
+            }
+            cache = cls(folder, entries, tuple(int(n) for n in index["shape"]))
+            cache._mm = _open_maps(folder, entries, cache.shape)
+        except _Damaged as exc:
+            warn_damaged(folder, str(exc))
             return None
-        if index.get("version") != CACHE_VERSION:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            warn_damaged(folder, f"its index cannot be read ({type(exc).__name__}: {exc})")
             return None
-        entries = {
-            cid: _Entry(int(e["row"]), bool(e["has_label"]), e["signature"], bool(e["has_scl"]))
-            for cid, e in index["chips"].items()
-        }
-        return cls(folder, entries, tuple(index["shape"]))
+        return cache
+
+
+class _Damaged(Exception):
+    """A cache's files do not hold what its index says."""
+
+
+def warn_damaged(folder: Path, why: str) -> None:
+    """Say (once per folder and reason) that a cache is not used and must be rebuilt."""
+    warnings.warn(
+        f"the chip cache {folder} is not used: {why}. Chips are read from their TIFFs "
+        f"(slower); rebuild the cache with `chipqa cache DATA` (DATA: the dataset folder "
+        f"{folder.with_name(folder.name.removesuffix('_cache'))})",
+        DataWarning,
+        stacklevel=3,
+    )
+
+
+def _open_maps(
+    folder: Path, entries: dict[str, _Entry], shape: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Memory-map the three arrays and check them against the index.
+
+    Raises:
+        _Damaged: a file is missing, truncated or not of the indexed shape and type.
+    """
+    h, w = shape
+    want = {
+        "bands.npy": (np.uint16, lambda s: len(s) == 4 and s[1:] == (4, h, w)),
+        "labels.npy": (np.uint8, lambda s: len(s) == 3 and s[1:] == (h, w)),
+        "scl.npy": (np.uint8, lambda s: len(s) == 3 and s[1:] == (h, w)),
+    }
+    rows = 1 + max((e.row for e in entries.values()), default=0)
+    scl_rows = rows if any(e.has_scl for e in entries.values()) else 1
+    maps = []
+    for name, (dtype, fits) in want.items():
+        try:
+            arr = np.load(folder / name, mmap_mode="r")
+        except (OSError, ValueError, EOFError) as exc:
+            raise _Damaged(f"{name} cannot be opened ({exc})") from exc
+        n = scl_rows if name == "scl.npy" else rows
+        if arr.dtype != dtype or not fits(arr.shape) or arr.shape[0] < n:
+            raise _Damaged(
+                f"{name} holds {arr.dtype} {arr.shape}, not the {np.dtype(dtype)} "
+                f"(N, …, {h}, {w}) of its index"
+            )
+        maps.append(arr)
+    return maps[0], maps[1], maps[2]
 
 
 def _new_array(path: Path, dtype, shape: tuple[int, ...]) -> np.memmap:
@@ -208,6 +283,38 @@ def build_cache(
         tmp.mkdir(parents=True)
     except OSError as exc:
         raise ChipqaError(f"cannot create the cache folder {tmp}: {exc}") from exc
+    try:
+        _fill(tmp, folder, dataset, records, shape, progress)
+    except BaseException:
+        # Whatever stopped the build (a full disk, an interrupt), nothing half-built stays.
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    cache = ChipCache.open(dataset.root, folder)
+    assert cache is not None
+    return cache
+
+
+def _no_room(what: str, folder: Path, exc: OSError) -> ChipqaError:
+    return ChipqaError(
+        f"cannot {what} in {folder.parent}: {exc.strerror or exc}. Free space there, or "
+        "score and train without a cache (--cache off); the TIFFs are read directly then"
+    )
+
+
+def _fill(
+    tmp: Path,
+    folder: Path,
+    dataset: ChipDataset,
+    records: list[ChipRecord],
+    shape: tuple[int, int],
+    progress: Callable[[int, int], None] | None,
+) -> None:
+    """Write the cache into ``tmp``, then swap it in for ``folder``.
+
+    Raises:
+        ChipqaError: the disk has no room for the arrays or the index, or the folder
+            cannot be swapped in (the previous cache, if any, is kept).
+    """
     n = len(records)
     build_started = time.time_ns()
     # A dataset without SCLs gets a one-row placeholder instead of gigabytes of zeros.
@@ -217,12 +324,9 @@ def build_cache(
         labels = _new_array(tmp / "labels.npy", np.uint8, (max(n, 1), *shape))
         scls = _new_array(tmp / "scl.npy", np.uint8, (n_scl, *shape))
     except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
         need = (max(n, 1) * 9 + n_scl) * shape[0] * shape[1]  # bytes: 4 uint16 + 1 uint8
-        raise ChipqaError(
-            f"cannot make room for the cache of {n} chips (about {need / 1e9:.1f} GB) in "
-            f"{folder.parent}: {exc.strerror or exc}. Free space there, or score and train "
-            "without a cache (--cache off); the TIFFs are read directly then"
+        raise _no_room(
+            f"make room for the cache of {n} chips (about {need / 1e9:.1f} GB)", folder, exc
         ) from exc
     chips: dict[str, dict] = {}
     row = 0
@@ -254,22 +358,26 @@ def build_cache(
     for arr in (bands, labels, scls):
         arr.flush()
     del bands, labels, scls
-    (tmp / "index.json").write_text(
-        json.dumps(
-            {
-                "version": CACHE_VERSION,
-                "dataset": str(dataset.root),
-                "shape": list(shape),
-                "chips": chips,
-            }
-        )
-    )
+    index = {"version": CACHE_VERSION, "dataset": str(dataset.root), "shape": list(shape)}
+    try:
+        atomic_write_text(tmp / "index.json", json.dumps({**index, "chips": chips}))
+    except OSError as exc:
+        raise _no_room(f"write the cache index {tmp / 'index.json'}", folder, exc) from exc
     old = folder.with_name(folder.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
-    if folder.exists():
-        folder.rename(old)
-    tmp.rename(folder)
+    try:
+        if folder.exists():
+            folder.rename(old)
+        try:
+            tmp.rename(folder)
+        except OSError:
+            if old.exists() and not folder.exists():
+                old.rename(folder)  # the previous cache stays in use
+            raise
+    except OSError as exc:
+        raise ChipqaError(
+            f"cannot put the new cache in place of {folder}: {exc.strerror or exc}; the "
+            "previous cache (if any) is kept. Check the folder's permissions, or use "
+            "--cache off"
+        ) from exc
     shutil.rmtree(old, ignore_errors=True)
-    cache = ChipCache.open(dataset.root, folder)
-    assert cache is not None
-    return cache

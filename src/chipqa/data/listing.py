@@ -44,14 +44,11 @@ def list_oncloudn(root: Path) -> list[ChipRecord]:
     records = []
     for chip_id in sorted(folders | set(meta_rows)):
         folder = features / chip_id
-        problem = None
+        in_folders = chip_id in folders
+        problem = L.chip_id_problem(chip_id, f"folder {features}" if in_folders else str(meta_path))
         if not L.is_safe_chip_id(chip_id):
-            problem = (
-                f"chip id {chip_id!r} in {meta_path} is not a plain name and would point "
-                f"outside {features}; fix or delete that row of the metadata file"
-            )
             folder = features
-        elif chip_id not in folders:
+        elif problem is None and not in_folders:
             problem = (
                 f"{meta_path.name} lists this chip but there is no folder {folder}; "
                 "restore the chip's band files or delete its row from the metadata file"
@@ -78,5 +75,14 @@ def list_flat(root: Path) -> list[ChipRecord]:
         if not L.is_flat_chip_folder(names):
             continue  # not a chip folder (a cache, a models folder, …)
         label_path = folder / L.FLAT_LABEL_NAME if L.FLAT_LABEL_NAME in names else None
-        records.append(ChipRecord(folder.name, folder, L.band_paths(folder), label_path))
+        problem = L.chip_id_problem(folder.name, f"folder {root}")
+        records.append(
+            ChipRecord(
+                folder.name,
+                folder,
+                L.band_paths(folder),
+                label_path if problem is None else None,
+                problem=problem,
+            )
+        )
     return records

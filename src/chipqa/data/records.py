@@ -11,6 +11,11 @@ import numpy as np
 from chipqa.constants import BANDS  # noqa: F401  (named in the docstrings below)
 
 
+class DataWarning(UserWarning):
+    """Something about a dataset's files that chipqa worked around but that should be
+    fixed (a label's wrong nodata tag, a damaged chip cache); the message says how."""
+
+
 @dataclass(frozen=True)
 class ChipRecord:
     """Where the files of one chip are; nothing is opened until the chip is read.

@@ -10,15 +10,27 @@ file, so that callers can go on with the other chips.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
+import threading
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import rasterio
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
-from chipqa.constants import BAND_NODATA, BANDS, LABEL_NODATA, LABEL_VALUES
-from chipqa.data.records import Chip, ChipRecord
+from chipqa.constants import (
+    BAND_NODATA,
+    BANDS,
+    LABEL_CLEAR,
+    LABEL_CLOUD,
+    LABEL_NODATA,
+    LABEL_VALUES,
+)
+from chipqa.data.records import Chip, ChipRecord, DataWarning
 from chipqa.errors import ChipReadError
 from chipqa.io.layout import scl_path
 
@@ -37,7 +49,23 @@ warnings.filterwarnings(
 
 
 def _open_error(chip_id: str, path: Path, exc: Exception) -> ChipReadError:
-    if not path.exists():
+    try:
+        os.stat(path)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return ChipReadError(
+                chip_id,
+                path,
+                "is a symbolic link loop (the link, or a folder link above it, points back "
+                "at itself); replace it with the file or a link to the real file",
+            )
+        if path.is_symlink():
+            return ChipReadError(
+                chip_id,
+                path,
+                f"is a symbolic link to {os.readlink(path)}, which does not exist; restore "
+                "the target or replace the link with the file",
+            )
         return ChipReadError(chip_id, path, "file is missing; restore it or remove the chip")
     if "previous exception" in str(exc) and exc.__cause__ is not None:
         exc = exc.__cause__  # GDAL's own message says what failed
@@ -51,19 +79,24 @@ def _open_error(chip_id: str, path: Path, exc: Exception) -> ChipReadError:
     )
 
 
-def _read_single_band(chip_id: str, path: Path) -> tuple[np.ndarray, float | None, object, object]:
+def _open(chip_id: str, path: Path, stack: contextlib.ExitStack):
+    """Open one single-band file (its header only: no pixel is read)."""
     try:
-        with rasterio.open(path) as src:
-            if src.count != 1:
-                raise ChipReadError(
-                    chip_id, path, f"has {src.count} bands; chipqa expects one band per file"
-                )
-            data = src.read(1)
-            return data, src.nodata, src.crs, src.transform
-    except ChipReadError:
-        raise
+        src = stack.enter_context(rasterio.open(path))
     except (RasterioError, OSError, ValueError) as exc:
         raise _open_error(chip_id, path, exc) from exc
+    if src.count != 1:
+        raise ChipReadError(
+            chip_id, path, f"has {src.count} bands; chipqa expects one band per file"
+        )
+    return src
+
+
+def _read(chip_id: str, src) -> np.ndarray:
+    try:
+        return src.read(1)
+    except (RasterioError, OSError, ValueError) as exc:
+        raise _open_error(chip_id, Path(src.name), exc) from exc
 
 
 def _same_grid(chip_id: str, path: Path, what: str, shape, crs, transform, ref) -> None:
@@ -95,8 +128,89 @@ def _same_grid(chip_id: str, path: Path, what: str, shape, crs, transform, ref) 
         )
 
 
+def _grid(src) -> tuple[tuple[int, int], object, object]:
+    return (src.height, src.width), src.crs, src.transform
+
+
+def _check_headers(chip_id: str, bands: list, label) -> tuple:
+    """Check what the files declare (band count, type, size, CRS, georeference) before
+    any pixel is read, so that a header declaring a huge size is refused without
+    reading it. Returns the reference grid ``(path, shape, crs, transform)``: that of
+    the first band of the size most bands share, so that the odd file is the one named.
+    """
+    for src in bands:
+        dtype = np.dtype(src.dtypes[0])
+        if not np.issubdtype(dtype, np.integer):
+            raise ChipReadError(
+                chip_id,
+                Path(src.name),
+                f"holds {dtype} values; chipqa expects integer reflectance x 10 000 "
+                "(uint16, as Sentinel-2 L2A ships it)",
+            )
+    shapes = [(src.height, src.width) for src in bands]
+    counts = Counter(shapes)
+    first = max(range(len(bands)), key=lambda i: (counts[shapes[i]], -i))
+    ref = (Path(bands[first].name), *_grid(bands[first]))
+    for i, src in enumerate(bands):
+        _same_grid(chip_id, Path(src.name), f"band {BANDS[i]}", *_grid(src), ref)
+    if label is not None:
+        _same_grid(chip_id, Path(label.name), "label", *_grid(label), ref)
+    return ref
+
+
+class _LabelTagWarnings:
+    """Remembers the datasets already warned about a wrong nodata tag on their labels,
+    so that a dataset whose labels all carry it gets one warning, not one per chip."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._warned: set[Path] = set()
+
+    def warn(self, path: Path, nodata) -> None:
+        dataset = path.parent.parent  # ROOT/train_labels/x.tif and ROOT/x/label.tif
+        with self._lock:
+            if dataset in self._warned:
+                return
+            self._warned.add(dataset)
+        warnings.warn(
+            f"label {path} declares nodata={nodata:g}, but {nodata:g} means "
+            f"{'clear' if nodata == LABEL_CLEAR else 'cloud'} in chipqa labels and the label "
+            "holds only 0, 1 and 255: chipqa reads it as 0 = clear, 1 = cloud, 255 = no label "
+            f"and ignores the tag (for every label of {dataset} tagged like this; this warning "
+            "is shown once). Fix the tag: `rio edit-info --nodata 255 FILE` (or "
+            "`gdal_edit.py -a_nodata 255 FILE`)",
+            DataWarning,
+            stacklevel=2,
+        )
+
+
+_label_tags = _LabelTagWarnings()
+
+
+def _label_nodata(path: Path, data: np.ndarray, nodata) -> np.ndarray:
+    """Apply a label's declared nodata. A tag of 0 or 1 on a label holding only 0, 1 and
+    255 contradicts what those values mean (typically inherited from a band's profile,
+    whose nodata is 0): it is ignored, with a :class:`DataWarning`."""
+    if nodata is None or nodata == LABEL_NODATA:
+        return data
+    if nodata in (LABEL_CLEAR, LABEL_CLOUD) and not _label_values_outside(data):
+        _label_tags.warn(path, nodata)
+        return data
+    return np.where(data == nodata, LABEL_NODATA, data)
+
+
 def read_chip(record: ChipRecord, *, with_label: bool = True) -> Chip:
     """Read the bands (and label) of one chip and check that they fit together.
+
+    The headers of all files are compared (one band each, integer bands, one size, CRS
+    and georeference) before any pixel is read, so that a file declaring another size
+    is reported, naming it, without reading it.
+
+    A label's nodata tag is honoured, except a tag of 0 or 1 on a label that holds only
+    0, 1 and 255: such a tag (usually copied from a band's profile, where 0 is nodata)
+    would turn every clear (or cloud) pixel into no data. chipqa then reads the label
+    as 0 = clear, 1 = cloud, 255 = no label and warns once per dataset with a
+    :class:`~chipqa.data.records.DataWarning` naming the file and how to fix the tag.
 
     Args:
         record: the chip to read, from :func:`open_dataset`.
@@ -106,50 +220,36 @@ def read_chip(record: ChipRecord, *, with_label: bool = True) -> Chip:
         The chip, with nodata of bands (0) and label (255) merged into ``valid``.
 
     Raises:
-        ChipReadError: a file is missing, damaged, not a TIFF, on another grid or CRS,
-            holds label values other than 0/1/255, or the chip has no valid pixel.
+        ChipReadError: a file is missing (or a broken or looping symbolic link), damaged,
+            not a TIFF, on another grid or CRS, holds label values other than 0/1/255,
+            or the chip has no valid pixel.
     """
     cid = record.chip_id
     if record.problem:
         raise ChipReadError(cid, record.folder, record.problem)
-    with rasterio.Env(**GDAL_ENV):
-        bands = None
-        valid = None
-        ref = None
-        crs = transform = None
-        for i, path in enumerate(record.band_paths):
-            data, nodata, crs_i, transform_i = _read_single_band(cid, path)
-            if not np.issubdtype(data.dtype, np.integer):
-                raise ChipReadError(
-                    cid,
-                    path,
-                    f"holds {data.dtype} values; chipqa expects integer reflectance x 10 000 "
-                    "(uint16, as Sentinel-2 L2A ships it)",
-                )
-            if ref is None:
-                ref = (path, data.shape, crs_i, transform_i)
-                crs, transform = crs_i, transform_i
-                bands = np.empty((len(BANDS), *data.shape), dtype=np.uint16)
-                valid = np.ones(data.shape, dtype=bool)
-            else:
-                _same_grid(cid, path, f"band {BANDS[i]}", data.shape, crs_i, transform_i, ref)
-            nd = BAND_NODATA if nodata is None else nodata
+    read_label = with_label and record.label_path is not None
+    with rasterio.Env(**GDAL_ENV), contextlib.ExitStack() as stack:
+        srcs = [_open(cid, path, stack) for path in record.band_paths]
+        lsrc = _open(cid, record.label_path, stack) if read_label else None
+        ref = _check_headers(cid, srcs, lsrc)
+        _, shape, crs, transform = ref
+        bands = np.empty((len(BANDS), *shape), dtype=np.uint16)
+        valid = np.ones(shape, dtype=bool)
+        for i, src in enumerate(srcs):
+            data = _read(cid, src)
+            nd = BAND_NODATA if src.nodata is None else src.nodata
             valid &= data != nd
             if data.dtype != np.uint16:
                 if data.size and (data.min() < 0 or data.max() > 65535):
                     raise ChipReadError(
-                        cid, path, "values outside 0…65535 cannot be reflectance x 10 000"
+                        cid, Path(src.name), "values outside 0…65535 cannot be reflectance x 10 000"
                     )
             bands[i] = data
-        assert bands is not None and valid is not None and ref is not None
 
         label = None
-        if with_label and record.label_path is not None:
+        if lsrc is not None:
             lpath = record.label_path
-            data, nodata, crs_l, transform_l = _read_single_band(cid, lpath)
-            _same_grid(cid, lpath, "label", data.shape, crs_l, transform_l, ref)
-            if nodata is not None and nodata != LABEL_NODATA:
-                data = np.where(data == nodata, LABEL_NODATA, data)
+            data = _label_nodata(lpath, _read(cid, lsrc), lsrc.nodata)
             bad = _label_values_outside(data)
             if bad:
                 shown = ", ".join(str(v) for v in bad[:6]) + (" …" if len(bad) > 6 else "")

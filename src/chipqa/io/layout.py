@@ -18,11 +18,11 @@ generator (:mod:`chipqa.synth`) writes with them, so the two can never disagree.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 from chipqa.constants import BANDS, SCL_NAME
 from chipqa.errors import DatasetError
+from chipqa.io.spreadsheet import control_characters, needs_escape
 
 ONCLOUDN = "oncloudn"
 FLAT = "flat"
@@ -40,12 +40,43 @@ LAYOUT_HELP = (
     "`chipqa synth FOLDER` writes an example."
 )
 
-_CHIP_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
-
 
 def is_safe_chip_id(chip_id: str) -> bool:
-    """True when ``chip_id`` is a plain name that cannot point outside the dataset folder."""
-    return bool(_CHIP_ID.match(chip_id)) and ".." not in chip_id
+    """True when ``chip_id`` names one folder inside the dataset folder: not empty, not
+    ``.`` or ``..``, no path separator and no control character. Spaces, unicode letters
+    and dots inside a name are fine (they point nowhere else)."""
+    if chip_id in ("", ".", "..") or any(sep and sep in chip_id for sep in (os.sep, os.altsep)):
+        return False
+    return not control_characters(chip_id)
+
+
+def chip_id_problem(chip_id: str, source: str) -> str | None:
+    """Why ``chip_id`` (a folder name, or a metadata row when ``source`` names the
+    metadata file) cannot be a chip id, or None when it can.
+
+    A chip id must name one folder of the dataset and must be kept exactly in every
+    table chipqa writes: one that a spreadsheet would read as a formula (``=``, ``+``,
+    ``-``, ``@``, tab, CR at its start) would have to be changed in those tables, so it
+    is refused as well.
+    """
+    bad = control_characters(chip_id)
+    if bad:
+        return (
+            f"chip id {chip_id!r} from {source} holds control characters "
+            f"({', '.join(bad)}); rename the chip without them"
+        )
+    if not is_safe_chip_id(chip_id):
+        return (
+            f"chip id {chip_id!r} in {source} is not a plain name and would point outside "
+            "the dataset folder; fix or delete it"
+        )
+    if needs_escape(chip_id):
+        return (
+            f"chip id {chip_id!r} from {source} starts with {chip_id[0]!r}, which "
+            "spreadsheets read as a formula; chipqa keeps chip ids exactly as written in "
+            "its tables, so rename the chip (its folder and label file)"
+        )
+    return None
 
 
 def check_layout(layout: str) -> str:
@@ -84,18 +115,36 @@ def metadata_path(root: Path) -> Path:
 
 
 def subdirs(root: Path) -> list[Path]:
-    """Visible sub-folders of ``root``, sorted."""
+    """Visible sub-folders of ``root``, sorted (with links to folders, and looping links)."""
     with os.scandir(root) as it:
-        return sorted(Path(e.path) for e in it if e.is_dir() and not e.name.startswith("."))
+        return sorted(Path(e.path) for e in it if not e.name.startswith(".") and _is_dir(e))
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    """A folder, or a symbolic link that cannot be followed (a loop): reading the chip
+    then says what is wrong with it instead of it vanishing from the listing."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return entry.is_symlink()
 
 
 def file_names(folder: Path) -> set[str]:
-    """Names of the files in ``folder`` (empty when it cannot be listed)."""
+    """Names of the files in ``folder`` (empty when it cannot be listed). A symbolic link
+    counts even when its target is missing or a loop, so that reading the chip says so
+    instead of the file being taken for absent."""
     try:
         with os.scandir(folder) as it:
-            return {e.name for e in it if e.is_file()}
+            return {e.name for e in it if _is_file_or_link(e)}
     except OSError:
         return set()
+
+
+def _is_file_or_link(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_file() or (entry.is_symlink() and not entry.is_dir())
+    except OSError:  # a symbolic link loop
+        return entry.is_symlink()
 
 
 def is_flat_chip_folder(names: set[str]) -> bool:

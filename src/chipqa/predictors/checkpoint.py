@@ -4,7 +4,10 @@ arbitrary objects (``torch.load(weights_only=True)``)."""
 
 from __future__ import annotations
 
+import math
 import pickle
+import pickletools
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,25 +79,34 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], CheckpointInfo
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist (give a .ckpt file or 'baseline')")
     try:
+        with open(path, "rb") as f:
+            head = f.read(_SNIFF)
+    except OSError as exc:
+        raise CheckpointError(
+            f"checkpoint {path} cannot be opened ({exc.strerror or exc})"
+        ) from exc
+    # torch.save writes a zip archive (or, in its legacy format, a pickle of protocol 2
+    # or later, starting with the PROTO opcode); anything else is not a checkpoint and is
+    # not handed to torch, whose messages about it would only confuse.
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
+        raise CheckpointError(f"{path} {_not_a_checkpoint(path, head)}")
+    try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        with open(path, "rb") as f:
-            head = f.read(4)
-        # torch.save writes a zip archive; a bare pickle starts with the PROTO opcode.
-        if not (head.startswith(b"PK") or head[:1] == b"\x80"):
-            raise CheckpointError(
-                f"{path} cannot be read as a PyTorch checkpoint ({str(exc).splitlines()[0]}). "
-                "Is it a .ckpt written by chipqa?"
-            ) from exc
         raise CheckpointError(
             f"{path} is not a safe chipqa checkpoint: it holds Python objects that chipqa "
             "will not unpickle (loading it could run code). Use a checkpoint written by "
             "`chipqa train`."
         ) from exc
     except Exception as exc:
+        if head[:1] == b"\x80" and _is_pickle(path):
+            raise CheckpointError(
+                f"{path} is a plain Python pickle, not a PyTorch checkpoint. Use a .ckpt "
+                "written by `chipqa train`."
+            ) from exc
         raise CheckpointError(
             f"{path} cannot be read as a PyTorch checkpoint ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''}). Is it a .ckpt written by chipqa?"
+            f"{_first_line(exc)}). Is it a .ckpt written by chipqa?"
         ) from exc
     if not isinstance(obj, dict) or obj.get("format") != CHECKPOINT_FORMAT:
         hint = ""
@@ -116,6 +128,8 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], CheckpointInfo
         state = obj["state_dict"]
     except (KeyError, TypeError) as exc:
         raise CheckpointError(f"{path} is a damaged chipqa checkpoint (missing {exc})") from exc
+    _check_config(path, config)
+    _check_weights(path, state)
     info = CheckpointInfo(
         path=path,
         config=config,
@@ -125,6 +139,94 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], CheckpointInfo
         extra=dict(obj.get("extra", {})),
     )
     return state, info
+
+
+_SNIFF = 512
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def _first_line(exc: Exception) -> str:
+    """The first line of an exception's message, without terminal colour codes."""
+    text = _ANSI.sub("", str(exc)).strip()
+    return text.splitlines()[0] if text else ""
+
+
+def _is_pickle(path: Path) -> bool:
+    """True when the file parses as a pickle (opcodes only: nothing is executed)."""
+    try:
+        with open(path, "rb") as f:
+            for _ in pickletools.genops(f):
+                pass
+    except Exception:  # noqa: BLE001 - any parse failure means "not a pickle"
+        return False
+    return True
+
+
+def _not_a_checkpoint(path: Path, head: bytes) -> str:
+    """Why a file that is neither a zip archive nor a binary pickle is no checkpoint."""
+    use = "Use a .ckpt written by `chipqa train`."
+    if not head:
+        return f"is empty, not a checkpoint. {use}"
+    if _is_pickle(path):
+        return (
+            "is a plain Python pickle (protocol 0 or 1), not a PyTorch checkpoint; "
+            f"chipqa does not unpickle such files (loading one could run code). {use}"
+        )
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:  # a character cut at the end of the sniffed bytes
+        text = head[: exc.start].decode("utf-8") if exc.start >= len(head) - 3 else None
+    if text is not None and all(c.isprintable() or c in "\t\r\n" for c in text):
+        first = text.strip().splitlines()[0][:40] if text.strip() else ""
+        return f"is a text file (it begins {first!r}), not a PyTorch checkpoint. {use}"
+    return f"is not a PyTorch checkpoint (it begins with the bytes {head[:8]!r}). {use}"
+
+
+def _check_config(path: Path, config: ModelConfig) -> None:
+    """Refuse input statistics that cannot normalise the checkpoint's bands."""
+    n = config.in_channels
+    for name, values in (("mean", config.mean), ("std", config.std)):
+        if len(values) != n:
+            raise CheckpointError(
+                f"{path} is a damaged chipqa checkpoint: its input {name} has {len(values)} "
+                f"values for a model of {n} bands ({', '.join(config.bands)}). Retrain it "
+                "with `chipqa train`."
+            )
+        try:
+            ok = all(math.isfinite(float(v)) for v in values)
+        except (TypeError, ValueError):
+            ok = False
+        if not ok or (name == "std" and any(float(v) <= 0 for v in values)):
+            raise CheckpointError(
+                f"{path} is a damaged chipqa checkpoint: its input {name} "
+                f"{list(values)} is not {'positive and ' if name == 'std' else ''}finite. "
+                "Retrain it with `chipqa train`."
+            )
+    if len(config.bands) != n:
+        raise CheckpointError(
+            f"{path} is a damaged chipqa checkpoint: it names {len(config.bands)} bands for a "
+            f"model of {n} input channels. Retrain it with `chipqa train`."
+        )
+
+
+def _check_weights(path: Path, state) -> None:
+    """Refuse weights that are not tensors, or hold NaN or infinite values (a diverged
+    training run): such a model predicts nothing useful and would rank nothing."""
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise CheckpointError(
+            f"{path} is a damaged chipqa checkpoint (its weights are not tensors)"
+        )
+    bad = [
+        k
+        for k, v in state.items()
+        if (v.is_floating_point() or v.is_complex()) and not bool(torch.isfinite(v).all())
+    ]
+    if bad:
+        raise CheckpointError(
+            f"{path} holds NaN or infinite weights ({len(bad)} tensors, e.g. {bad[0]}): the "
+            "training run that wrote it diverged. Retrain (a lower learning rate often "
+            "helps) or use an earlier checkpoint."
+        )
 
 
 def load_checkpoint(

@@ -28,6 +28,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from chipqa.errors import ChipqaError
+from chipqa.io.spreadsheet import escape_cell, unescape_cell
 
 DECISIONS = ("keep", "block", "unsure")
 UNDONE = "undone"
@@ -52,8 +53,6 @@ ESCAPED_COLUMNS = TEXT_COLUMNS + NUMBER_COLUMNS
 """Cells that get a leading quote when a spreadsheet would read them as a formula."""
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-_NEEDS_QUOTE = re.compile(r"'*[=+\-@\t\r]")
-_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?(Z|[+-]\d\d:\d\d)")
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
@@ -84,22 +83,6 @@ class Decision:
 
 
 # -- cells -----------------------------------------------------------------------
-def escape_cell(value: str) -> str:
-    """``value`` as a spreadsheet-safe cell: text a spreadsheet would run as a formula
-    (or text that already starts with quotes before such a character) gets one more
-    leading ``'``. Numbers such as ``-0.5`` are left alone."""
-    if _NEEDS_QUOTE.match(value) and not _NUMBER.fullmatch(value):
-        return "'" + value
-    return value
-
-
-def unescape_cell(value: str) -> str:
-    """The value :func:`escape_cell` was given."""
-    if value.startswith("'") and _NEEDS_QUOTE.match(value):
-        return value[1:]
-    return value
-
-
 def control_character(value: str) -> str | None:
     """The first control character in ``value`` (line ends, tab, other C0/C1), or None."""
     m = _CONTROL.search(value)

@@ -14,10 +14,9 @@ import pandas as pd
 
 from chipqa.data import ChipDataset, open_dataset
 from chipqa.errors import ChipqaError
-from chipqa.io.atomic import atomic_write_csv
 from chipqa.io.paths import SidePaths, side_paths
 from chipqa.review.blocklist import BlocklistStore
-from chipqa.scoring import read_scores
+from chipqa.scoring import read_scores, write_scores
 
 
 def scores_are_fresh(scores: pd.DataFrame, model: str, chip_ids: Iterable[str]) -> bool:
@@ -83,9 +82,12 @@ class ReviewProject:
         return scores if scores_are_fresh(scores, model, self.dataset.chip_ids) else None
 
     def save_scores(self, scores: pd.DataFrame) -> Path:
-        """Write the scores beside the dataset (atomically). Raises OSError."""
-        atomic_write_csv(scores, self.scores_path)
-        return self.scores_path
+        """Write the scores beside the dataset (atomically; spreadsheet-safe cells).
+
+        Raises:
+            ScoresWriteError: the file cannot be written (the message says why).
+        """
+        return write_scores(scores, self.scores_path)
 
     # -- decisions ---------------------------------------------------------------
     def open_store(self, path: str | Path | None = None) -> BlocklistStore:

@@ -8,7 +8,9 @@ the reason in ``error``.
 
 from __future__ import annotations
 
+import errno
 import math
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,7 @@ import pandas as pd
 
 from chipqa.errors import ChipqaError
 from chipqa.io.atomic import atomic_write_csv
+from chipqa.io.spreadsheet import escape_frame, unescape_frame
 
 STAT_COLUMNS = [
     "iou",
@@ -164,13 +167,66 @@ def finalize(rows: list[dict]) -> pd.DataFrame:
     return df[SCORE_COLUMNS + extra]
 
 
-def write_scores(df: pd.DataFrame, path: str | Path) -> Path:
-    """Write a scores table atomically (a reader never sees half a file)."""
-    return atomic_write_csv(df, path)
+class ScoresWriteError(ChipqaError):
+    """A scores table could not be written anywhere it was asked to go.
+
+    Attributes:
+        paths: every place tried, in order.
+        disk_full: True when the (last) failure was a full disk or quota.
+    """
+
+    def __init__(self, failures: list[tuple[Path, OSError]]):
+        self.paths = [p for p, _ in failures]
+        self.disk_full = failures[-1][1].errno in _DISK_FULL
+        parts = []
+        for p, exc in failures:
+            why = "the disk is full" if exc.errno in _DISK_FULL else (exc.strerror or str(exc))
+            parts.append(f"{p} ({why})")
+        super().__init__(
+            "could not write the scores table to "
+            + "; nor to ".join(parts)
+            + ". Free space there (or pass another --out) and score again"
+        )
+
+
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def write_scores(
+    df: pd.DataFrame, path: str | Path, *, fallbacks: Iterable[str | Path] = ()
+) -> Path:
+    """Write a scores table atomically (a reader never sees half a file); returns the
+    path written.
+
+    Text cells that a spreadsheet would read as a formula (starting with ``=``, ``+``,
+    ``-``, ``@``, tab or CR) are written with a leading ``'`` (see
+    :mod:`chipqa.io.spreadsheet`); numbers never are, and :func:`read_scores` gives the
+    original text back. The same rule leaves every chip id exactly as it is: the
+    dataset listing refuses ids that would need escaping (only such a refused chip's
+    row, holding its error, has its id escaped).
+
+    When ``path`` cannot be written (a full disk, no permission), each of ``fallbacks``
+    is tried in turn, so that a long run's scores are kept somewhere; a failed attempt
+    leaves no file behind and the previous file at that path as it was.
+
+    Raises:
+        ScoresWriteError: no place could be written (the message names each place tried
+            and why, "the disk is full" for ENOSPC and EDQUOT).
+    """
+    safe = escape_frame(df)
+    failures: list[tuple[Path, OSError]] = []
+    for target in (path, *fallbacks):
+        target = Path(target)
+        try:
+            return atomic_write_csv(safe, target)
+        except OSError as exc:
+            failures.append((target, exc))
+    raise ScoresWriteError(failures) from failures[-1][1]
 
 
 def read_scores(path: str | Path) -> pd.DataFrame:
-    """Read a scores CSV written by chipqa (``flags`` and ``error`` come back as strings)."""
+    """Read a scores CSV written by chipqa (``flags`` and ``error`` come back as strings;
+    text that :func:`write_scores` escaped for spreadsheets comes back as it was)."""
     path = Path(path)
     try:
         df = pd.read_csv(
@@ -189,4 +245,4 @@ def read_scores(path: str | Path) -> pd.DataFrame:
             f"{path} is not a chipqa scores table (no column {', '.join(missing)}); "
             "re-run `chipqa score`"
         )
-    return df
+    return unescape_frame(df)
