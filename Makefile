@@ -18,7 +18,7 @@ $(VENV)/bin/python:
 	$(VENV)/bin/pip install -q --upgrade pip
 
 venv: $(VENV)/bin/python
-	$(PIP) -e .
+	$(PIP) -e ".[napari]"  # the demo opens napari where there is a display
 
 test-deps: $(VENV)/bin/python
 	$(PIP) -e ".[test]"

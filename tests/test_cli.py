@@ -118,3 +118,124 @@ def test_demo_runs_from_the_console_script(tmp_path):
     # Running it again reuses the data instead of failing or regenerating.
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "reusing" in again.stdout
+
+
+def _run_limited(args: list[str], limit: int, **kwargs) -> subprocess.CompletedProcess:
+    """``chipqa ARGS`` in a child process that may write at most ``limit`` bytes per file
+    (RLIMIT_FSIZE): its writes fail as on a full disk (EFBIG where a full disk gives
+    ENOSPC), real failures rather than patched ones."""
+    code = f"""
+import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+import chipqa.scoring, chipqa.data  # imported before the limit: Python writes no .pyc then
+resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))
+from chipqa.cli import main
+sys.exit(main({args!r}))
+"""
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, **kwargs
+    )
+
+
+def test_a_full_disk_while_writing_scores_is_one_clear_message(synth_set, tmp_path):
+    out = tmp_path / "scores.csv"
+    out.write_text("chip_id,suspicion\nkeepme,0.5\n")
+    res = _run_limited(["score", str(synth_set.root), "--out", str(out), "-q"], limit=2000)
+    assert res.returncode != 0
+    assert "Traceback" not in res.stderr
+    assert f"cannot write the scores to {out}" in res.stderr
+    assert out.read_text() == "chip_id,suspicion\nkeepme,0.5\n"  # the old scores stay
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scores.csv"]  # no litter
+
+
+def test_scores_that_cannot_be_written_to_out_go_to_the_temp_folder(
+    synth_set, tmp_path, monkeypatch, capsys
+):
+    import tempfile
+
+    from chipqa.scoring import table
+
+    out = tmp_path / "full" / "scores.csv"
+    real = table.atomic_write_csv
+
+    def disk_full_under_out(df, path, *a, **k):
+        if str(path).startswith(str(out.parent)):
+            raise OSError(28, "No space left on device", str(path))
+        return real(df, path, *a, **k)
+
+    monkeypatch.setattr(table, "atomic_write_csv", disk_full_under_out)
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    assert main(["score", str(synth_set.root), "--out", str(out), "-q"]) == 1
+    err = capsys.readouterr().err
+    (kept,) = (tmp_path / "tmp").glob("chipqa-scores-*.csv")
+    assert f"cannot write the scores to {out}" in err and f"written to {kept} instead" in err
+    assert len(pd.read_csv(kept, keep_default_na=False)) == 40  # the run's scores, whole
+
+
+def test_scoring_a_dataset_of_only_unreadable_chips_fails(tmp_path, capsys):
+    root = generate_dataset(tmp_path / "data", n_chips=3, size=32, seed=1).root
+    for band in root.glob("train_features/*/B02.tif"):
+        band.write_bytes(b"\x00" * 100)
+    out = tmp_path / "s.csv"
+    assert main(["score", str(root), "--out", str(out), "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "none of the 3 chips" in err and str(out) in err
+    assert (pd.read_csv(out, keep_default_na=False)["error"] != "").all()  # rows say why
+
+
+def test_a_full_disk_while_building_the_cache_is_one_clear_message(synth_set, tmp_path):
+    import shutil
+
+    root = shutil.copytree(synth_set.root, tmp_path / "data")
+    res = _run_limited(["cache", str(root), "-q"], limit=20_000)
+    assert res.returncode != 0
+    assert "Traceback" not in res.stderr and "chipqa cache: error:" in res.stderr
+
+
+def _without_display() -> dict:
+    import os
+
+    drop = {"DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"}
+    return {k: v for k, v in os.environ.items() if k not in drop}
+
+
+def test_view_without_a_display_says_so_instead_of_aborting(tmp_path):
+    pytest.importorskip("napari")
+    from chipqa.synth import write_scene
+
+    scene = write_scene(tmp_path / "scene.tif", 64, block=32)
+    res = subprocess.run(
+        [sys.executable, "-m", "chipqa.cli", "view", str(scene)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=_without_display(),
+    )
+    assert res.returncode == 2, res.stderr
+    assert "there is no display" in res.stderr and "--png" in res.stderr
+    assert "xvfb-run" in res.stderr
+
+
+def test_demo_view_yes_without_a_display_fails_before_doing_anything(tmp_path):
+    pytest.importorskip("napari")
+    res = subprocess.run(
+        [sys.executable, "-m", "chipqa.cli", "demo", str(tmp_path / "d"), "--view", "yes"]
+        + ["--chips", "4", "--size", "32"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=_without_display(),
+    )
+    assert res.returncode == 2, res.stderr
+    assert "--view yes: cannot open napari: there is no display" in res.stderr
+    assert not (tmp_path / "d").exists()
+
+
+def test_demo_view_yes_without_napari_says_how_to_install_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "napari", None)  # import napari raises ImportError
+    folder = tmp_path / "d"
+    assert main(["demo", str(folder), "--view", "yes", "--chips", "4", "--size", "32"]) == 2
+    err = capsys.readouterr().err
+    assert "napari is not installed" in err and 'pip install "chipqa[napari]"' in err
+    assert not folder.exists()

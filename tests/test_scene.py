@@ -356,31 +356,69 @@ sys.exit(main(["mask", {str(scene)!r}, "--out", {str(out)!r}, "-q"]))
 
 
 @pytest.mark.slow
-def test_a_disk_that_fills_up_during_the_final_copy_keeps_the_old_mask(tmp_path):
-    # The strips fit under the limit, the final COG (with its overviews) does not: the
-    # mask already there must survive whole, and the command must say it failed.
+@pytest.mark.parametrize("fraction", [0.75, 0.97])
+def test_a_disk_that_fills_up_during_the_final_copy_keeps_the_old_mask(tmp_path, fraction):
+    # A 1 024² scene masked once, then again under `ulimit -f` (1 024-byte blocks) at a
+    # fraction of the mask's size: the write fails part-way through the final COG, with
+    # EFBIG where a full disk gives ENOSPC. Near the full size (0.94–1.0 here) the failed
+    # writes are the last ones, which GDAL only logs ("_tiffWriteProc: File too large"):
+    # the old mask must survive whole, and the command must say it failed.
+    import os
+    import shlex
+    import shutil
     import subprocess
     import sys
 
-    rng = np.random.default_rng(2)
-    arr = rng.integers(500, 9000, (4, 1024, 1024)).astype(np.uint16)  # noise: compresses badly
-    scene = _write_scene(tmp_path / "scene.tif", arr)
+    from chipqa.synth import write_scene
+
+    if shutil.which("bash") is None:
+        pytest.skip("needs bash for ulimit")
+    scene = write_scene(tmp_path / "scene.tif", 1024, seed=0)
     out = tmp_path / "mask.tif"
     assert main(["mask", str(scene), "--out", str(out), "-q"]) == 0
     good = out.read_bytes()
-    limit = int(len(good) * 0.85)  # more than the strips need, less than the COG
-    code = f"""
-import resource, signal, sys
-import numpy as np
-from chipqa.predictors import SpectralBaseline
-SpectralBaseline().predict_numpy(np.ones((4, 8, 8), np.uint16))  # kernels loaded first
-signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))
-from chipqa.cli import main
-sys.exit(main(["mask", {str(scene)!r}, "--out", {str(out)!r}, "-q"]))
-"""
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    blocks = int(len(good) * fraction / 1024)
+    mask = shlex.join([sys.executable, "-m", "chipqa.cli", "mask", str(scene), "--out", str(out)])
+    command = f"ulimit -f {blocks}; exec {mask} -q"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONDONTWRITEBYTECODE"] = "1"  # no .pyc written under the limit
+    res = subprocess.run(["bash", "-c", command], capture_output=True, text=True, env=env)
     assert res.returncode != 0, res.stderr
     assert "cannot write the mask" in res.stderr and "Traceback" not in res.stderr
     assert out.read_bytes() == good  # the old mask, untouched
+    with rasterio.open(out) as src:
+        src.read(1)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mask.tif", "scene.tif"]
+
+
+@pytest.mark.parametrize("layout", ["flat", "oncloudn"])
+def test_a_mask_is_never_written_over_a_chips_label_scl_or_bands(tmp_path, capsys, layout):
+    from chipqa.data import open_dataset
+    from chipqa.synth import generate_dataset
+
+    root = generate_dataset(tmp_path / "data", n_chips=2, size=32, seed=1, layout=layout).root
+    chip = open_dataset(root)[0]
+    folder = chip.band_paths[0].parent  # a chip folder is a scene folder too
+    assert (folder / "SCL.tif").is_file()
+    guarded = {
+        chip.label_path: "the label of chip",
+        folder / "SCL.tif": "the scene's SCL",
+        folder / "B03.tif": "the scene's own file",
+    }
+    before = {p: p.read_bytes() for p in guarded}
+    args = ["mask", str(folder), "--tile", "32", "--overlap", "8", "-q"]
+    for target, what in guarded.items():
+        assert main([*args, "--out", str(target)]) == 2, target
+        err = capsys.readouterr().err
+        assert f"--out {target} is {what}" in err and "choose another path" in err
+    assert {p: p.read_bytes() for p in guarded} == before  # the human label is intact
+    assert main([*args, "--out", str(tmp_path / "m.tif")]) == 0  # anywhere else is fine
+
+
+def test_the_scl_beside_a_scene_file_is_refused_as_out_without_scl_given(tmp_path, capsys):
+    scene = _write_scene(tmp_path / "scene.tif", _scene_array(64, 64))
+    scl = _write_scene(tmp_path / "SCL.tif", _scene_array(64, 64)[:1].repeat(4, 0))
+    good = scl.read_bytes()
+    assert main(["mask", str(scene), "--out", str(scl), "-q"]) == 2
+    assert "the scene's SCL" in capsys.readouterr().err
+    assert scl.read_bytes() == good

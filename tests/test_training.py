@@ -76,7 +76,8 @@ def test_training_leaves_blocked_chips_out_and_writes_a_complete_checkpoint(tiny
     assert [e["event"] for e in on_disk] == kinds
     epoch = next(e for e in events if e["event"] == "epoch")
     assert {"train_loss", "train_iou", "val_loss", "val_iou", "eta_s"} <= set(epoch)
-    metrics = pd.read_csv(tmp_path / "m.logs" / "metrics.csv")
+    assert res.log_dir == tmp_path / "m.logs" / "version_0"  # m.ckpt: logs in m.logs/
+    metrics = pd.read_csv(res.log_dir / "metrics.csv")
     assert {"train_iou", "val_iou"} <= set(metrics.columns)
 
 
@@ -387,3 +388,105 @@ def test_under_ddp_every_validation_chip_is_counted_once(world, monkeypatch):
     assert len(lengths) == 1 and set().union(*(shards[True, r] for r in range(world))) == set(
         range(n)
     )
+
+
+@pytest.fixture
+def keep_signals():
+    """Restore SIGINT/SIGTERM handlers that a training run changes (Lightning ignores
+    SIGINT after an interrupt; ``chipqa train`` turns SIGTERM into a cancel)."""
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for s, handler in saved.items():
+        signal.signal(s, handler)
+
+
+def _train_args(root, out, *extra):
+    return ["train", str(root), "--out", str(out), "--encoder", "resnet18", "--epochs", "1"] + [
+        "--train-batch-size", "8", "--workers", "0", "--cache", "off", *extra
+    ]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_chipqa_train_names_unreadable_chips_and_counts_only_those_used(
+    tiny, tmp_path, capsys, keep_signals
+):
+    import re
+
+    from chipqa.cli import main
+
+    root = _copy(tiny, tmp_path)
+    ds = open_dataset(root, cache="off")
+    broken = ds.chip_ids[:2]
+    for cid in broken:
+        with open(ds[cid].band_paths[0], "r+b") as f:
+            f.truncate(200)
+    assert main(_train_args(root, tmp_path / "m.ckpt")) == 0
+    out, err = capsys.readouterr()
+    assert "warning: 2 chip(s) could not be read" in err
+    assert all(cid in err for cid in broken)
+    trained, validated = map(int, re.search(r"on (\d+) chips, validated on (\d+)", out).groups())
+    assert trained + validated == 14 and validated > 0  # 16 chips, 2 unreadable
+    assert "2 unreadable chip(s) left out" in out
+
+
+@pytest.mark.slow
+def test_without_validation_chips_the_iou_is_called_the_training_iou(
+    tiny, tmp_path, capsys, keep_signals
+):
+    from chipqa.cli import main
+
+    ids = open_dataset(tiny.root).chip_ids
+    bl = _blocklist(tmp_path / "bl.csv", [*ids[:2], "notachip"])
+    progress = tmp_path / "p.jsonl"
+    args = _train_args(tiny.root, tmp_path / "m.ckpt", "--val-fraction", "0", "--max-steps", "1")
+    assert main([*args, "--blocklist", str(bl), "--progress", str(progress)]) == 0
+    out = capsys.readouterr().out
+    assert "validated on 0" in out and "best training IoU" in out
+    assert "validation IoU" not in out
+    events, _ = read_progress(progress)
+    start = next(e for e in events if e["event"] == "start")
+    assert start["blocked"] == 2  # "notachip" is not a chip of the dataset
+    assert events[-1]["event"] == "done" and events[-1]["best_iou_on"] == "training"
+    _, info = load_checkpoint(tmp_path / "m.ckpt")
+    assert info.extra["best_iou_on"] == "training" and info.extra["val_chips"] == []
+    assert sorted(info.blocklist) == sorted(ids[:2])
+
+
+def test_bad_output_and_accelerator_fail_before_training(tiny, tmp_path, capsys, keep_signals):
+    from chipqa.cli import main
+
+    out = tmp_path / "nowhere" / "deeper" / "m.ckpt"
+    assert main(_train_args(tiny.root, out)) == 2
+    err = capsys.readouterr().err
+    assert "does not exist" in err and str(out.parent) in err
+    assert not (tmp_path / "nowhere").exists()
+    if not torch.cuda.is_available():
+        assert main(_train_args(tiny.root, tmp_path / "m.ckpt", "--accelerator", "gpu")) == 2
+        err = capsys.readouterr().err
+        assert "--accelerator cpu" in err and "--device" not in err
+
+
+@pytest.mark.slow
+def test_a_cancelled_run_keeps_the_logs_of_earlier_runs(tiny, tmp_path, keep_signals):
+    import warnings
+
+    cfg = dataclasses.replace(TINY, max_steps=2)
+    first = train(tiny.root, tmp_path / "m.ckpt", config=cfg)
+    logs = tmp_path / "m.logs"
+    kept = {p: p.read_bytes() for p in logs.rglob("metrics.csv")}
+    assert kept
+
+    def cancel_at_first_step(ev):
+        if ev["event"] == "step":
+            raise KeyboardInterrupt
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises((KeyboardInterrupt, SystemExit)):
+            train(tiny.root, tmp_path / "m.ckpt", config=cfg, echo=cancel_at_first_step)
+    assert {p: p.read_bytes() for p in kept} == kept  # the first run's metrics, untouched
+    assert not [w for w in caught if "will be deleted" in str(w.message)]
+    again = train(tiny.root, tmp_path / "m.ckpt", config=cfg)
+    assert first.log_dir.parent == logs and again.log_dir != first.log_dir
+    assert len(set(logs.glob("version_*"))) == 3  # one folder per run, the cancelled one too
+    assert pd.read_csv(again.log_dir / "metrics.csv").shape[0] > 0

@@ -224,9 +224,14 @@ class RetrainPanel(QWidget):
         elif kind == "epoch":
             eta = ev.get("eta_s", math.nan)
             eta_txt = f", about {eta:.0f} s left" if eta == eta else ""
+            iou = (
+                ("validation", ev["val_iou"])
+                if "val_iou" in ev
+                else ("training", ev.get("train_iou", math.nan))
+            )
             self._say(
                 f"{fold}epoch {ev['epoch'] + 1}: loss {ev.get('train_loss', math.nan):.3f}, "
-                f"validation IoU {ev.get('val_iou', math.nan):.3f}{eta_txt}"
+                f"{iou[0]} IoU {iou[1]:.3f}{eta_txt}"
             )
         elif kind == "warning":
             self._say(ev.get("message", ""), error=True)

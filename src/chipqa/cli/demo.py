@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -77,15 +76,24 @@ def _make_or_reuse(folder: Path, args: argparse.Namespace) -> tuple[Path, Path]:
 
 def run(args: argparse.Namespace) -> int:
     from chipqa.data import open_dataset
-    from chipqa.io.atomic import atomic_write_csv
     from chipqa.render import contact_sheet
+    from chipqa.scoring import write_scores
     from chipqa.scoring.evaluate import read_truth, report_against_truth
 
+    if args.view == "yes":  # asked for the viewer: say at once when it cannot open
+        from chipqa.cli.display import NO_DISPLAY_HINT, display_problem, napari_missing
+
+        problem = napari_missing() or display_problem()
+        if problem:
+            raise ChipqaError(
+                f"--view yes: cannot open napari: {problem}. Run without --view yes "
+                f"(--view auto opens it only when it can), or {NO_DISPLAY_HINT}"
+            )
     folder = Path(args.folder)
     data, truth_dir = _make_or_reuse(folder, args)
     dataset = open_dataset(data)
     predictor, scores, seconds = score_with_predictor(dataset, args)
-    scores_path = atomic_write_csv(scores, folder / "scores.csv")
+    scores_path = write_scores(scores, folder / "scores.csv")
     print_errors(scores)
     truth = read_truth(truth_dir / "planted_errors.csv")
     report = report_against_truth(scores, truth)
@@ -115,20 +123,22 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _can_open_viewer() -> bool:
-    """An interactive terminal with a display: the demo then continues in napari."""
-    has_display = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-    return has_display and sys.stdin.isatty() and sys.stdout.isatty()
+    """An interactive terminal where napari can open a window: the demo then continues in
+    napari. When it cannot (not installed, no usable display), say why in one line."""
+    from chipqa.cli.display import display_problem, napari_missing
+
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        return False
+    problem = napari_missing() or display_problem()
+    if problem:
+        print(f"not opening napari: {problem}", file=sys.stderr)
+        return False
+    return True
 
 
 def _open_napari(data: Path) -> int:
-    try:
-        import napari
-    except ImportError:
-        print(
-            'napari is not installed: pip install "chipqa[napari]" to review the chips in it',
-            file=sys.stderr,
-        )
-        return 0
+    import napari
+
     from chipqa._qt.review_widget import open_in_viewer
 
     print("opening napari with the Chip QA widget (close the window to finish)")

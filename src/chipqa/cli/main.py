@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 
 from chipqa import __version__
@@ -45,9 +46,22 @@ def main(argv: list[str] | None = None) -> int:
     except (ChipqaError, ValueError, FileExistsError) as exc:
         print(f"chipqa {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a full disk, a folder that cannot be written: no traceback
+        print(f"chipqa {args.command}: error: {describe_os_error(exc)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(
             f"chipqa {args.command}: interrupted; files already written are complete",
             file=sys.stderr,
         )
         return 130
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line for a failed file operation: what failed, on which file, what to do."""
+    what = exc.strerror or str(exc) or type(exc).__name__
+    where = f" ({exc.filename})" if exc.filename else ""
+    hint = ""
+    if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        hint = "; free some space (or choose a folder on another disk) and run it again"
+    return f"{what}{where}{hint}"

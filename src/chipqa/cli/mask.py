@@ -79,14 +79,15 @@ def _report_scl(out: Path, args: argparse.Namespace, model: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from chipqa.predictors import load_predictor
-    from chipqa.scene import mask_scene, open_scene, scale_for_resolution
+    from chipqa.scene import check_output, mask_scene, open_scene, scale_for_resolution
 
     scene = open_scene(args.scene)
+    if args.scl is not None:
+        _check_scl_argument(args)
+    check_output(scene, args.out)  # never over the scene's bands, its SCL or a chip's label
     scale = args.scale
     if args.resolution is not None:
         scale = scale_for_resolution(scene, args.resolution)
-    if args.scl is not None:
-        _check_scl_argument(args)
     predictor = load_predictor(args.model, device=args.device)
     t0 = time.perf_counter()
     out = mask_scene(

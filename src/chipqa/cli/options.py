@@ -228,7 +228,11 @@ class TrainingBar:
             self.bar.update(ev["step"] - self.bar.n)
             self.bar.set_postfix(epoch=ev["epoch"], loss=f"{ev['loss']:.3f}")
         elif kind == "epoch" and self.bar is not None:
-            self.bar.set_postfix(epoch=ev["epoch"], val_iou=f"{ev.get('val_iou', math.nan):.3f}")
+            if "val_iou" in ev:
+                self.bar.set_postfix(epoch=ev["epoch"], val_iou=f"{ev['val_iou']:.3f}")
+            else:  # no validation chips (--val-fraction 0)
+                iou = ev.get("train_iou", math.nan)
+                self.bar.set_postfix(epoch=ev["epoch"], train_iou=f"{iou:.3f}")
 
     def close(self) -> None:
         if self.bar is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -117,8 +118,39 @@ def _score_out_of_fold(dataset, args: argparse.Namespace, out: Path):
     return scores
 
 
+def write_scores_or_fallback(scores, out: Path) -> tuple[Path, str | None]:
+    """Write the scores to ``out``; when that fails (a full disk), to a file in the system's
+    temporary folder, so that a long run's scores are not lost.
+
+    Returns the file written and, after a fallback, why ``out`` could not be written.
+
+    Raises:
+        ChipqaError: neither file could be written (the message says both reasons).
+    """
+    import tempfile
+
+    from chipqa.errors import ChipqaError
+    from chipqa.scoring import ScoresWriteError, write_scores
+
+    try:
+        return write_scores(scores, out), None
+    except ScoresWriteError as exc:
+        why = str(exc)
+    fd, name = tempfile.mkstemp(prefix=f"chipqa-{out.stem}-", suffix=".csv")
+    os.close(fd)
+    fallback = Path(name)
+    try:
+        write_scores(scores, fallback)
+    except ScoresWriteError as exc:
+        fallback.unlink(missing_ok=True)
+        raise ChipqaError(
+            f"cannot write the scores to {out} ({why}), nor to {fallback.parent} ({exc}); "
+            "the scores of this run are lost. Free some space or choose another --out"
+        ) from exc
+    return fallback, why
+
+
 def run(args: argparse.Namespace) -> int:
-    from chipqa.io.atomic import atomic_write_csv
     from chipqa.io.paths import side_paths
 
     dataset = open_dataset_for(args)
@@ -137,9 +169,27 @@ def run(args: argparse.Namespace) -> int:
     else:
         predictor, scores, seconds = score_with_predictor(dataset, args)
         name, device = predictor.name, predictor.device
-    atomic_write_csv(scores, out)
+    written, why = write_scores_or_fallback(scores, out)
     print_errors(scores)
     if not args.quiet:
         print_top(scores, args.top)
-        print(f"scored {len(scores)} chips with {name} on {device} in {seconds:.1f} s; wrote {out}")
+        print(
+            f"scored {len(scores)} chips with {name} on {device} in {seconds:.1f} s; "
+            f"wrote {written}"
+        )
+    if why is not None:
+        print(
+            f"chipqa score: error: cannot write the scores to {out} ({why}); they were "
+            f"written to {written} instead. Free some space, then move that file into place",
+            file=sys.stderr,
+        )
+        return 1
+    unreadable = int((scores["error"] != "").sum())
+    if len(scores) and unreadable == len(scores):
+        print(
+            f"chipqa score: error: none of the {len(scores)} chips of {dataset.root} could be "
+            f"read, so nothing was scored; {written} says why for each chip",
+            file=sys.stderr,
+        )
+        return 1
     return 0

@@ -62,9 +62,12 @@ def run(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     if not args.quiet:
+        skipped = len(result.skipped_chips)
         print(
-            f"trained {result.epochs_run} epoch(s) on {len(result.train_chips)} chips "
-            f"({len(result.val_chips)} for validation) in {result.seconds:.0f} s; "
-            f"best validation IoU {result.best_val_iou:.3f}; wrote {result.checkpoint}"
+            f"trained {result.epochs_run} epoch(s) on {len(result.train_chips)} chips, "
+            f"validated on {len(result.val_chips)}"
+            + (f" ({skipped} unreadable chip(s) left out)" if skipped else "")
+            + f" in {result.seconds:.0f} s; best {result.best_iou_on} IoU "
+            f"{result.best_val_iou:.3f}; wrote {result.checkpoint} (logs in {result.log_dir})"
         )
     return 0

@@ -59,15 +59,22 @@ def run(args: argparse.Namespace) -> int:
         )
         print(f"wrote {out}")
         return 0
-    try:
-        import napari
-    except ImportError:
+    from chipqa.cli.display import NO_DISPLAY_HINT, display_problem, napari_missing
+
+    missing = napari_missing()
+    if missing:
+        print(f"chipqa view: {missing}, or write a picture with --png OUT.png", file=sys.stderr)
+        return 2
+    problem = display_problem()
+    if problem:
         print(
-            'napari is not installed: pip install "chipqa[napari]", or write a picture '
-            "with --png OUT.png",
+            f"chipqa view: cannot open napari: {problem}. Write a picture instead with "
+            f"--png OUT.png, or {NO_DISPLAY_HINT}",
             file=sys.stderr,
         )
         return 2
+    import napari
+
     from chipqa._qt.scene_viewer import open_scene_in_viewer
 
     hint_overviews(scene)

@@ -16,6 +16,8 @@ strip by strip, and viewed from decimated reads and lazy pyramids.
 from chipqa.scene.mask import (
     NODATA_OUT,
     blend_weights,
+    check_output,
+    input_rasters,
     mask_cloud,
     mask_is_classes,
     mask_probability,
@@ -41,7 +43,9 @@ __all__ = [
     "ScenePanel",
     "band_name",
     "blend_weights",
+    "check_output",
     "display_shape",
+    "input_rasters",
     "level_shapes",
     "mask_cloud",
     "mask_is_classes",

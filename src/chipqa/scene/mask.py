@@ -17,6 +17,8 @@ coarser pixels (block means of the probability).
 
 from __future__ import annotations
 
+import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -29,8 +31,9 @@ from affine import Affine
 from rasterio._err import CPLE_BaseError
 from rasterio.windows import Window
 
-from chipqa.constants import BANDS, DEFAULT_THRESHOLD, LABEL_CLOUD, LABEL_NODATA
+from chipqa.constants import BANDS, DEFAULT_THRESHOLD, LABEL_CLOUD, LABEL_NODATA, SCL_NAME
 from chipqa.io.atomic import atomic_replace
+from chipqa.io.layout import FEATURES_DIR, FLAT_LABEL_NAME, LABELS_DIR
 from chipqa.predictors import Predictor, to_device
 from chipqa.scene.read import Scene, SceneError, open_scene
 
@@ -88,6 +91,56 @@ def mask_probability(values: np.ndarray, classes: bool) -> tuple[np.ndarray, np.
 def mask_cloud(values: np.ndarray, classes: bool, threshold: float) -> np.ndarray:
     """Where a chipqa mask's uint8 values say cloud (probability at or above ``threshold``)."""
     return values == LABEL_CLOUD if classes else values >= threshold * 100
+
+
+# ------------------------------------------------------------ what a mask may not overwrite
+
+_BAND_FILE = re.compile(r"^[Bb]\d{1,2}[Aa]?\.tiff?$")
+
+
+def input_rasters(sc: Scene) -> list[tuple[Path, str]]:
+    """The existing files a mask of ``sc`` must never overwrite, each with what it is.
+
+    The scene's own files; beside them, every band file (``B05.tif`` …), the SCL
+    (``SCL.tif``) and a chip's label (``label.tif``, the flat layout); and when the scene
+    is a chip folder of an On Cloud N dataset (``ROOT/train_features/<chip_id>``), that
+    chip's label ``ROOT/train_labels/<chip_id>.tif``.
+    """
+    found: dict[Path, str] = {p: "the scene's own file" for p, _ in sc.sources}
+    for folder in dict.fromkeys(p.parent for p, _ in sc.sources):
+        for f in sorted(folder.glob("*")) if folder.is_dir() else []:
+            if _BAND_FILE.match(f.name):
+                found.setdefault(f, "a band file of the scene")
+        found.setdefault(folder / SCL_NAME, "the scene's SCL")
+        found.setdefault(folder / FLAT_LABEL_NAME, f"the label of chip {folder.name}")
+        if folder.parent.name == FEATURES_DIR:
+            label = folder.parent.parent / LABELS_DIR / f"{folder.name}.tif"
+            found.setdefault(label, f"the label of chip {folder.name}")
+    return [(p, what) for p, what in found.items() if p.exists()]
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # ``a`` does not exist yet
+        return False
+
+
+def check_output(sc: Scene, out: str | Path) -> None:
+    """Refuse an ``out`` that is one of the scene's input rasters (see :func:`input_rasters`).
+
+    Raises:
+        SceneError: naming the file and what it is.
+    """
+    out = Path(out)
+    for p, what in input_rasters(sc):
+        if _same_file(out, p):
+            raise SceneError(
+                f"--out {out} is {what} ({p}): a mask written there would destroy it; "
+                "choose another path"
+            )
 
 
 # ------------------------------------------------------------ writing masks
@@ -217,8 +270,8 @@ def mask_scene(
 
     Raises:
         SceneError: bad scene, a scene without the model's bands, ``out`` is one of the
-            scene's own files, or the output cannot be written (nothing is left under
-            ``out`` then).
+            scene's input rasters (:func:`check_output`), or the output cannot be
+            written (nothing is left under ``out`` then).
     """
     sc = scene if isinstance(scene, Scene) else open_scene(scene)
     out = Path(out)
@@ -226,9 +279,7 @@ def mask_scene(
         raise ValueError(f"overlap ({overlap}) must be less than half the tile ({tile})")
     if scale < 1:
         raise ValueError(f"scale must be a positive whole number, got {scale}")
-    for p, _ in sc.sources:
-        if out.resolve() == p.resolve():
-            raise SceneError(f"--out {out} is the scene's own file {p}; choose another path")
+    check_output(sc, out)
     sc = sc.select(model_bands(predictor))
     profile = {
         "driver": "GTiff",

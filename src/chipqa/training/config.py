@@ -44,6 +44,9 @@ class TrainResult:
 
     ``train_chips`` and ``val_chips`` are the chips actually used: chips that could not
     be read are left out of both (a ``warning`` progress event names them).
+    ``best_val_iou`` is the best epoch's IoU on the validation chips, or on the training
+    chips when there are none (``best_iou_on`` says which). ``log_dir`` is the folder
+    of this run's per-epoch logs.
     """
 
     checkpoint: Path
@@ -54,3 +57,5 @@ class TrainResult:
     seconds: float
     history: list[dict] = field(default_factory=list)
     skipped_chips: list[str] = field(default_factory=list)
+    best_iou_on: str = "validation"
+    log_dir: Path | None = None

@@ -45,11 +45,14 @@ def train(
         val_chips: use these as validation chips instead of a split.
         progress: JSON-lines progress file (see :class:`ProgressWriter`).
         echo: called with every progress event (the CLI's progress bar).
-        log_dir: where the per-epoch CSV (and TensorBoard) logs go
-            (default: beside the checkpoint, ``<out>.logs``).
+        log_dir: the folder of the per-epoch CSV (and TensorBoard) logs (default: beside
+            the checkpoint, its name with ``.logs`` for the suffix: ``m.ckpt`` →
+            ``m.logs``). Each run writes a new subfolder ``version_N`` in it, so the logs
+            of earlier runs, finished or cancelled, are kept.
 
     Raises:
-        TrainingError: nothing to train on, unknown encoder, no GPU, NaN loss.
+        TrainingError: nothing to train on, unknown encoder, no GPU, NaN loss, a
+            checkpoint path in a folder that does not exist.
     """
     cfg = config or TrainConfig()
     t0 = time.monotonic()
@@ -57,6 +60,11 @@ def train(
     out = Path(out)
     writer = ProgressWriter(progress, echo)
     try:
+        if not out.parent.is_dir():
+            raise TrainingError(
+                f"the folder of the checkpoint {out} does not exist ({out.parent}); "
+                "create it first or choose another --out"
+            )
         accelerator = _check_accelerator(cfg.accelerator)
         records, blocked, unknown = prepare_chips(dataset, blocklist, chips)
         if unknown:
@@ -87,7 +95,9 @@ def train(
             "done",
             checkpoint=str(result.checkpoint),
             best_val_iou=result.best_val_iou,
+            best_iou_on=result.best_iou_on,
             seconds=result.seconds,
+            log_dir=str(result.log_dir),
         )
         return result
     except TrainingError as exc:
@@ -107,20 +117,32 @@ def _check_accelerator(accelerator: str) -> str:
     if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise TrainingError(
             "a GPU was asked for (--accelerator gpu) but this machine has no usable CUDA GPU; "
-            "use --device cpu or auto"
+            "use --accelerator cpu or auto"
         )
     return "gpu" if accelerator == "cuda" else accelerator
 
 
-def _loggers(log_dir: Path) -> list:
+def next_log_version(log_dir: Path) -> Path:
+    """The folder of a new run's logs: ``log_dir/version_N`` with the first unused N.
+
+    Every run gets its own folder, so no run overwrites the metrics of an earlier one.
+    """
+    n = 0
+    if log_dir.is_dir():
+        taken = [p.name.removeprefix("version_") for p in log_dir.glob("version_*")]
+        n = max((int(t) + 1 for t in taken if t.isdigit()), default=0)
+    return log_dir / f"version_{n}"
+
+
+def _loggers(run_dir: Path) -> list:
     from lightning.pytorch.loggers import CSVLogger
 
-    loggers = [CSVLogger(str(log_dir), name="", version="")]
+    loggers = [CSVLogger(str(run_dir.parent), name="", version=run_dir.name)]
     try:
         import tensorboard  # noqa: F401
         from lightning.pytorch.loggers import TensorBoardLogger
 
-        loggers.append(TensorBoardLogger(str(log_dir), name="", version="tensorboard"))
+        loggers.append(TensorBoardLogger(str(run_dir), name="", version="tensorboard"))
     except ImportError:
         pass
     return loggers
@@ -137,6 +159,8 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*have no `val_dataloader`.*")
     # Epoch metrics are synchronised by their torchmetrics states before they are logged.
     warnings.filterwarnings("ignore", message=".*when logging on epoch level in distributed.*")
+    # Each run logs to a folder of its own (next_log_version): nothing is ever deleted.
+    warnings.filterwarnings("ignore", message=".*[Pp]revious log files.*will be deleted.*")
 
 
 class _Job:
@@ -197,7 +221,7 @@ class _Job:
         cuda = self.accelerator == "gpu" or (
             self.accelerator == "auto" and torch.cuda.is_available()
         )
-        log_dir.mkdir(parents=True, exist_ok=True)
+        run_dir = next_log_version(log_dir)
         trainer = pl.Trainer(
             max_epochs=cfg.epochs,
             max_steps=cfg.max_steps,
@@ -205,14 +229,14 @@ class _Job:
             devices=cfg.devices,
             num_nodes=cfg.num_nodes,
             precision="bf16-mixed" if cuda else "32-true",
-            logger=_loggers(log_dir),
+            logger=_loggers(run_dir),
             callbacks=[progress],
             enable_checkpointing=False,
             enable_progress_bar=False,
             enable_model_summary=False,
             num_sanity_val_steps=0,
             log_every_n_steps=1,
-            default_root_dir=str(log_dir),
+            default_root_dir=str(run_dir),
             use_distributed_sampler=False,  # EpochSampler shards itself (see there)
         )
         trainer.fit(module, train_dl, val_dl)
@@ -242,6 +266,7 @@ class _Job:
                 extra={
                     "val_chips": val_ids,
                     "best_val_iou": progress.best_iou,
+                    "best_iou_on": "validation" if self.val_records else "training",
                     "epochs": epochs,
                     "train_config": {k: str(v) for k, v in asdict(cfg).items()},
                     "dataset": str(self.dataset.root),
@@ -256,4 +281,6 @@ class _Job:
             seconds=0.0,
             history=progress.history,
             skipped_chips=sorted(skipped),
+            best_iou_on="validation" if self.val_records else "training",
+            log_dir=run_dir,
         )

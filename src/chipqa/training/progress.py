@@ -14,8 +14,9 @@ class ProgressWriter:
 
     Events: ``start`` (chips, epochs, steps per epoch), ``step`` (epoch, step, loss,
     eta_s), ``epoch`` (epoch, train_loss, train_iou, val_loss, val_iou, eta_s),
-    ``warning`` (message), ``done`` (checkpoint, best_val_iou), ``error`` (message) and
-    ``cancelled``. Another process (the napari plugin) follows a run by reading the file
+    ``warning`` (message), ``done`` (checkpoint, best_val_iou, best_iou_on: ``validation``,
+    or ``training`` when the run had no validation chips; log_dir), ``error`` (message)
+    and ``cancelled``. Another process (the napari plugin) follows a run by reading the file
     as it grows (:func:`read_progress`).
     """
 

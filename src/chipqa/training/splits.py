@@ -61,7 +61,8 @@ def kfold_chips(records: Sequence[ChipRecord], k: int, seed: int) -> list[list[s
 def prepare_chips(
     dataset: ChipDataset, blocklist: str | Path | None, chips: Sequence[str] | None = None
 ) -> tuple[list[ChipRecord], list[str], list[str]]:
-    """Labelled, unblocked records to train on; also the blocked ids and the unknown ones.
+    """Labelled, unblocked records to train on; the dataset's blocked chip ids; and the
+    blocked ids that are not chips of the dataset (ignored).
 
     Raises:
         TrainingError: nothing is left to train on.
@@ -79,4 +80,4 @@ def prepare_chips(
             f"{len(blocked & {r.chip_id for r in pool})} blocked one(s); training needs at "
             "least 2. Unblock some chips or check the blocklist."
         )
-    return usable, sorted(blocked), unknown
+    return usable, sorted(blocked - set(unknown)), unknown
