@@ -585,3 +585,21 @@ def test_a_file_with_a_control_character_in_a_chip_id_is_refused_with_its_line(t
     path.write_text('chip_id,decision\naaaa,block\n"c1\nc0001",block\n')
     with pytest.raises(BlocklistError, match=r"line 3: chip id 'c1\\nc0001' contains"):
         blocked_ids(path)
+
+
+def test_a_row_typed_by_hand_without_a_final_newline_counts_and_survives(tmp_path):
+    path = tmp_path / "bl.csv"
+    store = BlocklistStore(path, reviewer="a")
+    store.decide("c1", "keep")
+    with open(path, "a", encoding="utf-8") as f:
+        f.write("c9,block")  # an editor that adds no final newline
+    assert blocked_ids(path) == ["c9"]
+    BlocklistStore(path, reviewer="b").decide("c2", "keep")  # the next writer keeps it
+    assert blocked_ids(path) == ["c9"]
+    assert set(read_blocklist(path)) == {"c1", "c2", "c9"}
+
+
+def test_a_number_like_chip_id_that_the_dataset_lists_can_be_decided(tmp_path):
+    path = tmp_path / "bl.csv"
+    BlocklistStore(path, reviewer="a").decide("-0001", "block")
+    assert blocked_ids(path) == ["-0001"]

@@ -19,6 +19,7 @@ from chipqa.cli.options import (
     add_training_options,
     training_config,
 )
+from chipqa.errors import ChipqaError
 
 HELP = "rank every chip by how suspicious its label is"
 DESCRIPTION = (
@@ -129,22 +130,23 @@ def write_scores_or_fallback(scores, out: Path) -> tuple[Path, str | None]:
     """
     import tempfile
 
-    from chipqa.errors import ChipqaError
     from chipqa.scoring import ScoresWriteError, write_scores
 
     try:
         return write_scores(scores, out), None
     except ScoresWriteError as exc:
         why = str(exc)
-    fd, name = tempfile.mkstemp(prefix=f"chipqa-{out.stem}-", suffix=".csv")
-    os.close(fd)
-    fallback = Path(name)
+    fallback = None
     try:
+        fd, name = tempfile.mkstemp(prefix=f"chipqa-{out.stem}-", suffix=".csv")
+        os.close(fd)
+        fallback = Path(name)
         write_scores(scores, fallback)
-    except ScoresWriteError as exc:
-        fallback.unlink(missing_ok=True)
+    except (OSError, ScoresWriteError) as exc:
+        if fallback is not None:
+            fallback.unlink(missing_ok=True)
         raise ChipqaError(
-            f"cannot write the scores to {out} ({why}), nor to {fallback.parent} ({exc}); "
+            f"cannot write the scores to {out} ({why}), nor to {tempfile.gettempdir()} ({exc}); "
             "the scores of this run are lost. Free some space or choose another --out"
         ) from exc
     return fallback, why
@@ -169,7 +171,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         predictor, scores, seconds = score_with_predictor(dataset, args)
         name, device = predictor.name, predictor.device
-    written, why = write_scores_or_fallback(scores, out)
+    try:
+        written, why = write_scores_or_fallback(scores, out)
+    except ChipqaError as exc:  # the run's scores are lost: a failure, not a usage error
+        print(f"chipqa score: error: {exc}", file=sys.stderr)
+        return 1
     print_errors(scores)
     if not args.quiet:
         print_top(scores, args.top)

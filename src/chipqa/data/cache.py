@@ -45,7 +45,7 @@ from chipqa.io.paths import side_paths
 if TYPE_CHECKING:
     from chipqa.data.dataset import ChipDataset
 
-CACHE_VERSION = 4
+CACHE_VERSION = 5  # 5: labels tagged nodata 0 are read as 0 clear (see data.tiff)
 
 
 def cache_dir_for(root: str | Path) -> Path:

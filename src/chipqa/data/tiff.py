@@ -325,6 +325,11 @@ def _scl_on_grid(data: np.ndarray, src_transform, dst_transform, shape) -> np.nd
     return out.astype(np.uint8, copy=False)
 
 
+SCL_MAX_PIXELS_PER_CHIP_PIXEL = 16
+"""An SCL may be finer than the bands (or cover more ground), but not by more than this
+many pixels per chip pixel: a header declaring more is refused before it is read."""
+
+
 def _read_scl(chip_id: str, path: Path, ref) -> np.ndarray | None:
     """The chip's SCL resampled onto the bands' grid (any resolution or CRS), or None."""
     if not path.is_file():
@@ -334,6 +339,14 @@ def _read_scl(chip_id: str, path: Path, ref) -> np.ndarray | None:
     _, shape, crs, transform = ref
     try:
         with rasterio.open(path) as src:
+            if src.width * src.height > SCL_MAX_PIXELS_PER_CHIP_PIXEL * shape[0] * shape[1]:
+                raise ChipReadError(
+                    chip_id,
+                    path,
+                    f"the Scene Classification Layer declares {src.height}×{src.width} pixels "
+                    f"for a chip of {shape[0]}×{shape[1]}; crop it to the chip or remove "
+                    "SCL.tif",
+                )
             data, src_transform, src_crs = src.read(1), src.transform, src.crs
         if src_crs == crs and transform is not None:
             fast = _scl_on_grid(data, src_transform, transform, shape)

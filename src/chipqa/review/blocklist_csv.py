@@ -28,7 +28,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from chipqa.errors import ChipqaError
-from chipqa.io.spreadsheet import escape_cell, unescape_cell
+from chipqa.io.spreadsheet import escape_cell, needs_escape, unescape_cell
 
 DECISIONS = ("keep", "block", "unsure")
 UNDONE = "undone"
@@ -52,9 +52,7 @@ TEXT_COLUMNS = ("reason", "flags", "model", "reviewer")
 ESCAPED_COLUMNS = TEXT_COLUMNS + NUMBER_COLUMNS
 """Cells that get a leading quote when a spreadsheet would read them as a formula."""
 
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?(Z|[+-]\d\d:\d\d)")
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
@@ -98,7 +96,7 @@ def chip_id_problem(chip_id: str) -> str | None:
         return (
             f"chip id {chip_id!r} contains the control character {bad!r}, which would split its row"
         )
-    if chip_id.startswith(FORMULA_START):
+    if needs_escape(chip_id):
         return (
             f"chip id {chip_id!r} starts with {chip_id[0]!r}, which spreadsheets run as a "
             "formula, and a chip id is never altered in the blocklist"
@@ -199,16 +197,24 @@ def _decode(data: bytes, path: Path, start: bool) -> str:
 
 
 def _whole_last_line(tail: bytes, header: list[str]) -> bool:
-    """Whether a last line without a line end is a whole row (else a torn write)."""
-    if "decided_at" not in header:
-        return True  # a hand-written file: read its last line like any other
+    """Whether a last line without a line end is a row to read, or the fragment of a
+    write cut short by a crash (ignored by readers, cut off by the next writer).
+
+    A line is read when it holds a usable chip id, a known decision and, where it has a
+    ``decided_at`` cell, an empty one or a time: a row typed by hand in an editor that
+    adds no final newline counts. A fragment of a row chipqa was writing fails one of
+    these (a cut decision word or time, a cut UTF-8 character)."""
     try:
         cells = next(csv.reader([tail.decode("utf-8")]), [])
     except (UnicodeDecodeError, csv.Error):
         return False
-    if len(cells) != len(header):
+    row = dict(zip(header, cells, strict=False))
+    if chip_id_problem(row.get("chip_id", "")) is not None:
         return False
-    return _TIME.fullmatch(cells[header.index("decided_at")].strip()) is not None
+    if "decision" in header and (row.get("decision") or "").strip() not in (*DECISIONS, UNDONE):
+        return False
+    when = (row.get("decided_at") or "").strip()
+    return not when or parse_time(when) is not None
 
 
 def _row(cells: list[str], header: list[str], path: Path, lineno: int) -> Decision:
