@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import math
-
 from qtpy.QtCore import QAbstractTableModel, QModelIndex, Qt
 
-from chipqa.review.session import ReviewSession, fraction_text
+from chipqa.review.session import ReviewSession, as_number, fraction_text
 
 COLUMNS = (
     ("chip_id", "chip"),
@@ -23,11 +21,8 @@ _ROOT = QModelIndex()
 
 
 def _number(value: object) -> str:
-    try:
-        f = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return ""
-    return "" if math.isnan(f) else f"{f:.3f}"
+    f = as_number(value)
+    return "" if f is None else f"{f:.3f}"
 
 
 class ScoresTableModel(QAbstractTableModel):

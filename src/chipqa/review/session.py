@@ -246,10 +246,16 @@ class ReviewSession:
         return decided, len(self._rows)
 
 
-def fraction_text(value: object) -> str:
-    """0.4213 → '42%'; NaN/empty → '–'."""
+def as_number(value: object) -> float | None:
+    """A table cell as a number; None for empty, NaN or text."""
     try:
         f = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        return "–"
-    return "–" if math.isnan(f) else f"{f:.0%}"
+        return None
+    return None if math.isnan(f) else f
+
+
+def fraction_text(value: object) -> str:
+    """0.4213 → '42%'; NaN/empty → '–'."""
+    f = as_number(value)
+    return "–" if f is None else f"{f:.0%}"
