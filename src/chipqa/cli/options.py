@@ -102,7 +102,9 @@ def add_scoring_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--model",
         default="baseline",
-        help="'baseline' (weight-free spectral test) or a chipqa checkpoint (.ckpt)",
+        help="'baseline' (weight-free spectral test, the default), 'pretrained' or "
+        "'pretrained-l1c' (UKIS csmask cloud U-Net for L2A or L1C chips), or a chipqa "
+        "checkpoint (.ckpt)",
     )
     p.add_argument(
         "--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, …"

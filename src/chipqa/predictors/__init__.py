@@ -3,6 +3,8 @@
 * :class:`SpectralBaseline` needs no weights: a fixed per-pixel spectral test.
 * :class:`UNetPredictor` runs a segmentation-models-pytorch model rebuilt from a chipqa
   checkpoint (:mod:`~chipqa.predictors.checkpoint`) without unpickling arbitrary objects.
+* :class:`PretrainedPredictor` runs UKIS csmask's pretrained cloud U-Net
+  (:mod:`~chipqa.predictors.pretrained`; registered as ``"pretrained"``).
 
 :func:`load_predictor` turns a registered name or a checkpoint path into one
 (:mod:`~chipqa.predictors.registry`).
@@ -24,6 +26,7 @@ from chipqa.predictors.model import (
     encoder_names,
     load_encoder_weights,
 )
+from chipqa.predictors.pretrained import PretrainedPredictor, load_pretrained
 from chipqa.predictors.registry import available, load_predictor, register
 from chipqa.predictors.unet import UNetPredictor
 
@@ -33,6 +36,7 @@ __all__ = [
     "InputAdapter",
     "ModelConfig",
     "Predictor",
+    "PretrainedPredictor",
     "SpectralBaseline",
     "UNetPredictor",
     "available",
@@ -41,6 +45,7 @@ __all__ = [
     "load_checkpoint",
     "load_encoder_weights",
     "load_predictor",
+    "load_pretrained",
     "read_checkpoint",
     "register",
     "reflectance",

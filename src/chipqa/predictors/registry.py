@@ -16,6 +16,7 @@ import torch
 from chipqa.predictors.base import Predictor, resolve_device
 from chipqa.predictors.baseline import SpectralBaseline
 from chipqa.predictors.checkpoint import load_checkpoint
+from chipqa.predictors.pretrained import CREDIT, load_pretrained
 from chipqa.predictors.unet import UNetPredictor
 
 Factory = Callable[[torch.device], Predictor]
@@ -61,4 +62,14 @@ register(
     "baseline",
     lambda device: SpectralBaseline().to(device),
     "weight-free spectral cloud test (fitted on synthetic chips only)",
+)
+register(
+    "pretrained",
+    lambda device: load_pretrained("l2a", device),
+    f"cloud / cloud-shadow U-Net (efficientnet-b4) for Sentinel-2 L2A, from {CREDIT}",
+)
+register(
+    "pretrained-l1c",
+    lambda device: load_pretrained("l1c", device),
+    f"cloud / cloud-shadow U-Net (efficientnet-b4) for Sentinel-2 L1C, from {CREDIT}",
 )

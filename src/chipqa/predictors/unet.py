@@ -86,8 +86,19 @@ class UNetPredictor(Predictor):
                 return self._predict(self.model, bands)[:n]
 
     def _predict(self, model: nn.Module, bands: Tensor) -> Tensor:
+        return self.probability(self.logits(model, bands))
+
+    def logits(self, model: nn.Module, bands: Tensor) -> Tensor:
+        """The model's float32 logits ``(B, classes, H, W)`` for a batch of DNs, cropped
+        back to the chips' size."""
         x = self.adapter(bands)
         cuda = x.device.type == "cuda"
         with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=cuda):
             logits = model(x)
-        return torch.sigmoid(self.adapter.crop(logits, bands.shape[-2:]).float())
+        h, w = bands.shape[-2:]
+        return logits[..., :h, :w].float()
+
+    def probability(self, logits: Tensor) -> Tensor:
+        """Cloud probability ``(B, H, W)`` from the logits: a sigmoid of the one output
+        channel of a chipqa checkpoint. Models with other outputs override this."""
+        return torch.sigmoid(logits[:, 0])
