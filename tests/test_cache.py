@@ -95,9 +95,27 @@ def test_a_changed_source_file_is_read_from_the_tiff_again(data):
 
 
 def test_scores_from_the_cache_equal_scores_from_tiffs_and_it_pickles(data, tmp_path):
-    assert main(["score", str(data), "--out", str(tmp_path / "a.csv"), "--cache", "off", "-q"]) == 0
+    assert (
+        main(
+            [
+                "score",
+                str(data),
+                "--model",
+                "baseline",
+                "--out",
+                str(tmp_path / "a.csv"),
+                "--cache",
+                "off",
+                "-q",
+            ]
+        )
+        == 0
+    )
     assert main(["cache", str(data), "-q"]) == 0
-    assert main(["score", str(data), "--out", str(tmp_path / "b.csv"), "-q"]) == 0
+    assert (
+        main(["score", str(data), "--model", "baseline", "--out", str(tmp_path / "b.csv"), "-q"])
+        == 0
+    )
     a, b = pd.read_csv(tmp_path / "a.csv"), pd.read_csv(tmp_path / "b.csv")
     pd.testing.assert_frame_equal(a, b)
     cache = ChipCache.open(data)
@@ -159,9 +177,14 @@ def test_a_dataset_without_scl_files_is_cached_and_scored_from_the_cache(tmp_pat
     res = generate_dataset(tmp_path / "d", n_chips=6, size=32, seed=4)
     for scl in res.root.rglob("SCL.tif"):
         scl.unlink()
-    assert main(["score", str(res.root), "--out", str(tmp_path / "a.csv"), "-q"]) == 0
-    assert main(["score", str(res.root), "--out", str(tmp_path / "b.csv"), "--cache", "build",
-                 "-q"]) == 0  # fmt: skip
+    assert (
+        main(
+            ["score", str(res.root), "--model", "baseline", "--out", str(tmp_path / "a.csv"), "-q"]
+        )
+        == 0
+    )
+    args = ["score", str(res.root), "--model", "baseline", "--out", str(tmp_path / "b.csv")]
+    assert main([*args, "--cache", "build", "-q"]) == 0
     cache = ChipCache.open(res.root)
     ds = open_dataset(res.root)
     assert all(cache.holds(r) for r in ds)
@@ -181,8 +204,16 @@ def test_score_cache_off_reads_the_tiffs_even_with_a_cache_built(data, tmp_path)
     bands.flush()
     del bands
     off, auto = tmp_path / "off.csv", tmp_path / "auto.csv"
-    assert main(["score", str(data), "--out", str(off), "--cache", "off", "-q"]) == 0
-    assert main(["score", str(data), "--out", str(auto), "--cache", "auto", "-q"]) == 0
+    assert (
+        main(["score", str(data), "--model", "baseline", "--out", str(off), "--cache", "off", "-q"])
+        == 0
+    )
+    assert (
+        main(
+            ["score", str(data), "--model", "baseline", "--out", str(auto), "--cache", "auto", "-q"]
+        )
+        == 0
+    )
     read = {p: pd.read_csv(p).set_index("chip_id")["pred_cloud_fraction"] for p in (off, auto)}
     cached = [c for c in read[off].index if cache.holds(open_dataset(data)[c])]
     assert (read[auto][cached] > 0.99).all()  # auto: the (doctored) cache
@@ -191,7 +222,7 @@ def test_score_cache_off_reads_the_tiffs_even_with_a_cache_built(data, tmp_path)
 
 def test_score_writes_its_default_table_beside_the_dataset_from_any_folder(data, monkeypatch):
     monkeypatch.chdir(data)
-    assert main(["score", ".", "-q"]) == 0
+    assert main(["score", ".", "--model", "baseline", "-q"]) == 0
     assert (data.parent / f"{data.name}_scores.csv").is_file()
     assert not (data / "_scores.csv").exists()
 
@@ -223,7 +254,7 @@ def test_a_damaged_cache_is_ignored_with_one_warning_and_chips_come_from_the_tif
         np.testing.assert_array_equal(chip.bands, tiff.read(chip.chip_id).bands)
     out = tmp_path / "s.csv"
     with pytest.warns(DataWarning, match="rebuild the cache"):
-        assert main(["score", str(data), "--out", str(out), "-q"]) == 0
+        assert main(["score", str(data), "--model", "baseline", "--out", str(out), "-q"]) == 0
     errors = pd.read_csv(out, keep_default_na=False)["error"]
     assert not errors.str.contains("mmap|unexpected").any()
     assert main(["cache", str(data), "-q"]) == 0  # rebuilding repairs it

@@ -21,7 +21,10 @@ def synth_set(tmp_path_factory):
 
 def test_score_writes_a_ranked_table_with_planted_errors_on_top(synth_set, tmp_path, capsys):
     out = tmp_path / "scores.csv"
-    assert main(["score", str(synth_set.root), "--out", str(out), "--top", "5"]) == 0
+    assert (
+        main(["score", str(synth_set.root), "--model", "baseline", "--out", str(out), "--top", "5"])
+        == 0
+    )
     df = pd.read_csv(out, keep_default_na=False)
     assert df.columns[0] == "chip_id" and len(df) == 40
     truth = pd.read_csv(synth_set.truth_csv, keep_default_na=False)
@@ -41,7 +44,7 @@ def test_score_keeps_going_past_broken_chips_and_says_which(synth_set, tmp_path,
     (root / "train_features" / ids[0] / "B08.tif").unlink()
     (root / "train_labels" / f"{ids[1]}.tif").write_bytes(b"\x00" * 100)
     out = tmp_path / "s.csv"
-    assert main(["score", str(root), "--out", str(out), "-q"]) == 0
+    assert main(["score", str(root), "--model", "baseline", "--out", str(out), "-q"]) == 0
     df = pd.read_csv(out, keep_default_na=False).set_index("chip_id")
     assert len(df) == 40
     assert "B08.tif" in df.loc[ids[0], "error"] and f"{ids[1]}.tif" in df.loc[ids[1], "error"]
@@ -63,9 +66,9 @@ def test_a_failed_run_leaves_an_existing_scores_file_untouched(synth_set, tmp_pa
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["score", "{tmp}/nowhere"], "does not exist"),
-        (["score", "{tmp}"], "is empty"),
-        (["score", "{root}", "--device", "cuda:0"], "no usable CUDA GPU"),
+        (["score", "{tmp}/nowhere", "--model", "baseline"], "does not exist"),
+        (["score", "{tmp}", "--model", "baseline"], "is empty"),
+        (["score", "{root}", "--model", "baseline", "--device", "cuda:0"], "no usable CUDA GPU"),
     ],
 )
 def test_bad_arguments_end_in_one_clear_line(synth_set, tmp_path, capsys, args, message):
@@ -140,7 +143,9 @@ sys.exit(main({args!r}))
 def test_a_full_disk_while_writing_scores_is_one_clear_message(synth_set, tmp_path):
     out = tmp_path / "scores.csv"
     out.write_text("chip_id,suspicion\nkeepme,0.5\n")
-    res = _run_limited(["score", str(synth_set.root), "--out", str(out), "-q"], limit=2000)
+    res = _run_limited(
+        ["score", str(synth_set.root), "--model", "baseline", "--out", str(out), "-q"], limit=2000
+    )
     assert res.returncode != 0
     assert "Traceback" not in res.stderr
     assert f"cannot write the scores to {out}" in res.stderr
@@ -166,7 +171,7 @@ def test_scores_that_cannot_be_written_to_out_go_to_the_temp_folder(
     monkeypatch.setattr(table, "atomic_write_csv", disk_full_under_out)
     (tmp_path / "tmp").mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
-    assert main(["score", str(synth_set.root), "--out", str(out), "-q"]) == 1
+    assert main(["score", str(synth_set.root), "--model", "baseline", "--out", str(out), "-q"]) == 1
     err = capsys.readouterr().err
     (kept,) = (tmp_path / "tmp").glob("chipqa-scores-*.csv")
     assert f"cannot write the scores to {out}" in err and f"written to {kept} instead" in err
@@ -178,7 +183,7 @@ def test_scoring_a_dataset_of_only_unreadable_chips_fails(tmp_path, capsys):
     for band in root.glob("train_features/*/B02.tif"):
         band.write_bytes(b"\x00" * 100)
     out = tmp_path / "s.csv"
-    assert main(["score", str(root), "--out", str(out), "-q"]) == 1
+    assert main(["score", str(root), "--model", "baseline", "--out", str(out), "-q"]) == 1
     err = capsys.readouterr().err
     assert "none of the 3 chips" in err and str(out) in err
     assert (pd.read_csv(out, keep_default_na=False)["error"] != "").all()  # rows say why
@@ -235,7 +240,23 @@ def test_demo_view_yes_without_a_display_fails_before_doing_anything(tmp_path):
 def test_demo_view_yes_without_napari_says_how_to_install_it(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "napari", None)  # import napari raises ImportError
     folder = tmp_path / "d"
-    assert main(["demo", str(folder), "--view", "yes", "--chips", "4", "--size", "32"]) == 2
+    assert (
+        main(
+            [
+                "demo",
+                str(folder),
+                "--model",
+                "baseline",
+                "--view",
+                "yes",
+                "--chips",
+                "4",
+                "--size",
+                "32",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "napari is not installed" in err and 'pip install "chipqa[napari]"' in err
     assert not folder.exists()

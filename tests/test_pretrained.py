@@ -110,15 +110,35 @@ def test_chips_of_any_size_are_padded_and_cropped_back(predictor):
 
 
 @pytest.mark.slow
-def test_score_with_the_pretrained_model_writes_scores(tmp_path, capsys):
-    synth = generate_dataset(tmp_path / "ds", n_chips=3, size=64, error_rate=0.0, seed=5)
+def test_score_uses_the_pretrained_model_and_a_calibrated_threshold_by_default(tmp_path, capsys):
+    synth = generate_dataset(tmp_path / "ds", n_chips=4, size=64, error_rate=0.0, seed=5)
     out = tmp_path / "scores.csv"
-    args = ["score", str(synth.root), "--model", "pretrained", "--device", "cpu"]
-    assert main([*args, "--out", str(out)]) == 0
-    scores = pd.read_csv(out, dtype={"chip_id": str})
-    assert len(scores) == 3 and scores["error"].isna().all()
+    assert main(["score", str(synth.root), "--device", "cpu", "--out", str(out)]) == 0
+    scores = pd.read_csv(out, dtype={"chip_id": str}, keep_default_na=False)
+    assert len(scores) == 4 and (scores["error"] == "").all()
+    assert (scores["model"] == "pretrained").all()
     assert scores["iou"].between(0, 1).all()
-    assert "scored 3 chips with pretrained on cpu" in capsys.readouterr().out
+    # The three-class model's shadow share is a column; the threshold was learnt.
+    assert scores["pred_shadow_fraction"].between(0, 1).all()
+    chosen = scores["threshold"].iloc[0]
+    assert (scores["threshold"] == chosen).all() and 0 < chosen < 1
+    printed = capsys.readouterr().out
+    assert f"threshold auto: {chosen:.2f}" in printed
+    assert "scored 4 chips with pretrained on cpu" in printed
+
+
+def test_shadow_is_the_share_where_shadow_is_the_most_likely_class(predictor):
+    bands = make_chip(np.random.default_rng(3), "c", 64, sky="partial").bands[None]
+    x = torch.from_numpy(bands)
+    maps = predictor.predict_maps(x)
+    probs = predictor.class_probabilities(x)
+    torch.testing.assert_close(maps["cloud"], probs[:, 1])
+    torch.testing.assert_close(maps["shadow"], probs[:, 2])
+    from chipqa.stats.batched import shadow_fraction
+
+    valid = torch.ones(1, 64, 64, dtype=torch.bool)
+    share = float(shadow_fraction(maps["cloud"], maps["shadow"], valid)[0])
+    assert share == pytest.approx(float((probs.argmax(1) == 2).float().mean()))
 
 
 def _damaged_copy(tmp_path, cut: int) -> object:

@@ -91,6 +91,8 @@ def test_a_folder_of_band_files_and_classes(tmp_path):
             [
                 "mask",
                 str(folder),
+                "--model",
+                "baseline",
                 "--out",
                 str(tmp_path / "m.tif"),
                 "--classes",
@@ -133,7 +135,7 @@ def test_bad_scenes_and_outputs_are_refused_with_nothing_written(tmp_path):
         open_scene(folder)
     with pytest.raises(SceneError, match="does not exist"):
         open_scene(tmp_path / "nowhere.tif")
-    assert main(["mask", str(folder), "--out", str(tmp_path / "m.tif")]) == 2
+    assert main(["mask", str(folder), "--model", "baseline", "--out", str(tmp_path / "m.tif")]) == 2
     assert not (tmp_path / "m.tif").exists()
 
 
@@ -155,7 +157,16 @@ def test_a_lower_resolution_mask_averages_blocks_on_the_right_grid(tmp_path):
     full = mask_scene(scene, SpectralBaseline(), tmp_path / "full.tif", tile=64, overlap=16)
     assert (
         main(
-            ["mask", str(scene), "--out", str(tmp_path / "m30.tif"), "--resolution", "30"]
+            [
+                "mask",
+                str(scene),
+                "--model",
+                "baseline",
+                "--out",
+                str(tmp_path / "m30.tif"),
+                "--resolution",
+                "30",
+            ]
             + ["--tile", "64", "--overlap", "16", "-q"]
         )
         == 0
@@ -174,7 +185,21 @@ def test_a_lower_resolution_mask_averages_blocks_on_the_right_grid(tmp_path):
         assert abs(coarse[r, c] - block[ok].mean()) <= 1
     assert (coarse[:, :2] == 255).all()  # the 7 px nodata edge covers two whole blocks
     assert (coarse[:, 2] != 255).all()  # the third holds 2 valid columns of 3
-    assert main(["mask", str(scene), "--out", str(tmp_path / "x.tif"), "--resolution", "25"]) == 2
+    assert (
+        main(
+            [
+                "mask",
+                str(scene),
+                "--model",
+                "baseline",
+                "--out",
+                str(tmp_path / "x.tif"),
+                "--resolution",
+                "25",
+            ]
+        )
+        == 2
+    )
     assert not (tmp_path / "x.tif").exists()
 
 
@@ -263,7 +288,18 @@ def test_scl_statistics_of_a_generated_scene_and_an_scl_on_another_crs(tmp_path,
         tmp_path / "scene.tif", (256, 384), block=128, scl_path=tmp_path / "SCL.tif"
     )
     out = tmp_path / "mask.tif"
-    args = ["mask", str(scene), "--out", str(out), "--tile", "128", "--overlap", "16"]
+    args = [
+        "mask",
+        str(scene),
+        "--model",
+        "baseline",
+        "--out",
+        str(out),
+        "--tile",
+        "128",
+        "--overlap",
+        "16",
+    ]
     assert main([*args, "--scl", str(tmp_path / "SCL.tif")]) == 0
     printed = capsys.readouterr().out
     stats = json.loads((tmp_path / "mask.scl.json").read_text())
@@ -287,7 +323,7 @@ def test_scl_statistics_of_a_generated_scene_and_an_scl_on_another_crs(tmp_path,
     with pytest.raises(SceneError, match="elsewhere.tif covers none"):
         scl_statistics(out, tmp_path / "elsewhere.tif")
     scl = str(tmp_path / "SCL.tif")
-    assert main(["mask", str(scene), "--out", scl, "--scl", scl]) == 2
+    assert main(["mask", str(scene), "--model", "baseline", "--out", scl, "--scl", scl]) == 2
     assert "would overwrite the SCL" in capsys.readouterr().err
     with rasterio.open(scl) as src:
         assert src.count == 1 and src.dtypes[0] == "uint8"  # still the SCL
@@ -345,7 +381,7 @@ SpectralBaseline().predict_numpy(np.ones((4, 8, 8), np.uint16))  # kernels loade
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
 from chipqa.cli import main
-sys.exit(main(["mask", {str(scene)!r}, "--out", {str(out)!r}, "-q"]))
+sys.exit(main(["mask", {str(scene)!r}, "--model", "baseline", "--out", {str(out)!r}, "-q"]))
 """
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode != 0
@@ -375,10 +411,13 @@ def test_a_disk_that_fills_up_during_the_final_copy_keeps_the_old_mask(tmp_path,
         pytest.skip("needs bash for ulimit")
     scene = write_scene(tmp_path / "scene.tif", 1024, seed=0)
     out = tmp_path / "mask.tif"
-    assert main(["mask", str(scene), "--out", str(out), "-q"]) == 0
+    assert main(["mask", str(scene), "--model", "baseline", "--out", str(out), "-q"]) == 0
     good = out.read_bytes()
     blocks = int(len(good) * fraction / 1024)
-    mask = shlex.join([sys.executable, "-m", "chipqa.cli", "mask", str(scene), "--out", str(out)])
+    mask = shlex.join(
+        [sys.executable, "-m", "chipqa.cli", "mask", str(scene), "--model", "baseline"]
+        + ["--out", str(out)]
+    )
     command = f"ulimit -f {blocks}; exec {mask} -q"
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env["PYTHONDONTWRITEBYTECODE"] = "1"  # no .pyc written under the limit
@@ -406,7 +445,7 @@ def test_a_mask_is_never_written_over_a_chips_label_scl_or_bands(tmp_path, capsy
         folder / "B03.tif": "the scene's own file",
     }
     before = {p: p.read_bytes() for p in guarded}
-    args = ["mask", str(folder), "--tile", "32", "--overlap", "8", "-q"]
+    args = ["mask", str(folder), "--model", "baseline", "--tile", "32", "--overlap", "8", "-q"]
     for target, what in guarded.items():
         assert main([*args, "--out", str(target)]) == 2, target
         err = capsys.readouterr().err
@@ -419,6 +458,6 @@ def test_the_scl_beside_a_scene_file_is_refused_as_out_without_scl_given(tmp_pat
     scene = _write_scene(tmp_path / "scene.tif", _scene_array(64, 64))
     scl = _write_scene(tmp_path / "SCL.tif", _scene_array(64, 64)[:1].repeat(4, 0))
     good = scl.read_bytes()
-    assert main(["mask", str(scene), "--out", str(scl), "-q"]) == 2
+    assert main(["mask", str(scene), "--model", "baseline", "--out", str(scl), "-q"]) == 2
     assert "the scene's SCL" in capsys.readouterr().err
     assert scl.read_bytes() == good

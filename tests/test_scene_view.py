@@ -22,7 +22,16 @@ from conftest import reproject_file
 def scene_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("sceneview")
     write_scene(d / "scene.tif", (256, 384), block=128, seed=1, scl_path=d / "SCL.tif")
-    args = ["mask", str(d / "scene.tif"), "--out", str(d / "mask.tif"), "--tile", "128"]
+    args = [
+        "mask",
+        str(d / "scene.tif"),
+        "--model",
+        "baseline",
+        "--out",
+        str(d / "mask.tif"),
+        "--tile",
+        "128",
+    ]
     assert main([*args, "--overlap", "16", "-q"]) == 0
     return d
 

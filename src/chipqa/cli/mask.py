@@ -19,7 +19,12 @@ DESCRIPTION = (
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("scene", help="scene file or folder")
     p.add_argument("--out", required=True, help="mask to write (.tif, Cloud-Optimized GeoTIFF)")
-    p.add_argument("--model", default="baseline", help="'baseline' or a chipqa checkpoint")
+    p.add_argument(
+        "--model",
+        default="pretrained",
+        help="'pretrained' (the default: UKIS csmask's cloud U-Net for L2A; 'pretrained-l1c' "
+        "for L1C), 'baseline' (weight-free spectral quick look) or a chipqa checkpoint",
+    )
     p.add_argument("--device", default="auto")
     p.add_argument("--tile", type=positive_int, default=512)
     p.add_argument("--overlap", type=int, default=64)

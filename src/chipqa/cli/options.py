@@ -30,6 +30,11 @@ def fraction(text: str) -> float:
     return value
 
 
+def threshold_or_auto(text: str) -> float | str:
+    """An argparse type: ``auto`` or a probability from 0 to 1."""
+    return "auto" if text.strip().lower() == "auto" else fraction(text)
+
+
 def add_quiet_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true")
 
@@ -101,10 +106,10 @@ def add_scoring_options(p: argparse.ArgumentParser) -> None:
     """The predictor and how it runs over the chips (``score``, ``demo``)."""
     p.add_argument(
         "--model",
-        default="baseline",
-        help="'baseline' (weight-free spectral test, the default), 'pretrained' or "
-        "'pretrained-l1c' (UKIS csmask cloud U-Net for L2A or L1C chips), or a chipqa "
-        "checkpoint (.ckpt)",
+        default="pretrained",
+        help="'pretrained' (the default: UKIS csmask's cloud U-Net for Sentinel-2 L2A; "
+        "'pretrained-l1c' for L1C chips), 'baseline' (weight-free spectral quick look, "
+        "fitted to synthetic chips only), or a chipqa checkpoint (.ckpt)",
     )
     p.add_argument(
         "--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, …"
@@ -124,9 +129,12 @@ def add_scoring_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--threshold",
-        type=fraction,
-        default=DEFAULT_THRESHOLD,
-        help=f"probability at or above which a pixel is cloud (default {DEFAULT_THRESHOLD})",
+        type=threshold_or_auto,
+        default="auto",
+        help="probability at or above which a pixel is cloud, or 'auto' (the default): "
+        "the threshold at which the model agrees best with this dataset's labels "
+        f"(median per-chip IoU over a sample of labelled chips; {DEFAULT_THRESHOLD} when "
+        "no chip is labelled)",
     )
     p.add_argument(
         "--compile",

@@ -52,6 +52,8 @@ def score_with_predictor(dataset, args: argparse.Namespace):
     from chipqa.scoring import score_dataset
 
     predictor = load_predictor(args.model, device=args.device, compile=args.compile)
+    if args.threshold == "auto" and not args.quiet:
+        print(f"calibrating the threshold to the labels with {predictor.name} …", file=sys.stderr)
     t0 = time.perf_counter()
     scores = score_dataset(  # progress=True: a bar on a terminal, silent otherwise
         dataset,
@@ -61,7 +63,11 @@ def score_with_predictor(dataset, args: argparse.Namespace):
         threshold=args.threshold,
         progress=not args.quiet,
     )
-    return predictor, scores, time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
+    calibration = scores.attrs.get("calibration")
+    if calibration is not None and not args.quiet:
+        print(calibration.describe())
+    return predictor, scores, seconds
 
 
 def print_errors(scores, limit: int = 10) -> None:

@@ -65,6 +65,12 @@ class Predictor(ABC):
             ``(B, H, W)`` float32 probabilities in [0, 1] on the same device.
         """
 
+    def predict_maps(self, bands: Tensor) -> dict[str, Tensor]:
+        """Every per-pixel map the predictor makes for a batch, by name, each ``(B, H, W)``
+        on :attr:`device`: ``"cloud"`` (the cloud probability of :meth:`predict_proba`)
+        always; ``"shadow"`` (cloud-shadow probability) from predictors that know it."""
+        return {"cloud": self.predict_proba(bands)}
+
     def to(self, device: str | torch.device) -> Predictor:
         self.device = torch.device(device)
         return self

@@ -54,6 +54,7 @@ CLASSES = ("clear", "cloud", "cloud shadow")
 """The models' output classes, in order."""
 
 CLOUD_CLASS = 1
+SHADOW_CLASS = 2
 
 ENCODER = "efficientnet-b4"
 
@@ -201,11 +202,16 @@ class PretrainedPredictor(UNetPredictor):
     def probability(self, logits: Tensor) -> Tensor:
         return torch.softmax(logits, dim=1)[:, CLOUD_CLASS]
 
+    def predict_maps(self, bands: Tensor) -> dict[str, Tensor]:
+        """Cloud and cloud-shadow probability from one forward pass."""
+        probs = self.class_probabilities(bands)
+        return {"cloud": probs[:, CLOUD_CLASS], "shadow": probs[:, SHADOW_CLASS]}
+
     def class_probabilities(self, bands: Tensor) -> Tensor:
         """``(B, 3, H, W)`` probabilities of clear, cloud and cloud shadow for a batch of
         DNs on :attr:`device`."""
         with torch.inference_mode():
-            return torch.softmax(self.logits(self.model, bands), dim=1)
+            return torch.softmax(self.forward_logits(bands), dim=1)
 
 
 def load_pretrained(

@@ -63,11 +63,16 @@ class UNetPredictor(Predictor):
         return self
 
     def predict_proba(self, bands: Tensor) -> Tensor:
+        return self.probability(self.forward_logits(bands))
+
+    def forward_logits(self, bands: Tensor) -> Tensor:
+        """The model's float32 logits ``(B, classes, H, W)`` for a batch of DNs on
+        :attr:`device`, through the compiled model when there is one."""
         if self._eager is None:
-            return self._predict(self.model, bands)
+            return self.logits(self.model, bands)
         with self._lock:  # one compiled call at a time: its state may change below
             if self._eager is None:  # another thread fell back to eager meanwhile
-                return self._predict(self.model, bands)
+                return self.logits(self.model, bands)
             # A compiled model is specialised to its batch size: pad a short batch (the
             # last of a run) to the first one's size rather than compile again for it.
             n = bands.shape[0]
@@ -76,17 +81,14 @@ class UNetPredictor(Predictor):
                 pad = bands[-1:].expand(self._compiled_batch - n, *bands.shape[1:])
                 bands = torch.cat([bands, pad])
             try:
-                return self._predict(self.model, bands)[:n]
+                return self.logits(self.model, bands)[:n]
             except Exception as exc:  # compilation happens on the first calls
                 warnings.warn(
                     f"torch.compile failed ({type(exc).__name__}: {exc}); running eagerly",
                     stacklevel=2,
                 )
                 self.model, self._eager = self._eager, None
-                return self._predict(self.model, bands)[:n]
-
-    def _predict(self, model: nn.Module, bands: Tensor) -> Tensor:
-        return self.probability(self.logits(model, bands))
+                return self.logits(self.model, bands)[:n]
 
     def logits(self, model: nn.Module, bands: Tensor) -> Tensor:
         """The model's float32 logits ``(B, classes, H, W)`` for a batch of DNs, cropped

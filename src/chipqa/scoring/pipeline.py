@@ -9,9 +9,8 @@ derives flags and the suspicion that ranks the table.
 from __future__ import annotations
 
 import functools
-import os
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,8 +21,16 @@ from chipqa.constants import DEFAULT_TEMPERATURE, DEFAULT_THRESHOLD, LABEL_CLOUD
 from chipqa.data import Chip, ChipDataset, ChipRecord, read_ahead
 from chipqa.errors import ChipqaError, ChipReadError
 from chipqa.predictors import Predictor, to_device
+from chipqa.scoring.batching import chip_batches, default_batch_size, default_workers
+from chipqa.scoring.calibrate import Calibration, iter_calibration
 from chipqa.scoring.table import finalize
-from chipqa.stats import chip_stats, cpu_kernels, predicted_fraction, scl_stats
+from chipqa.stats import (
+    chip_stats,
+    cpu_kernels,
+    predicted_fraction,
+    scl_stats,
+    shadow_fraction,
+)
 
 
 @dataclass
@@ -35,29 +42,14 @@ class ScoreProgress:
     errors: int
 
 
-def _batches(
-    chips: Iterable[tuple[ChipRecord, Chip | ChipReadError]], batch_size: int
-) -> Iterator[tuple[list[tuple[ChipRecord, Chip]], list[tuple[ChipRecord, ChipReadError]]]]:
-    """Group readable chips of one shape (and labelled-ness) into batches."""
-    batch: list[tuple[ChipRecord, Chip]] = []
-    failed: list[tuple[ChipRecord, ChipReadError]] = []
-    key = None
-    for rec, chip in chips:
-        if isinstance(chip, ChipReadError):
-            failed.append((rec, chip))
-            continue
-        k = (chip.shape, chip.label is not None, chip.scl is not None)
-        if batch and (k != key or len(batch) >= batch_size):
-            yield batch, failed
-            batch, failed = [], []
-        key = k
-        batch.append((rec, chip))
-    if batch or failed:
-        yield batch, failed
-
-
-def _base_row(rec: ChipRecord, model: str) -> dict:
-    row = {"chip_id": rec.chip_id, "model": model, "error": ""}
+def _base_row(rec: ChipRecord, model: str, threshold: float) -> dict:
+    row = {
+        "chip_id": rec.chip_id,
+        "model": model,
+        "threshold": threshold,
+        "label_source": getattr(rec, "label_source", "original"),
+        "error": "",
+    }
     row.update(rec.metadata)
     return row
 
@@ -75,7 +67,11 @@ def score_batch(
     valid = to_device(np.stack([c.valid for c in chips]), device)
     kernels = cpu_kernels() if device.type == "cpu" else None
     with torch.inference_mode():
-        prob = predictor.predict_proba(bands)
+        maps = predictor.predict_maps(bands)
+        prob = maps["cloud"]
+        shadow = maps.get("shadow")
+        if shadow is not None:
+            shadow = shadow_fraction(prob, shadow, valid).cpu().numpy()
         if kernels is not None:
             p = prob.float().numpy()
             rows = [
@@ -86,8 +82,10 @@ def score_batch(
             ]
         else:
             rows = _batch_stats_on_device(prob, chips, valid, threshold)
-    for row, chip in zip(rows, chips, strict=True):
+    for i, (row, chip) in enumerate(zip(rows, chips, strict=True)):
         row["height"], row["width"] = chip.shape
+        if shadow is not None:
+            row["pred_shadow_fraction"] = float(shadow[i])
     return rows
 
 
@@ -108,24 +106,6 @@ def _batch_stats_on_device(prob, chips: list[Chip], valid, threshold: float) -> 
     return [{k: float(v[i]) for k, v in host.items()} for i in range(len(chips))]
 
 
-def default_batch_size(predictor: Predictor) -> int:
-    """Chips per predictor call: large on a GPU (its throughput grows with the batch up to
-    well past 64 chips of 512²), small elsewhere (a CPU gains nothing from batching)."""
-    return 64 if predictor.device.type == "cuda" else 8
-
-
-def default_workers(chip_scorer: bool) -> int:
-    """Reading threads: every core when they also score (the CPU baseline), else two
-    (the predictor's own threads or the GPU do the computing)."""
-    if not chip_scorer:
-        return 2
-    try:
-        cores = len(os.sched_getaffinity(0))  # the cores this process may use
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 2
-    return max(2, min(16, cores))
-
-
 def iter_scores(
     dataset: ChipDataset,
     predictor: Predictor,
@@ -133,9 +113,15 @@ def iter_scores(
     chip_ids: Iterable[str] | None = None,
     batch_size: int | None = None,
     workers: int | None = None,
-    threshold: float = DEFAULT_THRESHOLD,
+    threshold: float | str = DEFAULT_THRESHOLD,
+    on_calibrated: Callable[[Calibration], None] | None = None,
 ) -> Iterator[list[dict]]:
     """Score chips batch by batch, yielding the rows of each batch as they are done.
+
+    ``threshold="auto"`` first calibrates the threshold to the dataset's labels (see
+    :mod:`chipqa.scoring.calibrate`), yielding empty lists while it does, and passes the
+    :class:`~chipqa.scoring.calibrate.Calibration` to ``on_calibrated``; every row says
+    the threshold it was scored at.
 
     Reading runs in ``workers`` threads ahead of the predictor (default: see
     :func:`default_workers`); at most a few batches of chips are held in memory whatever
@@ -155,6 +141,15 @@ def iter_scores(
         )
     read = dataset.read_record
     records = list(dataset) if chip_ids is None else dataset.subset(chip_ids)
+    if threshold == "auto":
+        steps = iter_calibration(
+            dataset, predictor, chip_ids=[r.chip_id for r in records], batch_size=batch_size
+        )
+        calibration = yield from _empty_rows_while(steps)
+        threshold = calibration.threshold
+        if on_calibrated is not None:
+            on_calibrated(calibration)
+    threshold = float(threshold)
     scorer = predictor.chip_scorer(threshold, DEFAULT_TEMPERATURE)
     if batch_size is None:
         batch_size = default_batch_size(predictor)
@@ -165,23 +160,34 @@ def iter_scores(
         # The scorer only looks at the pixels: no copy out of a cache's memory map.
         read = functools.partial(dataset.read_record, copy=False)
         yield from _iter_chip_scores(
-            records, read, scorer, predictor.name, workers, depth, batch_size
+            records, read, scorer, predictor.name, threshold, workers, depth, batch_size
         )
         return
     chips = read_ahead(records, read, workers=workers, depth=depth)
-    for batch, failed in _batches(chips, batch_size):
+    for batch, failed in chip_batches(chips, batch_size):
         rows = []
         for rec, err in failed:
-            row = _base_row(rec, predictor.name)
+            row = _base_row(rec, predictor.name, threshold)
             row["error"] = str(err)
             rows.append(row)
         if batch:
             stats = score_batch(predictor, [c for _, c in batch], threshold=threshold)
             for (rec, _), st in zip(batch, stats, strict=True):
-                row = _base_row(rec, predictor.name)
+                row = _base_row(rec, predictor.name, threshold)
                 row.update(st)
                 rows.append(row)
         yield rows
+
+
+def _empty_rows_while(steps: Generator[int, None, Calibration]):
+    """Run ``steps`` to its end, yielding an empty list of rows after each of its steps;
+    returns what it returns."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as stop:
+            return stop.value
+        yield []
 
 
 @dataclass
@@ -194,6 +200,7 @@ def _iter_chip_scores(
     read: Callable[[ChipRecord], Chip],
     scorer: Callable[[Chip], dict],
     model: str,
+    threshold: float,
     workers: int,
     depth: int,
     batch_size: int,
@@ -216,7 +223,7 @@ def _iter_chip_scores(
                 f"({type(result.exc).__name__}: {result.exc}); the chip itself was read "
                 "fine. Please report this with the chip's files"
             ) from result.exc
-        row = _base_row(rec, model)
+        row = _base_row(rec, model, threshold)
         if isinstance(result, ChipReadError):
             row["error"] = str(result)
         else:
@@ -236,7 +243,7 @@ def score_dataset(
     chip_ids: Iterable[str] | None = None,
     batch_size: int | None = None,
     workers: int | None = None,
-    threshold: float = DEFAULT_THRESHOLD,
+    threshold: float | str = DEFAULT_THRESHOLD,
     progress: bool | Callable[[ScoreProgress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> pd.DataFrame:
@@ -249,7 +256,10 @@ def score_dataset(
         batch_size: chips per predictor call (None: :func:`default_batch_size`).
         workers: reading threads (0: read in the calling thread; None: see
             :func:`default_workers`).
-        threshold: probability at or above which a pixel counts as cloud.
+        threshold: probability at or above which a pixel counts as cloud, or ``"auto"``:
+            calibrated to the dataset's labels first (see :mod:`chipqa.scoring.calibrate`;
+            the :class:`~chipqa.scoring.calibrate.Calibration` is in the table's
+            ``attrs["calibration"]`` and every row's ``threshold`` column).
         progress: ``True`` for a terminal progress bar (only shown when stderr is a
             terminal), or a callback receiving :class:`ScoreProgress` after each batch.
         should_stop: polled after each batch; when it returns True the run stops and the
@@ -266,6 +276,7 @@ def score_dataset(
         bar = tqdm(total=total, unit="chip", desc="scoring", disable=not sys.stderr.isatty())
     rows: list[dict] = []
     errors = 0
+    calibrated: list[Calibration] = []
     try:
         for batch_rows in iter_scores(
             dataset,
@@ -274,6 +285,7 @@ def score_dataset(
             batch_size=batch_size,
             workers=workers,
             threshold=threshold,
+            on_calibrated=calibrated.append,
         ):
             rows.extend(batch_rows)
             errors += sum(1 for r in batch_rows if r.get("error"))
@@ -286,4 +298,7 @@ def score_dataset(
     finally:
         if bar is not None:
             bar.close()
-    return finalize(rows)
+    table = finalize(rows)
+    if calibrated:
+        table.attrs["calibration"] = calibrated[0]
+    return table

@@ -32,9 +32,12 @@ STAT_COLUMNS = [
     "scl_shadow_fraction",
     "iou_label_scl",
     "iou_pred_scl",
+    "pred_shadow_fraction",
 ]
 """The per-chip statistics (see :func:`chipqa.stats.batched.chip_stats` and
-:func:`chipqa.stats.batched.scl_stats`; the SCL ones are empty for chips without an SCL)."""
+:func:`chipqa.stats.batched.scl_stats`; the SCL ones are empty for chips without an
+SCL; ``pred_shadow_fraction``, the share of the chip a three-class model calls cloud
+shadow, is empty for cloud-only models)."""
 
 SCORE_COLUMNS = [
     "chip_id",
@@ -44,6 +47,8 @@ SCORE_COLUMNS = [
     "flags",
     "error",
     "model",
+    "threshold",
+    "label_source",
     "height",
     "width",
 ]
@@ -147,7 +152,8 @@ def finalize(rows: list[dict]) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=None if rows else SCORE_COLUMNS)
     for col in SCORE_COLUMNS:
         if col not in df.columns:
-            df[col] = np.nan if col in STAT_COLUMNS + ["suspicion", "height", "width"] else ""
+            numeric = col in STAT_COLUMNS + ["suspicion", "threshold", "height", "width"]
+            df[col] = np.nan if numeric else ("original" if col == "label_source" else "")
     for col in STAT_COLUMNS:
         df[col] = df[col].astype(float)
     df["error"] = df["error"].fillna("").astype(str)
@@ -233,7 +239,7 @@ def read_scores(path: str | Path) -> pd.DataFrame:
             path,
             dtype={"chip_id": str, "flags": str, "error": str, "model": str},
             keep_default_na=False,
-            na_values={c: [""] for c in STAT_COLUMNS + ["suspicion"]},
+            na_values={c: [""] for c in STAT_COLUMNS + ["suspicion", "threshold"]},
         )
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise ChipqaError(

@@ -18,6 +18,8 @@ _EXPORTS = {
     "per_chip_iou": "chipqa.stats.batched",
     "predicted_fraction": "chipqa.stats.batched",
     "scl_stats": "chipqa.stats.batched",
+    "shadow_fraction": "chipqa.stats.batched",
+    "threshold_counts": "chipqa.stats.batched",
     "mask_iou": "chipqa.stats.definitions",
 }
 

@@ -202,3 +202,45 @@ def scl_stats(pred: Tensor, target: Tensor, scl: Tensor, valid: Tensor) -> dict[
         "iou_label_scl": per_chip_iou(target, cloud, v),
         "iou_pred_scl": per_chip_iou(pred, cloud, v),
     }
+
+
+def threshold_counts(
+    prob: Tensor, label: Tensor, valid: Tensor, thresholds: Tensor
+) -> dict[str, Tensor]:
+    """Per-chip counts at many probability thresholds at once, for calibrating one.
+
+    Args:
+        prob: ``(B, H, W)`` predicted cloud probability.
+        label: ``(B, H, W)`` uint8 label (0 clear, 1 cloud, other values ignored).
+        valid: ``(B, H, W)`` bool valid pixels.
+        thresholds: ``(K,)`` increasing thresholds.
+
+    Returns:
+        ``tp`` and ``n_pred`` ``(B, K)`` (labelled-cloud pixels, and all pixels, with
+        probability ≥ each threshold) and ``n_target`` ``(B,)``, int64, over valid pixels:
+        the IoU at threshold ``k`` is ``tp / (n_pred + n_target − tp)``.
+    """
+    b, k = prob.shape[0], thresholds.numel()
+    v = _flat(valid)
+    cloud = _flat(label == LABEL_CLOUD) & v
+    # Bin j holds the pixels that reach exactly j thresholds (p ≥ t_0 … t_{j-1}).
+    p = _flat(prob).float().contiguous()
+    bins = torch.bucketize(p, thresholds.to(prob.device).float().contiguous(), right=True)
+    offset = torch.arange(b, device=prob.device)[:, None] * (k + 1)
+    idx = (bins + offset)[v]
+    hist_all = torch.bincount(idx, minlength=b * (k + 1)).reshape(b, k + 1)
+    hist_cloud = torch.bincount((bins + offset)[cloud], minlength=b * (k + 1)).reshape(b, k + 1)
+    # Pixels with p ≥ t_k are those in bins k+1 … K: a cumulative sum from the top.
+    tp = hist_cloud.flip(1).cumsum(1).flip(1)[:, 1:]
+    n_pred = hist_all.flip(1).cumsum(1).flip(1)[:, 1:]
+    return {"tp": tp, "n_pred": n_pred, "n_target": cloud.sum(1)}
+
+
+def shadow_fraction(cloud: Tensor, shadow: Tensor, valid: Tensor) -> Tensor:
+    """Share of valid pixels whose most likely class is cloud shadow, per chip, from the
+    cloud and shadow probabilities of a three-class model (the rest is clear)."""
+    clear = 1.0 - cloud - shadow
+    is_shadow = (shadow > cloud) & (shadow > clear) & valid
+    n_valid = _flat(valid).sum(1)
+    share = _flat(is_shadow).sum(1).float() / n_valid.clamp(min=1).float()
+    return torch.where(n_valid > 0, share, float("nan"))
