@@ -6,7 +6,12 @@ import argparse
 import time
 from pathlib import Path
 
-from chipqa.cli.options import add_quiet_option, chip_progress, positive_int
+from chipqa.cli.options import (
+    add_dn_offset_option,
+    add_quiet_option,
+    chip_progress,
+    positive_int,
+)
 
 HELP = "cloud mask of a whole scene as a Cloud-Optimized GeoTIFF"
 DESCRIPTION = (
@@ -26,6 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "for L1C), 'baseline' (weight-free spectral quick look) or a chipqa checkpoint",
     )
     p.add_argument("--device", default="auto")
+    add_dn_offset_option(p)
     p.add_argument("--tile", type=positive_int, default=512)
     p.add_argument("--overlap", type=int, default=64)
     p.add_argument("--batch-size", type=positive_int, default=4)
@@ -94,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
     if args.resolution is not None:
         scale = scale_for_resolution(scene, args.resolution)
     predictor = load_predictor(args.model, device=args.device)
+    if args.dn_offset is not None:
+        predictor.with_dn_offset(args.dn_offset)
     t0 = time.perf_counter()
     out = mask_scene(
         scene,

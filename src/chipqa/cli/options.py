@@ -136,11 +136,25 @@ def add_scoring_options(p: argparse.ArgumentParser) -> None:
         f"(median per-chip IoU over a sample of labelled chips; {DEFAULT_THRESHOLD} when "
         "no chip is labelled)",
     )
+    add_dn_offset_option(p)
     p.add_argument(
         "--compile",
         action="store_true",
         help="compile a U-Net with torch.compile (pays off on a GPU over many chips; "
         "the first batch takes a minute or more)",
+    )
+
+
+def add_dn_offset_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--dn-offset",
+        type=int,
+        default=None,
+        metavar="DN",
+        help="DN offset of the chips: 1000 for Sentinel-2 L2A of processing baseline "
+        "04.00 and later (from January 2022: DN = 10000·reflectance + 1000); taken off "
+        "before any model sees the chips (default: 0, or what a checkpoint was trained "
+        "with; On Cloud N has none)",
     )
 
 
@@ -152,9 +166,18 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
         default="resnet34",
         help="smp encoder: resnet34 (default), mobilenet_v2, inceptionv4, resnet18, …",
     )
+    g.add_argument(
+        "--init",
+        choices=["random", "pretrained", "pretrained-l1c"],
+        default="random",
+        help="random: train --encoder from random weights (default); pretrained: fine-tune "
+        "the pretrained csmask cloud U-Net (efficientnet-b4; --encoder is ignored)",
+    )
     g.add_argument("--epochs", type=positive_int, default=20)
     g.add_argument("--train-batch-size", type=positive_int, default=8)
-    g.add_argument("--lr", type=float, default=1e-3)
+    g.add_argument(
+        "--lr", type=float, default=None, help="learning rate (default 1e-3; 1e-4 fine-tuning)"
+    )
     g.add_argument("--val-fraction", type=fraction, default=0.2)
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--accelerator", default="auto", help="auto, cpu or gpu")
@@ -177,7 +200,9 @@ def training_config(args: argparse.Namespace):
         encoder=args.encoder,
         epochs=args.epochs,
         batch_size=args.train_batch_size,
-        lr=args.lr,
+        lr=args.lr if args.lr is not None else (1e-3 if args.init == "random" else 1e-4),
+        init=args.init,
+        dn_offset=getattr(args, "dn_offset", None) or 0,
         val_fraction=args.val_fraction,
         seed=args.seed,
         devices=int(args.devices) if str(args.devices).isdigit() else args.devices,

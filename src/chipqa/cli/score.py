@@ -52,6 +52,8 @@ def score_with_predictor(dataset, args: argparse.Namespace):
     from chipqa.scoring import score_dataset
 
     predictor = load_predictor(args.model, device=args.device, compile=args.compile)
+    if args.dn_offset is not None:
+        predictor.with_dn_offset(args.dn_offset)
     if args.threshold == "auto" and not args.quiet:
         print(f"calibrating the threshold to the labels with {predictor.name} …", file=sys.stderr)
     t0 = time.perf_counter()

@@ -10,6 +10,7 @@ from chipqa.cli.options import (
     TrainingBar,
     add_cache_option,
     add_dataset_argument,
+    add_dn_offset_option,
     add_quiet_option,
     add_training_options,
     training_config,
@@ -33,6 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=2, help="data-loading worker processes")
     add_quiet_option(p)
     add_training_options(p)
+    add_dn_offset_option(p)
     add_cache_option(p)
 
 

@@ -14,7 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from chipqa.constants import REFLECTANCE_SCALE
 from chipqa.predictors.base import reflectance
+from chipqa.predictors.model import cloud_logit
 
 STRIDE = 32
 """Inputs are padded to a multiple of this (the total stride of smp's encoders)."""
@@ -26,10 +28,14 @@ class InputAdapter(nn.Module):
     Args:
         mean: per-band mean of reflectance (DN / 10 000).
         std: per-band standard deviation of reflectance.
+        dn_offset: added to every DN by the product (Sentinel-2 L2A of processing
+            baseline 04.00 and later, from January 2022: DN = 10 000·ρ + 1 000);
+            taken off before scaling, so every model sees reflectance.
     """
 
-    def __init__(self, mean: Sequence[float], std: Sequence[float]):
+    def __init__(self, mean: Sequence[float], std: Sequence[float], dn_offset: int = 0):
         super().__init__()
+        self.dn_offset = int(dn_offset)
         if len(mean) != len(std):
             raise ValueError(f"mean has {len(mean)} values but std has {len(std)}")
         shape = (1, len(mean), 1, 1)
@@ -39,7 +45,10 @@ class InputAdapter(nn.Module):
     def forward(self, bands: Tensor) -> Tensor:
         """``(B, C, H, W)`` DNs → the model's input ``(B, C, H', W')``, H' and W' padded
         up to multiples of :data:`STRIDE` (reflect, or replicate for tiny chips)."""
-        x = (reflectance(bands) - self.mean) / self.std
+        x = reflectance(bands)
+        if self.dn_offset:
+            x = x - self.dn_offset / REFLECTANCE_SCALE
+        x = (x - self.mean) / self.std
         h, w = x.shape[-2:]
         ph, pw = (-h) % STRIDE, (-w) % STRIDE
         if ph or pw:
@@ -51,6 +60,7 @@ class InputAdapter(nn.Module):
 
     @staticmethod
     def crop(logits: Tensor, shape: tuple[int, int]) -> Tensor:
-        """The first class's logits ``(B, H, W)`` cut back to the input's ``shape``."""
+        """The cloud logits ``(B, H, W)`` (see :func:`~chipqa.predictors.model.cloud_logit`)
+        cut back to the input's ``shape``."""
         h, w = shape
-        return logits[:, 0, :h, :w]
+        return cloud_logit(logits[..., :h, :w])

@@ -52,6 +52,8 @@ class Predictor(ABC):
 
     name: str = "predictor"
     device: torch.device = torch.device("cpu")
+    dn_offset: int = 0
+    """DN offset taken off the bands before predicting (see :meth:`with_dn_offset`)."""
 
     @abstractmethod
     def predict_proba(self, bands: Tensor) -> Tensor:
@@ -70,6 +72,15 @@ class Predictor(ABC):
         on :attr:`device`: ``"cloud"`` (the cloud probability of :meth:`predict_proba`)
         always; ``"shadow"`` (cloud-shadow probability) from predictors that know it."""
         return {"cloud": self.predict_proba(bands)}
+
+    def with_dn_offset(self, offset: int) -> Predictor:
+        """Predict chips whose DNs carry ``offset`` (Sentinel-2 L2A from processing
+        baseline 04.00 on: DN = 10 000·ρ + 1 000): the offset is taken off first, so the
+        predictor sees reflectance as it was made for."""
+        if not 0 <= int(offset) < 10_000:
+            raise ValueError(f"a DN offset must be between 0 and 9 999, not {offset}")
+        self.dn_offset = int(offset)
+        return self
 
     def to(self, device: str | torch.device) -> Predictor:
         self.device = torch.device(device)

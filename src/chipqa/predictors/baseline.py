@@ -76,7 +76,14 @@ class SpectralBaseline(Predictor):
             prob = F.avg_pool2d(prob[:, None], k, 1, k // 2, count_include_pad=False)[:, 0]
         return prob.clamp(0.0, 1.0)
 
+    def _without_offset(self, bands: Tensor) -> Tensor:
+        if not self.dn_offset:
+            return bands
+        shifted = (bands.to(torch.int32) - self.dn_offset).clamp_(min=1)
+        return torch.where(bands == 0, 0, shifted).to(bands.dtype)  # 0 stays no data
+
     def predict_proba(self, bands: Tensor) -> Tensor:
+        bands = self._without_offset(bands)
         kernels = cpu_kernels() if bands.device.type == "cpu" else None
         if kernels is None or bands.ndim != 4 or bands.dtype.is_floating_point:
             return self.predict_proba_torch(bands)
@@ -89,7 +96,7 @@ class SpectralBaseline(Predictor):
 
     def chip_scorer(self, threshold: float, temperature: float) -> Callable[[Chip], dict] | None:
         kernels = cpu_kernels() if self.device.type == "cpu" else None
-        if kernels is None:
+        if kernels is None or self.dn_offset:  # offset data: the batch path takes it off
             return None
         c = np.asarray(self.coefficients, np.float64)
         k = self.smooth_px

@@ -32,6 +32,7 @@ class ModelConfig:
     bands: tuple[str, ...] = BANDS
     mean: tuple[float, ...] = DEFAULT_MEAN
     std: tuple[float, ...] = DEFAULT_STD
+    dn_offset: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -47,6 +48,23 @@ class ModelConfig:
             if k in known:
                 known[k] = tuple(known[k])
         return cls(**known)
+
+
+def cloud_logit(logits: Tensor) -> Tensor:
+    """The cloud logit ``(B, H, W)`` of a model's output ``(B, classes, H, W)``.
+
+    A one-class model (chipqa's own) gives it directly. A three-class model (clear,
+    cloud, cloud shadow: the pretrained csmask U-Net and models fine-tuned from it)
+    gives ``l_cloud − logsumexp(l_clear, l_shadow)``, whose sigmoid is exactly the
+    softmax probability of the cloud class, so such a model trains and predicts as a
+    cloud / not-cloud model without losing its pretrained head.
+    """
+    if logits.shape[1] == 1:
+        return logits[:, 0]
+    if logits.shape[1] == 3:
+        rest = torch.logsumexp(logits[:, [0, 2]], dim=1)
+        return logits[:, 1] - rest
+    raise ValueError(f"a model with {logits.shape[1]} outputs has no cloud class chipqa knows")
 
 
 def encoder_names() -> list[str]:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import threading
 import warnings
+from dataclasses import replace
 
 import torch
 from torch import Tensor, nn
 
 from chipqa.predictors.adapter import InputAdapter
 from chipqa.predictors.base import Predictor
-from chipqa.predictors.model import ModelConfig
+from chipqa.predictors.model import ModelConfig, cloud_logit
 
 
 class UNetPredictor(Predictor):
@@ -33,7 +34,8 @@ class UNetPredictor(Predictor):
         # under this lock only. Eager inference itself needs none (an eval model keeps
         # no state between calls).
         self._lock = threading.Lock()
-        self.adapter = InputAdapter(config.mean, config.std).to(self.device)
+        self.dn_offset = config.dn_offset  # the chips it was trained on (0 for most)
+        self.adapter = InputAdapter(config.mean, config.std, config.dn_offset).to(self.device)
 
     def to(self, device: str | torch.device) -> UNetPredictor:
         self.device = torch.device(device)
@@ -41,6 +43,12 @@ class UNetPredictor(Predictor):
         if self.device.type == "cuda":
             self.model.to(memory_format=torch.channels_last)
         self.adapter.to(self.device)
+        return self
+
+    def with_dn_offset(self, offset: int) -> UNetPredictor:
+        super().with_dn_offset(offset)
+        self.adapter.dn_offset = self.dn_offset
+        self.config = replace(self.config, dn_offset=self.dn_offset)
         return self
 
     def compile(self, mode: str | None = None) -> UNetPredictor:
@@ -101,6 +109,7 @@ class UNetPredictor(Predictor):
         return logits[..., :h, :w].float()
 
     def probability(self, logits: Tensor) -> Tensor:
-        """Cloud probability ``(B, H, W)`` from the logits: a sigmoid of the one output
-        channel of a chipqa checkpoint. Models with other outputs override this."""
-        return torch.sigmoid(logits[:, 0])
+        """Cloud probability ``(B, H, W)`` from the logits: the sigmoid of the cloud logit
+        (see :func:`~chipqa.predictors.model.cloud_logit`: one-class chipqa checkpoints,
+        and three-class ones fine-tuned from the pretrained model)."""
+        return torch.sigmoid(cloud_logit(logits))

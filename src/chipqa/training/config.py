@@ -20,6 +20,12 @@ class TrainConfig:
     ``workers``: it fixes the initial weights, the training/validation split, the chips
     behind the band statistics, the order of the chips in every epoch and the
     augmentation of every chip in every epoch.
+
+    ``init="pretrained"`` (or ``"pretrained-l1c"``) fine-tunes UKIS csmask's pretrained
+    cloud U-Net (efficientnet-b4, its own input normalisation) instead of training
+    ``encoder`` from random weights. ``dn_offset`` is the DN offset of the chips' product
+    (1 000 for Sentinel-2 L2A from processing baseline 04.00 on); it is taken off before
+    the model sees reflectance and stored in the checkpoint.
     """
 
     encoder: str = "resnet34"
@@ -36,6 +42,8 @@ class TrainConfig:
     augment: bool = True
     encoder_weights: str | None = None
     stats_chips: int = 64
+    init: str = "random"
+    dn_offset: int = 0
 
 
 @dataclass

@@ -164,7 +164,11 @@ def collate(samples: Sequence) -> Batch:
 
 
 def band_statistics(
-    dataset: ChipDataset, records: Sequence[ChipRecord], n: int = 64, seed: int = 0
+    dataset: ChipDataset,
+    records: Sequence[ChipRecord],
+    n: int = 64,
+    seed: int = 0,
+    dn_offset: int = 0,
 ) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-band mean and standard deviation of reflectance over valid pixels of ≤ n chips
     (read through ``dataset``, so from its cache when it holds them).
@@ -183,7 +187,7 @@ def band_statistics(
             chip = dataset.read_record(rec, copy=False)
         except ChipReadError:
             continue
-        v = chip.bands[:, chip.valid].astype(np.float64) / REFLECTANCE_SCALE
+        v = (chip.bands[:, chip.valid].astype(np.float64) - dn_offset) / REFLECTANCE_SCALE
         sums += v.sum(1)
         sq += (v**2).sum(1)
         count += v.shape[1]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -81,14 +81,10 @@ def train(
             train_ids, val_ids = split_chips(records, cfg.val_fraction, cfg.seed)
         val_records = [dataset[c] for c in val_ids if dataset[c].label_path is not None]
         train_records = [by_id[c] for c in train_ids]
-        mean, std = band_statistics(dataset, train_records, cfg.stats_chips, cfg.seed)
-        model_cfg = ModelConfig(encoder=cfg.encoder, mean=mean, std=std)
-        try:
-            build_model(model_cfg, cfg.encoder_weights)
-        except ValueError as exc:
-            raise TrainingError(str(exc)) from exc
+        model_cfg, init_state = _initial_model(cfg, dataset, train_records)
         log_dir = Path(log_dir) if log_dir else out.with_suffix(".logs")
         job = _Job(dataset, cfg, accelerator, model_cfg, train_records, val_records, blocked)
+        job.init_state = init_state
         result = job.fit(out, writer, log_dir)
         result.seconds = time.monotonic() - t0
         writer.emit(
@@ -111,6 +107,41 @@ def train(
         raise
     finally:
         writer.close()
+
+
+def _initial_model(
+    cfg: TrainConfig, dataset: ChipDataset, train_records: list[ChipRecord]
+) -> tuple[ModelConfig, dict | None]:
+    """The model to train and its starting weights (None: random initialisation).
+
+    Raises:
+        TrainingError: an unknown encoder or ``init``, or pretrained weights that cannot
+            be read (the message says how to install them).
+    """
+    if cfg.init in ("pretrained", "pretrained-l1c"):
+        from chipqa.errors import CheckpointError
+        from chipqa.predictors.pretrained import build_pretrained_model, weights_file
+
+        try:
+            level = "l1c" if cfg.init.endswith("l1c") else "l2a"
+            model, model_cfg = build_pretrained_model(weights_file(level))
+        except CheckpointError as exc:
+            raise TrainingError(f"--init {cfg.init}: {exc}") from exc
+        model_cfg = replace(model_cfg, dn_offset=cfg.dn_offset)
+        return model_cfg, model.state_dict()
+    if cfg.init != "random":
+        raise TrainingError(
+            f"unknown --init {cfg.init!r}; choose random, pretrained or pretrained-l1c"
+        )
+    mean, std = band_statistics(
+        dataset, train_records, cfg.stats_chips, cfg.seed, dn_offset=cfg.dn_offset
+    )
+    model_cfg = ModelConfig(encoder=cfg.encoder, mean=mean, std=std, dn_offset=cfg.dn_offset)
+    try:
+        build_model(model_cfg, cfg.encoder_weights)
+    except ValueError as exc:
+        raise TrainingError(str(exc)) from exc
+    return model_cfg, None
 
 
 def _check_accelerator(accelerator: str) -> str:
@@ -183,6 +214,7 @@ class _Job:
         self.train_records = train_records
         self.val_records = val_records
         self.blocked = blocked
+        self.init_state: dict | None = None  # starting weights (None: random)
 
     def _loader(self, records: list[ChipRecord], train: bool) -> DataLoader:
         cfg = self.cfg
@@ -216,7 +248,7 @@ class _Job:
             encoder=self.model_cfg.encoder,
             blocked=len(self.blocked),
         )
-        module = CloudSegmenter(self.model_cfg, cfg.lr, cfg.encoder_weights)
+        module = CloudSegmenter(self.model_cfg, cfg.lr, cfg.encoder_weights, self.init_state)
         progress = JsonProgress(writer, cfg.epochs, steps)
         cuda = self.accelerator == "gpu" or (
             self.accelerator == "auto" and torch.cuda.is_available()

@@ -68,14 +68,24 @@ class CloudSegmenter(pl.LightningModule):
         config: the model and its input normalisation.
         lr: Adam's learning rate.
         encoder_weights: pretrained encoder weights (None: random initialisation).
+        init_state: weights of the whole model to start from (fine-tuning the pretrained
+            model); None: ``encoder_weights`` or random.
     """
 
-    def __init__(self, config: ModelConfig, lr: float, encoder_weights: str | None = None):
+    def __init__(
+        self,
+        config: ModelConfig,
+        lr: float,
+        encoder_weights: str | None = None,
+        init_state: dict | None = None,
+    ):
         super().__init__()
         self.config = config
         self.lr = lr
-        self.model = build_model(config, encoder_weights)
-        self.adapter = InputAdapter(config.mean, config.std)
+        self.model = build_model(config, None if init_state is not None else encoder_weights)
+        if init_state is not None:
+            self.model.load_state_dict(init_state, strict=False)
+        self.adapter = InputAdapter(config.mean, config.std, config.dn_offset)
         self.train_iou, self.val_iou = CloudIoU(), CloudIoU()
         self.train_loss, self.val_loss = torchmetrics.MeanMetric(), torchmetrics.MeanMetric()
         self.skipped_chips: set[str] = set()
