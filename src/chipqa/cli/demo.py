@@ -21,8 +21,8 @@ from chipqa.errors import ChipqaError
 
 HELP = "synthetic dataset + scoring + report + contact sheet"
 DESCRIPTION = (
-    "Make a synthetic dataset with planted label errors, score "
-    "it with the weight-free baseline, report how many planted errors rank "
+    "Make a synthetic dataset with planted label errors, score it (with the pretrained "
+    "cloud U-Net unless --model says otherwise), report how many planted errors rank "
     "at the top and write a contact sheet of the most suspicious chips."
 )
 
