@@ -1,18 +1,24 @@
-"""Does cleaning the labels help? Train on noisy labels vs with the planted errors blocked.
+"""Does cleaning the labels help? Train on noisy labels, with the planted errors blocked,
+and with them fixed from a model's masks.
 
 On a synthetic dataset with planted label errors (15 % by default):
 
 1. **noisy**: train a U-Net on every training chip, wrong labels included;
-2. **cleaned**: train the same U-Net, same split, seed and epochs, with the planted
+2. **blocked**: train the same U-Net, same split, seed and epochs, with the planted
    errors blocked (as a curator's blocklist would);
-3. evaluate both on the same validation chips against the **true** labels (kept by the
-   generator outside the dataset), pooled IoU of the cloud class.
+3. **fixed**: the same again, with the planted errors kept but their labels replaced by
+   a model's masks (``--fix-from``: by default the U-Net of arm 2, which never trained
+   on them; no true label is used), recorded as label fixes exactly as ``chipqa fix
+   --from-model`` does;
+4. evaluate all three on the same validation chips against the **true** labels (kept by
+   the generator outside the dataset), pooled IoU of the cloud class.
 
-Then it compares rankings of the planted errors (average precision): the weight-free
-baseline, a U-Net scoring the chips it was trained on (in-sample), and out-of-fold
-U-Nets (``chipqa score --folds K``).
+Then (unless ``--skip-ranking``) it compares rankings of the planted errors (average
+precision): the weight-free baseline, a U-Net scoring the chips it was trained on
+(in-sample), and out-of-fold U-Nets (``chipqa score --folds K``).
 
     python bench/cleaning_gain.py --chips 160 --size 64 --epochs 8 --folds 3
+    python bench/cleaning_gain.py --chips 160 --size 64 --epochs 8 --skip-ranking
 """
 
 from __future__ import annotations
@@ -22,9 +28,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import rasterio
+
 from chipqa.data import open_dataset
+from chipqa.data.listing import find_chip
 from chipqa.predictors import SpectralBaseline, load_predictor
 from chipqa.review.blocklist import BlocklistStore
+from chipqa.review.fixes import predict_label
 from chipqa.scoring import score_dataset
 from chipqa.scoring.evaluate import read_truth, report_against_truth
 from chipqa.synth import generate_dataset
@@ -46,6 +56,15 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=0)
     ap.add_argument("--work", type=Path, default=None, help="keep data and models here")
+    ap.add_argument(
+        "--fix-from",
+        choices=["blocked", "noisy", "baseline"],
+        default="blocked",
+        help="whose masks fix the planted errors: the U-Net trained with them blocked "
+        "(default), the one trained on the noisy labels, or the weight-free baseline",
+    )
+    ap.add_argument("--threshold", type=float, default=0.5, help="threshold of the fix masks")
+    ap.add_argument("--skip-ranking", action="store_true", help="only the three training arms")
     args = ap.parse_args()
 
     tmp = tempfile.TemporaryDirectory()
@@ -82,22 +101,59 @@ def main() -> None:
         store.decide(cid, "block", "planted")
     true_labels = synth.truth_dir / "true_labels"
 
-    results = {}
-    for name, blocklist in (("noisy", None), ("cleaned", bl)):
+    results, predictors = {}, {}
+
+    def arm(name: str, data, blocklist) -> None:
         t = time.perf_counter()
-        res = train(ds, work / f"{name}.ckpt", blocklist=blocklist, config=cfg, val_chips=val_ids)
-        pred = load_predictor(res.checkpoint, device="auto")
+        res = train(data, work / f"{name}.ckpt", blocklist=blocklist, config=cfg, val_chips=val_ids)
+        pred = predictors[name] = load_predictor(res.checkpoint, device="auto")
         iou = dataset_iou(pred, ds, val_ids, label_dir=true_labels)
         results[name] = (iou, len(res.train_chips), time.perf_counter() - t)
         print(
             f"{name:8s}: trained on {len(res.train_chips)} chips, {args.epochs} epochs, "
             f"{results[name][2]:.0f} s; validation IoU vs true labels {iou:.4f} "
-            f"(vs its own, noisy, validation labels: {res.best_val_iou:.4f})"
+            f"(vs its own validation labels: {res.best_val_iou:.4f})"
         )
+
+    arm("noisy", ds, None)
+    arm("blocked", ds, bl)
+
+    # fix the planted errors from a model's masks, as `chipqa fix --from-model` does
+    fixer = predictors.get(args.fix_from) or SpectralBaseline()
+    fix_bl = work / "planted_fixes.csv"
+    fixes = BlocklistStore(fix_bl, reviewer="model", dataset_root=synth.root)
+    agree = [0, 0, 0, 0]  # fixed ∩ true, fixed ∪ true, wrong ∩ true, wrong ∪ true
+    for cid in planted:
+        rec = find_chip(synth.root, cid)
+        label = predict_label(rec, fixer, args.threshold)
+        d = fixes.fix(cid, label, source="model", model=fixer.name)
+        with rasterio.open(true_labels / f"{cid}.tif") as src:
+            true = src.read(1)
+        chip = ds.read(cid)  # the planted (wrong) label
+        with rasterio.open(fixes.fix_path(cid)) as src:
+            fixed = src.read(1)
+        valid = chip.valid & (true != 255) & (fixed != 255)
+        for k, lab in ((0, fixed), (2, chip.label)):
+            agree[k] += int(((lab == 1) & (true == 1) & valid).sum())
+            agree[k + 1] += int((((lab == 1) | (true == 1)) & valid).sum())
+        assert d.decision == "fix"
     print(
-        f"cleaning gain: {results['cleaned'][0] - results['noisy'][0]:+.4f} IoU "
-        f"({len(val_ids)} validation chips)"
+        f"fixes   : {len(planted)} planted errors fixed with {fixer.name}'s masks at "
+        f"{args.threshold:g}; IoU with the true labels {agree[0] / max(agree[1], 1):.4f} "
+        f"(the planted labels: {agree[2] / max(agree[3], 1):.4f})"
     )
+    arm("fixed", open_dataset(synth.root, fixes=fix_bl), None)
+
+    noisy = results["noisy"][0]
+    print(f"\nvalidation IoU vs true labels ({len(val_ids)} validation chips):")
+    for name in ("noisy", "blocked", "fixed"):
+        iou, n, seconds = results[name]
+        print(f"  {name:8s} {iou:.4f}  ({iou - noisy:+.4f} vs noisy; {n} training chips)")
+    gap = results["fixed"][0] - results["blocked"][0]
+    print(f"  fixed vs blocked: {gap:+.4f}")
+    if args.skip_ranking:
+        print(f"total {time.perf_counter() - t0:.0f} s")
+        return
 
     print("\nranking the planted errors (average precision):")
 

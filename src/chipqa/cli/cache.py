@@ -46,7 +46,10 @@ def open_dataset_for(args: argparse.Namespace):
     from chipqa.data import open_dataset
 
     mode = args.cache
-    dataset = open_dataset(args.data, cache="off" if mode == "build" else mode)
+    # Label fixes come from the blocklist the command names (train, score --folds), else
+    # from the dataset's default blocklist.
+    fixes = getattr(args, "blocklist", None) or True
+    dataset = open_dataset(args.data, cache="off" if mode == "build" else mode, fixes=fixes)
     if mode == "build":
         dataset.use_cache(build_cache_reported(dataset, args.quiet))
     if dataset.cache is not None and not args.quiet:

@@ -7,7 +7,7 @@ import errno
 import sys
 
 from chipqa import __version__
-from chipqa.cli import cache, demo, mask, score, synth, train, view
+from chipqa.cli import cache, demo, export, fix, mask, score, synth, train, view
 from chipqa.errors import ChipqaError
 
 COMMANDS = {
@@ -17,6 +17,8 @@ COMMANDS = {
     "view": view,
     "cache": cache,
     "train": train,
+    "fix": fix,
+    "export": export,
     "demo": demo,
 }
 """The subcommands, in the order ``chipqa --help`` lists them. Each module has ``HELP``

@@ -15,6 +15,11 @@ its page cache. Only chips of the dataset's most common size are cached; other c
 unreadable ones and chips whose source files changed since the cache was built (size or
 modification time) are read from their TIFFs as before, so the cache is never required
 and never serves stale pixels. Rebuilding refreshes it.
+
+The cache always holds the dataset's own labels. A chip whose label was fixed (see
+:func:`chipqa.data.open_dataset`) is served with its bands from the cache and its label
+from the fix file, so a fix never needs a rebuild and the cache never serves the label
+it replaced.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ import numpy as np
 from chipqa.constants import LABEL_NODATA
 from chipqa.data.readahead import read_ahead
 from chipqa.data.records import Chip, ChipRecord, DataWarning
-from chipqa.data.tiff import read_chip
+from chipqa.data.tiff import read_chip, read_label
 from chipqa.errors import ChipqaError, ChipReadError
 from chipqa.io.atomic import atomic_write_text
 from chipqa.io.layout import scl_path
@@ -54,6 +59,7 @@ def cache_dir_for(root: str | Path) -> Path:
 
 
 def _files(rec: ChipRecord) -> list[Path]:
+    rec = rec.original()  # the cache holds the dataset's own files; a fix is read over it
     files = [*rec.band_paths, *([rec.label_path] if rec.label_path is not None else [])]
     scl = scl_path(rec.folder)
     return [*files, scl] if scl.is_file() else files
@@ -137,12 +143,17 @@ class ChipCache:
             return None
         bands_map, labels_map, scl_map = maps
         take = np.array if copy else np.asarray
-        bands = take(bands_map[e.row])
         # The labels row holds 255 wherever the chip is not valid (band nodata, no label),
         # also for unlabelled chips, so validity is exactly what the TIFF reader found.
         label_row = labels_map[e.row]
         valid = label_row != LABEL_NODATA
         label = take(label_row) if e.has_label else None
+        if rec.fixed:
+            fixed = _fixed_label(rec, e, valid, self.shape)
+            if fixed is None:
+                return None
+            label, valid = fixed
+        bands = take(bands_map[e.row])
         scl = take(scl_map[e.row]) if e.has_scl else None
         return Chip(chip_id=rec.chip_id, bands=bands, label=label, valid=valid, scl=scl)
 
@@ -179,6 +190,25 @@ class ChipCache:
             warn_damaged(folder, f"its index cannot be read ({type(exc).__name__}: {exc})")
             return None
         return cache
+
+
+def _fixed_label(
+    rec: ChipRecord, e: _Entry, cached_valid: np.ndarray, shape: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """A fixed chip's label (read from its fix file) and validity over the cached bands,
+    or None when the TIFFs must be read instead: the fix cannot be read (the TIFF reader
+    then says why), or it labels pixels that the cached labels row marks as not valid,
+    where the cache cannot tell a band's nodata from the original label's (only the
+    TIFFs can)."""
+    try:
+        label = read_label(rec.chip_id, rec.label_path, shape)  # type: ignore[arg-type]
+    except ChipReadError:
+        return None
+    labelled = label != LABEL_NODATA
+    if e.has_label and (labelled & ~cached_valid).any():
+        return None
+    valid = cached_valid & labelled  # unlabelled original: the row's 255s are band nodata
+    return np.where(valid, label, LABEL_NODATA).astype(np.uint8), valid
 
 
 class _Damaged(Exception):
@@ -264,7 +294,7 @@ def build_cache(
         ChipqaError: no chip could be read, or the folder cannot be written.
     """
     folder = Path(folder) if folder else cache_dir_for(dataset.root)
-    records = [r for r in dataset if not r.problem]
+    records = [r.original() for r in dataset if not r.problem]  # fixes are read over it
     shapes = Counter()
     for rec in records[: min(len(records), 32)]:
         try:

@@ -1,5 +1,10 @@
 """A dataset: its chips listed, and the one way every part of chipqa reads them.
 
+A reviewer's label fixes (``fix`` decisions in the dataset's blocklist, their files in
+``<dataset>_chipqa_fixes``) are applied when the dataset is opened: a fixed chip's
+record points at its fix file (``label_source == "fixed"``), so scoring, training and
+the review all read the corrected label.
+
 Listing is cheap (a few directory listings, no file opened). :meth:`ChipDataset.read`
 serves a chip from the dataset's memory-mapped cache (:mod:`chipqa.data.cache`) when it
 holds an up-to-date copy, and from the chip's GeoTIFFs (:func:`chipqa.data.tiff.read_chip`)
@@ -9,7 +14,7 @@ prefetch and export all read through it, so ``--cache`` means the same everywher
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from chipqa.data.cache import ChipCache
@@ -17,7 +22,9 @@ from chipqa.data.listing import list_flat, list_oncloudn
 from chipqa.data.records import Chip, ChipRecord
 from chipqa.data.tiff import read_chip
 from chipqa.errors import DatasetError
+from chipqa.io.blocklist_csv import Decision, fix_in_effect, read_rows
 from chipqa.io.layout import LAYOUT_HELP, ONCLOUDN, detect_layout
+from chipqa.io.paths import side_paths
 
 CACHE_MODES = ("auto", "off")
 
@@ -36,6 +43,63 @@ class ChipDataset:
         self._by_id = {r.chip_id: r for r in records}
         self.cache: ChipCache | None = None
         """The cache chips are read from first (see :meth:`use_cache`), or None."""
+        self.fixes_from: Path | None = None
+        """The blocklist whose label fixes are applied (see :meth:`use_fixes`), or None."""
+
+    # -- label fixes -----------------------------------------------------------
+    def use_fixes(self, fixes: bool | str | Path | None = True) -> list[str]:
+        """Read fixed labels where a blocklist records label fixes.
+
+        Args:
+            fixes: ``True``: the dataset's default blocklist
+                (``<dataset>_chipqa_blocklist.csv``; none there: no fixes); a path: that
+                blocklist (it must exist); ``False``/``None``: the dataset's own labels.
+
+        Returns:
+            The chips whose label changed.
+
+        Raises:
+            BlocklistError: the blocklist cannot be read (the message names the line),
+                or a blocklist path was given that does not exist.
+        """
+        if fixes is None or fixes is False:
+            self.fixes_from = None
+            return self.apply_fixes({})
+        path = side_paths(self.root).blocklist if fixes is True else Path(fixes).expanduser()
+        rows = read_rows(path, missing_ok=fixes is True)
+        self.fixes_from = path
+        return self.apply_fixes(fix_files(rows))
+
+    def refresh_fixes(self, decisions: Mapping[str, Decision] | None = None) -> list[str]:
+        """Apply the fixes again after a fix or an undo: from ``decisions`` (a blocklist's
+        current rows by chip, such as ``BlocklistStore.decisions``) or by reading the
+        blocklist of :meth:`use_fixes` again. Returns the chips whose label changed."""
+        if decisions is not None:
+            return self.apply_fixes(fix_files(decisions))
+        if self.fixes_from is None:
+            return []
+        return self.apply_fixes(fix_files(read_rows(self.fixes_from, missing_ok=True)))
+
+    def apply_fixes(self, files: Mapping[str, str]) -> list[str]:
+        """Make each chip of ``files`` (chip id → fix file name in the dataset's fixes
+        folder) read its fixed label, and every other chip its own. Chips the listing
+        found unreadable stay as they are. Returns the chips whose label changed."""
+        folder = side_paths(self.root).fixes
+        changed, records = [], []
+        for r in self.records:
+            name = files.get(r.chip_id, "")
+            new = r.with_fix(folder / name) if name and not r.problem else r.original()
+            if new != r:
+                changed.append(r.chip_id)
+            records.append(new)
+        self.records = records
+        self._by_id = {r.chip_id: r for r in records}
+        return changed
+
+    @property
+    def n_fixed(self) -> int:
+        """Chips whose label is a fix."""
+        return sum(r.fixed for r in self.records)
 
     def use_cache(self, cache: ChipCache | None | str = "auto") -> bool:
         """Read chips from ``cache`` when it holds them: ``"auto"`` opens the dataset's
@@ -98,7 +162,16 @@ class ChipDataset:
         return f"ChipDataset({str(self.root)!r}, layout={self.layout!r}, chips={len(self)})"
 
 
-def open_dataset(root: str | Path, cache: ChipCache | None | str = "auto") -> ChipDataset:
+def fix_files(rows: Mapping[str, Decision]) -> dict[str, str]:
+    """Chip id → fix file name, for the chips whose current row names a fix."""
+    return {cid: f for cid, d in rows.items() if (f := fix_in_effect(d))}
+
+
+def open_dataset(
+    root: str | Path,
+    cache: ChipCache | None | str = "auto",
+    fixes: bool | str | Path | None = True,
+) -> ChipDataset:
     """List the chips of a dataset folder in either layout (no chip file is opened).
 
     Chips are sorted by id. Problems that the listing itself reveals (a metadata row for
@@ -111,9 +184,14 @@ def open_dataset(root: str | Path, cache: ChipCache | None | str = "auto") -> Ch
         cache: ``"auto"`` (default) reads through the dataset's chip cache when one was
             built (``chipqa cache``), ``"off"`` reads the TIFFs, or a
             :class:`~chipqa.data.cache.ChipCache` to use.
+        fixes: apply the label fixes of the dataset's default blocklist (``True``, the
+            default), of another blocklist (its path), or none (``False``); see
+            :meth:`ChipDataset.use_fixes`. A fixed chip reads its fix file, from the
+            cache too (bands from the cache, the label from the fix).
 
     Raises:
         DatasetError: the folder is not a dataset at all.
+        BlocklistError: the blocklist holding the fixes cannot be read.
     """
     root = Path(root).expanduser()
     layout = detect_layout(root)
@@ -121,5 +199,6 @@ def open_dataset(root: str | Path, cache: ChipCache | None | str = "auto") -> Ch
     if not records:
         raise DatasetError(f"dataset folder {root} ({layout} layout) holds no chips. {LAYOUT_HELP}")
     dataset = ChipDataset(root, layout, records)
+    dataset.use_fixes(fixes)
     dataset.use_cache(cache)
     return dataset

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -86,3 +87,30 @@ def list_flat(root: Path) -> list[ChipRecord]:
             )
         )
     return records
+
+
+def find_chip(root: str | Path, chip_id: str) -> ChipRecord:
+    """The record of one chip, found by the layout's path rules without listing the
+    dataset (its own label: no fix applied; no metadata).
+
+    Raises:
+        DatasetError: ``root`` is not a dataset, or holds no chip ``chip_id`` (the
+            message names the folder looked for).
+    """
+    root = Path(root).expanduser()
+    layout = L.detect_layout(root)
+    problem = L.chip_id_problem(chip_id, "the chip id given")
+    if problem is not None:
+        raise DatasetError(f"no chip {chip_id!r} in {root}: {problem}")
+    folder = L.chip_folder(root, layout, chip_id)
+    names = L.file_names(folder)
+    found = folder.is_dir() if layout == L.ONCLOUDN else L.is_flat_chip_folder(names)
+    if not found:
+        raise DatasetError(
+            f"no chip {chip_id!r} in {root} ({layout} layout): there is no chip folder "
+            f"{folder}. Check the chip id (exactly as the folder is named)"
+        )
+    label = L.label_path(root, layout, chip_id)
+    return ChipRecord(
+        chip_id, folder, L.band_paths(folder), label if os.path.lexists(label) else None
+    )

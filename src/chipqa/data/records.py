@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +28,11 @@ class ChipRecord:
         metadata: extra columns from the dataset's metadata CSV (location, datetime, …).
         problem: set when the listing already shows the chip cannot be read (for example
             a metadata row naming a chip whose folder does not exist).
+        label_source: ``"original"`` (the dataset's own label) or ``"fixed"``: a
+            reviewer's label fix stands for it, and ``label_path`` is the fix file in
+            ``<dataset>_chipqa_fixes`` (see :func:`~chipqa.data.open_dataset`).
+        original_label_path: the dataset's own label file of a fixed chip (None for an
+            original one: ``label_path`` is that file).
     """
 
     chip_id: str
@@ -36,6 +41,30 @@ class ChipRecord:
     label_path: Path | None
     metadata: Mapping[str, str] = field(default_factory=dict)
     problem: str | None = None
+    label_source: str = "original"
+    original_label_path: Path | None = None
+
+    @property
+    def fixed(self) -> bool:
+        """True when a label fix stands for the dataset's label."""
+        return self.label_source == "fixed"
+
+    def original(self) -> ChipRecord:
+        """The record with the dataset's own label (itself when it is not fixed)."""
+        if not self.fixed:
+            return self
+        return replace(
+            self, label_path=self.original_label_path, label_source="original",
+            original_label_path=None,
+        )  # fmt: skip
+
+    def with_fix(self, fix_path: Path) -> ChipRecord:
+        """The record with ``fix_path`` standing for its label."""
+        base = self.original()
+        return replace(
+            base, label_path=Path(fix_path), label_source="fixed",
+            original_label_path=base.label_path,
+        )  # fmt: skip
 
 
 @dataclass

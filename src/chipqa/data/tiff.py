@@ -228,6 +228,8 @@ def read_chip(record: ChipRecord, *, with_label: bool = True) -> Chip:
     if record.problem:
         raise ChipReadError(cid, record.folder, record.problem)
     read_label = with_label and record.label_path is not None
+    if read_label and record.fixed and not os.path.lexists(record.label_path):
+        raise ChipReadError(cid, record.label_path, MISSING_FIX)
     with rasterio.Env(**GDAL_ENV), contextlib.ExitStack() as stack:
         srcs = [_open(cid, path, stack) for path in record.band_paths]
         lsrc = _open(cid, record.label_path, stack) if read_label else None
@@ -250,16 +252,7 @@ def read_chip(record: ChipRecord, *, with_label: bool = True) -> Chip:
         if lsrc is not None:
             lpath = record.label_path
             data = _label_nodata(lpath, _read(cid, lsrc), lsrc.nodata)
-            bad = _label_values_outside(data)
-            if bad:
-                shown = ", ".join(str(v) for v in bad[:6]) + (" …" if len(bad) > 6 else "")
-                raise ChipReadError(
-                    cid,
-                    lpath,
-                    f"label holds values {shown}; expected 0 (clear), 1 (cloud) and 255 "
-                    "(no label). Convert the mask (for example 0/255 masks to 0/1) first",
-                )
-            label = data.astype(np.uint8, copy=False)
+            label = _checked_label(cid, lpath, data)
             valid &= label != LABEL_NODATA
             label = np.where(valid, label, LABEL_NODATA).astype(np.uint8)
 
@@ -281,6 +274,50 @@ def read_chip(record: ChipRecord, *, with_label: bool = True) -> Chip:
         transform=tuple(transform)[:6] if transform is not None else None,
         scl=scl,
     )
+
+
+MISSING_FIX = (
+    "this label fix, named by the blocklist, is missing from the fixes folder; restore "
+    "the file, or fix the chip's label again (`chipqa fix`, or in the review)"
+)
+
+
+def _checked_label(chip_id: str, path: Path, data: np.ndarray) -> np.ndarray:
+    """``data`` as a uint8 label, or a :class:`ChipReadError` naming the values that are
+    not 0, 1 or 255."""
+    bad = _label_values_outside(data)
+    if bad:
+        shown = ", ".join(str(v) for v in bad[:6]) + (" …" if len(bad) > 6 else "")
+        raise ChipReadError(
+            chip_id,
+            path,
+            f"label holds values {shown}; expected 0 (clear), 1 (cloud) and 255 "
+            "(no label). Convert the mask (for example 0/255 masks to 0/1) first",
+        )
+    return data.astype(np.uint8, copy=False)
+
+
+def read_label(chip_id: str, path: Path, shape: tuple[int, int]) -> np.ndarray:
+    """One label file on its own (a label fix over a chip read from the cache): ``(H, W)``
+    uint8, 0 clear, 1 cloud, 255 no label, its nodata tag applied as :func:`read_chip`
+    does.
+
+    Raises:
+        ChipReadError: the file is missing, damaged, not ``shape`` or holds other values.
+    """
+    if not os.path.lexists(path):
+        raise ChipReadError(chip_id, path, MISSING_FIX)
+    with rasterio.Env(**GDAL_ENV), contextlib.ExitStack() as stack:
+        src = _open(chip_id, path, stack)
+        if (src.height, src.width) != tuple(shape):
+            raise ChipReadError(
+                chip_id,
+                path,
+                f"label is {src.height}×{src.width} pixels but the chip is "
+                f"{shape[0]}×{shape[1]}; a label must share the chip's grid",
+            )
+        data = _label_nodata(path, _read(chip_id, src), src.nodata)
+    return _checked_label(chip_id, path, data)
 
 
 def _label_values_outside(data: np.ndarray) -> list[int]:

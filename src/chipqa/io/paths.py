@@ -3,6 +3,8 @@ inside it, so the dataset itself stays exactly as its provider shipped it::
 
     <dataset>_scores.csv            the scores table (``chipqa score``, the plugin)
     <dataset>_chipqa_blocklist.csv  the reviewers' decisions
+    <dataset>_chipqa_fixes/         corrected labels, one GeoTIFF per fix (named in the
+                                    blocklist's ``fix`` rows; never overwritten)
     <dataset>_cache/                the memory-mapped chip cache
     <dataset>_models/               checkpoints retrained from the plugin
 """
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 BLOCKLIST_NAME = "chipqa_blocklist.csv"
+FIXES_NAME = "chipqa_fixes"
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,10 @@ class SidePaths:
     @property
     def blocklist(self) -> Path:
         return self._beside(BLOCKLIST_NAME)
+
+    @property
+    def fixes(self) -> Path:
+        return self._beside(FIXES_NAME)
 
     @property
     def cache(self) -> Path:
