@@ -1,8 +1,16 @@
-"""Take the README's screenshot of the Chip QA widget in a real napari window.
+"""Take the README's screenshots of the Chip QA widget in a real napari window.
 
-Run under a display (or Xvfb):  xvfb-run -a python docs/make_screenshot.py
-It generates a small synthetic dataset, opens it in the widget, waits for scoring,
-steps to a planted all-cloud error and saves the whole window (dock widget included).
+Run under a display (or Xvfb):
+
+    xvfb-run -a -s "-screen 0 1920x1200x24" python docs/make_screenshot.py
+
+It generates a small synthetic dataset, opens it in the widget (baseline model), waits
+for scoring and writes
+
+* ``docs/gallery.png``: the gallery, a page of chips with two blocks pending and the
+  page before it saved (its badges);
+* ``docs/napari_review.png``: a planted all-cloud error side by side, blocked, with the
+  decision on the canvas and in the table.
 """
 
 from __future__ import annotations
@@ -15,7 +23,7 @@ from pathlib import Path
 import napari
 from qtpy.QtWidgets import QApplication
 
-from chipqa._qt.review_widget import open_in_viewer
+from chipqa._qt.review_widget import ChipQAWidget
 from chipqa.synth import generate_dataset
 
 
@@ -31,30 +39,49 @@ def wait(cond, timeout=120.0):
         time.sleep(0.01)
 
 
+def save(viewer, out: str) -> None:
+    from PIL import Image
+
+    img = viewer.screenshot(canvas_only=False, flash=False)
+    Image.fromarray(img).save(out)
+    print(f"wrote {out} ({img.shape[1]}×{img.shape[0]})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--out", default="docs/napari_review.png")
-    ap.add_argument("--mode", default="side by side", choices=["side by side", "layers"])
-    ap.add_argument("--chip", type=int, default=0, help="position in the ranking to show")
+    ap.add_argument("--out-dir", default="docs")
     args = ap.parse_args()
+    out = Path(args.out_dir)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "data"
-        generate_dataset(root, n_chips=80, size=256, seed=0)
+        generate_dataset(root, n_chips=80, size=256, seed=0, error_rate=0.15)
         viewer = napari.Viewer(show=True)
-        viewer.window._qt_window.resize(1600, 1000)
-        w = open_in_viewer(viewer, root)
+        viewer.window._qt_window.resize(1920, 1200)
+        w = ChipQAWidget(viewer)
+        viewer.window.add_dock_widget(w, name="Chip QA")
+        w.open_dataset(root, "baseline")
         wait(lambda: w.session is not None and not w.scoring_running)
-        for _ in range(args.chip):
-            w.next_chip()
-        w.keep()
-        w.previous_chip()
-        w.mode_combo.setCurrentText(args.mode)
-        wait(lambda: w.loading is None and w.chip_layers.chip_id == w.session.current)
-        img = viewer.screenshot(canvas_only=False, flash=False)
-        from PIL import Image
 
-        Image.fromarray(img).save(args.out)
-        print(f"wrote {args.out} ({img.shape[1]}×{img.shape[0]})")
+        # The gallery: page 1 saved (k), page 2 with two chips toggled to block.
+        w.set_view("gallery")
+        wait(lambda: w.gallery.state is not None and not w.gallery._missing)
+        w.run("keep")
+        wait(lambda: not w.gallery._missing)
+        w.gallery_click(2)
+        w.gallery_click(9)
+        w.run("right")
+        wait(lambda: not w.gallery._missing)
+        save(viewer, str(out / "gallery.png"))
+
+        # Side by side: the most suspicious chip, blocked; the canvas says so.
+        w.run("undo")
+        w.session.position = 0
+        w.set_view("side by side")
+        wait(lambda: w.loading is None and w.chip_layers.chip_id == w.session.current)
+        w.run("block")
+        w.run("previous")
+        wait(lambda: w.loading is None and w.chip_layers.chip_id == w.session.current)
+        save(viewer, str(out / "napari_review.png"))
         viewer.close()
 
 

@@ -96,10 +96,8 @@ def test_the_session_announces_navigation_decisions_and_undo(scores, tmp_path):
     assert take() == [("decided", "d", "keep"), ("current", "c")]
     s.undo()
     assert take() == [("undone", "d"), ("current", "d")]
-    s.set_view(flag="low_iou")  # b, d: d stays current
-    assert take() == [("order",)]
-    s.previous()
-    assert take() == [("current", "b")]
+    s.set_view(flag="low_iou")  # b, d: a new filter starts at its first row
+    assert take() == [("order",), ("current", "b")]
     s.previous()  # already first: nothing changed, nothing announced
     assert take() == []
     s.set_view(flag=None, undecided_only=True)
@@ -208,3 +206,70 @@ def test_saved_scores_are_reused_only_for_the_same_model_and_chips(tiny_dataset)
     assert not scores_are_fresh(table, "baseline", ["aaaa", "bbbb", "cccc", "dddd"])
     project.scores_path.write_text("not,a\nscores table\n")
     assert project.saved_scores("baseline") is None
+
+
+def test_a_new_filter_starts_at_its_first_row_a_new_sort_keeps_the_chip(scores, tmp_path):
+    s = ReviewSession(scores, BlocklistStore(tmp_path / "bl.csv"))
+    s.position = 3  # row 4 of 5
+    s.set_view(flag="low_iou")
+    assert s.order == ["b", "d"] and s.position == 0  # not the old row number
+    s.position = 1
+    s.set_view(sort_by="chip_id", ascending=True)
+    assert s.current == "d"  # a sort keeps the chip
+
+
+def test_page_decisions_are_one_write_and_one_undo(scores, tmp_path):
+    from chipqa.review.session import default_reason
+
+    store = BlocklistStore(tmp_path / "bl.csv")
+    s = ReviewSession(scores, store)
+    seen = []
+    s.decided.connect(lambda cid, d: seen.append((cid, d)))
+    items = [("b", "block", default_reason("all_cloud_label;low_iou")), ("d", "keep", "")]
+    s.decide_chips(items, rule="page 1")
+    rows = read_blocklist(tmp_path / "bl.csv")
+    assert {c: (r.decision, r.reason, r.rule) for c, r in rows.items()} == {
+        "b": ("block", "all_cloud_wrong", "page 1"),
+        "d": ("keep", "", "page 1"),
+    }
+    assert seen == [("b", "block"), ("d", "keep")]
+    assert s.tally()["reason"] == {"all_cloud_wrong": 1}
+    assert s.undo() in ("b", "d")
+    assert not read_blocklist(tmp_path / "bl.csv")  # both back in one step
+    assert default_reason("no_cloud_label") == "no_cloud_wrong"
+    assert default_reason("low_iou") == "other"
+
+
+def test_scores_near_one_never_read_as_one():
+    from chipqa.review.session import score_text
+
+    assert score_text(0.4213) == "0.421"
+    assert score_text(0.99962) == "0.9996"
+    assert score_text(0.9999996) != "1.000"
+    assert score_text(1.0) == "1.000" and score_text(float("nan")) == ""
+
+
+def test_a_gallery_page_toggles_and_what_saving_it_writes():
+    from chipqa._qt.gallery_page import PageGrid, PageState
+
+    st = PageState(["a", "b", "c", "d"])
+    stored = {"a": None, "b": ("block", "shifted"), "c": None, "d": ("keep", "")}
+    st.toggle(0, "block", "all_cloud_wrong", stored["a"])
+    st.toggle(1, "block", "other", stored["b"])  # a written block toggled off: keep
+    st.toggle(2, "block", "x", stored["c"])
+    st.toggle(2, "block", "x", stored["c"])  # and back: nothing pending
+    assert st.items(stored) == [
+        ("a", "block", "all_cloud_wrong"),
+        ("b", "keep", ""),
+        ("c", "keep", ""),
+    ]
+    assert st.pending_only(stored) == [("a", "block", "all_cloud_wrong"), ("b", "keep", "")]
+    g = PageGrid(cols=2, rows=2, size=8)
+    st.move(1, 1, g.cols)
+    assert st.cursor == 3
+    assert g.cell_at(*g.origin(3)) == 3
+    page = g.blank()
+    thumb = np.full((8, 8, 3), 100, np.uint8)
+    g.paint(page, 0, chip_id="a", thumb=thumb, stored=None, pending=("block", "x"), cursor=False)
+    y, x = g.origin(0)
+    assert tuple(page[y, x]) == (235, 70, 70)  # a red frame for a block

@@ -52,6 +52,85 @@ def true_colour(
     return np.stack([_stretch(bands[i], vmax, gamma) for i in (2, 1, 0)], axis=-1)
 
 
+STRETCHES = ("fixed", "per chip")
+"""True-colour stretches: ``fixed`` (reflectance 0–0.3 for every chip, so chips compare)
+and ``per chip`` (from the chip's own 1st to 99.5th percentile, so thin cloud and haze
+over a bright chip show instead of a flat white)."""
+
+
+def chip_vmax(bands: np.ndarray, valid: np.ndarray | None = None) -> float:
+    """The white point of the ``per chip`` stretch: the 99.5th percentile of the visible
+    bands over valid pixels, rounded to 50 DN (never below the fixed stretch's 3000)."""
+    vis = bands[:3]
+    if valid is not None and valid.any():
+        vis = vis[:, valid]
+    if vis.size == 0:
+        return TRUE_COLOUR_MAX
+    top = float(np.percentile(vis[:, :: max(1, vis.shape[-1] // 20000)], 99.5))
+    return max(TRUE_COLOUR_MAX, round(top / 50.0) * 50.0)
+
+
+def true_colour_stretched(
+    bands: np.ndarray, valid: np.ndarray | None = None, stretch: str = "fixed"
+) -> np.ndarray:
+    """True colour with one of :data:`STRETCHES`."""
+    if stretch not in STRETCHES:
+        raise ValueError(f"stretch must be one of {STRETCHES}, not {stretch!r}")
+    vmax = TRUE_COLOUR_MAX if stretch == "fixed" else chip_vmax(bands, valid)
+    return true_colour(bands, vmax)
+
+
+def outline(mask: np.ndarray, width: int = 2) -> np.ndarray:
+    """The ``width``-pixel inner outline of ``mask``; the image border counts as outside,
+    so a mask covering the whole chip is drawn as a frame (never as nothing)."""
+    m = mask.astype(bool)
+    out = np.zeros_like(m)
+    for _ in range(width):
+        edge = inner_boundary(m)
+        out |= edge
+        m = m & ~edge
+    return out
+
+
+def thumbnail(
+    rgb: np.ndarray,
+    label: np.ndarray | None,
+    prob: np.ndarray | None,
+    size: int,
+    *,
+    threshold: float = 0.5,
+) -> np.ndarray:
+    """A ``(size, size, 3)`` gallery picture of a chip: true colour with the label's
+    outline in yellow (on the border of the cloud) and the model's mask outline in magenta
+    (2 px further in), so both show even where they coincide, e.g. at a chip's edge."""
+    img = _resize(np.ascontiguousarray(rgb), size)
+    img = img.copy()
+    if prob is not None:
+        p = _resize((np.clip(prob, 0, 1) * 255).astype(np.uint8), size, nearest=True)
+        m = p >= int(threshold * 255)
+        img[outline(m, 4) & ~outline(m, 2)] = PRED_COLOUR
+    if label is not None:
+        lab = _resize((label == LABEL_CLOUD).astype(np.uint8), size, nearest=True).astype(bool)
+        img[outline(lab, 2)] = LABEL_COLOUR
+    return img
+
+
+def message_card(text: str, width: int, height: int) -> np.ndarray:
+    """A dark ``(height, width, 3)`` picture with ``text`` wrapped on it (a chip that
+    cannot be shown shows why, not a black square)."""
+    import textwrap
+
+    img = Image.new("RGB", (width, height), (40, 24, 24))
+    size = max(10, min(18, width // 40))
+    font = _font(size)
+    chars = max(20, int(width / (size * 0.6)) - 2)
+    lines = [ln for para in text.splitlines() for ln in (textwrap.wrap(para, chars) or [""])]
+    draw = ImageDraw.Draw(img)
+    for i, line in enumerate(lines[: max(1, (height - 8) // (size + 4))]):
+        draw.text((8, 8 + i * (size + 4)), line, fill=(255, 150, 150), font=font)
+    return np.asarray(img)
+
+
 def false_colour(bands: np.ndarray, gamma: float = TRUE_COLOUR_GAMMA) -> np.ndarray:
     """NIR false colour (B08, B04, B03 as RGB): vegetation red, cloud white, water black."""
     return np.stack(

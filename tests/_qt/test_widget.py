@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from chipqa._qt.chip_layers import (
-    FALSE_COLOUR,
     LABEL,
     LABEL_OUTLINE,
     PREDICTION,
@@ -23,6 +22,7 @@ from chipqa.io.atomic import atomic_write_csv
 from chipqa.predictors import SpectralBaseline
 from chipqa.render import true_colour
 from chipqa.review.blocklist import read_blocklist
+from chipqa.review.session import default_reason
 from chipqa.scoring import read_scores
 from chipqa.synth import generate_dataset
 
@@ -49,7 +49,7 @@ def fresh_root(dataset_root, tmp_path):
 def _open(viewer, qtbot, root) -> ChipQAWidget:
     widget = ChipQAWidget(viewer)
     viewer.window.add_dock_widget(widget, name="Chip QA")
-    widget.open_dataset(root)
+    widget.open_dataset(root, "baseline")
     qtbot.waitUntil(lambda: widget.session is not None, timeout=60_000)
     qtbot.waitUntil(lambda: not widget.scoring_running, timeout=60_000)
     _drawn(widget, qtbot)
@@ -83,21 +83,21 @@ def test_layers_show_the_chip_the_keys_go_to(make_napari_viewer, qtbot, fresh_ro
     ds = open_dataset(fresh_root)
     order = list(w.session.order)
     assert w.session.current == order[0]
-    for layer in (TRUE_COLOUR, FALSE_COLOUR, LABEL, PREDICTION, SIDE_BY_SIDE_LAYER):
-        assert layer in viewer.layers
-    assert viewer.layers[SIDE_BY_SIDE_LAYER].visible and not viewer.layers[TRUE_COLOUR].visible
+    layer = w.chip_layers.layer
+    # Side by side: the mosaic alone is in the viewer (napari's reset view fits it).
+    assert [ly.name for ly in viewer.layers] == [SIDE_BY_SIDE_LAYER]
 
     def shown_is(chip_id):
         assert w.session.current == chip_id
         _drawn(w, qtbot)
         chip = ds.read(chip_id)
         tc = true_colour(chip.bands)
-        np.testing.assert_array_equal(viewer.layers[TRUE_COLOUR].data, tc)
-        np.testing.assert_array_equal(viewer.layers[LABEL].data, chip.label)
-        mosaic = viewer.layers[SIDE_BY_SIDE_LAYER].data
+        np.testing.assert_array_equal(layer(TRUE_COLOUR).data, tc)
+        np.testing.assert_array_equal(layer(LABEL).data, chip.label)
+        mosaic = layer(SIDE_BY_SIDE_LAYER).data
         h, wd = chip.shape
         np.testing.assert_array_equal(mosaic[18 : 18 + h, :wd], tc)  # top-left panel
-        assert viewer.layers[PREDICTION].metadata["chip_id"] == chip_id
+        assert layer(PREDICTION).metadata["chip_id"] == chip_id
 
     shown_is(order[0])
     _press(viewer, qtbot, "Right")
@@ -105,13 +105,13 @@ def test_layers_show_the_chip_the_keys_go_to(make_napari_viewer, qtbot, fresh_ro
     shown_is(order[2])
     _press(viewer, qtbot, "Left")
     shown_is(order[1])
-    # Keys still work with a Labels layer selected (its own keymap is searched first).
-    viewer.layers.selection.active = viewer.layers[LABEL]
     _press(viewer, qtbot, "n")
     shown_is(order[2])
     _press(viewer, qtbot, "g")
     assert viewer.layers[LABEL_OUTLINE].visible and viewer.layers[TRUE_COLOUR].visible
-    assert not viewer.layers[SIDE_BY_SIDE_LAYER].visible
+    assert SIDE_BY_SIDE_LAYER not in viewer.layers
+    # chipqa's own Labels layer selected: the review keys beat napari's Labels keys there.
+    viewer.layers.selection.active = viewer.layers[LABEL]
     _press(viewer, qtbot, "n")  # layers mode keeps following the keys
     shown_is(order[3])
 
@@ -127,7 +127,7 @@ def test_key_driven_triage_writes_exactly_the_expected_blocklist(
         _press(viewer, qtbot, key)
     rows = read_blocklist(w.store.path)
     expected = {
-        order[0]: ("block", "all_cloud_wrong"),  # b: reason from the combo (first)
+        order[0]: ("block", default_reason(w.session.row(order[0])["flags"])),  # b: its flag
         order[1]: ("block", "all_cloud_wrong"),  # 1
         order[2]: ("keep", ""),  # k
         order[3]: ("keep", ""),  # u, z (undo), k
@@ -182,7 +182,7 @@ def test_a_nonsense_blocklist_is_refused_and_kept(make_napari_viewer, qtbot, fre
     bl.write_text("this,is\nnot,a blocklist\n")
     w = ChipQAWidget(viewer)
     viewer.window.add_dock_widget(w)
-    w.open_dataset(fresh_root)
+    w.open_dataset(fresh_root, "baseline")
     qtbot.waitUntil(lambda: not w.scoring_running and w.loader is not None, timeout=60_000)
     assert "not a chipqa blocklist" in w.status.text()
     _press(viewer, qtbot, "k")  # no crash, nothing written
@@ -202,7 +202,7 @@ def test_cancelling_scoring_keeps_the_viewer_usable(make_napari_viewer, qtbot, t
     viewer = make_napari_viewer(show=True)
     w = ChipQAWidget(viewer)
     viewer.window.add_dock_widget(w)
-    w.open_dataset(root)
+    w.open_dataset(root, "baseline")
     qtbot.waitUntil(lambda: w.progress_bar.value() > 0, timeout=60_000)
     w._on_cancel()
     qtbot.waitUntil(lambda: not w.scoring_running, timeout=60_000)
@@ -217,6 +217,7 @@ def test_sample_data_opens_for_review(make_napari_viewer, qtbot, tmp_path, monke
     monkeypatch.setenv("CHIPQA_SAMPLE_DIR", str(tmp_path / "sample"))
     monkeypatch.setattr("chipqa._sample_data.SAMPLE_CHIPS", 12)
     monkeypatch.setattr("chipqa._sample_data.SAMPLE_SIZE", 48)
+    monkeypatch.setattr("chipqa._qt.review_layout.DEFAULT_MODEL", "baseline")
     viewer = make_napari_viewer(show=True)
     viewer.open_sample("chipqa", "synthetic")
 
@@ -227,7 +228,10 @@ def test_sample_data_opens_for_review(make_napari_viewer, qtbot, tmp_path, monke
     w = docked()[0]
     qtbot.waitUntil(lambda: w.session is not None and not w.scoring_running, timeout=60_000)
     assert len(w.session.order) == 12
-    assert [ly.name for ly in viewer.layers].count(TRUE_COLOUR) == 1
+    # The first chip is shown side by side once its load (off the GUI thread) is done.
+    names = lambda: [ly.name for ly in viewer.layers]  # noqa: E731
+    qtbot.waitUntil(lambda: SIDE_BY_SIDE_LAYER in names(), timeout=30_000)
+    assert [ly.name for ly in viewer.layers].count(SIDE_BY_SIDE_LAYER) == 1
 
 
 def test_an_unreadable_chip_shows_its_error_and_the_review_goes_on(
@@ -241,8 +245,13 @@ def test_an_unreadable_chip_shows_its_error_and_the_review_goes_on(
     w.session.goto(ids[0])
     w.show_current()
     qtbot.waitUntil(lambda: "B03.tif" in w.chip_label.text(), timeout=10_000)
-    assert not viewer.layers[SIDE_BY_SIDE_LAYER].data.any()  # no other chip's pixels on screen
-    overlay = text_overlay(viewer)  # the reason is on the canvas too, not just a black image
+    _drawn(w, qtbot)
+    # No other chip's pixels on screen, and no black square: a card saying why, on the
+    # canvas, and the reason in the overlay.
+    card = w.chip_layers.layer(SIDE_BY_SIDE_LAYER).data
+    assert card[..., 0].mean() > card[..., 2].mean()  # the dark red card
+    assert not w.chip_layers.layer(TRUE_COLOUR).data.any()
+    overlay = text_overlay(viewer)
     assert overlay.visible and ids[0] in overlay.text and "B03.tif" in overlay.text
     _press(viewer, qtbot, "b")  # a broken chip can still be blocked
     assert read_blocklist(w.store.path)[ids[0]].flags == "unreadable"
@@ -254,7 +263,7 @@ def test_closing_the_viewer_during_scoring_is_clean(make_napari_viewer, qtbot, t
     viewer = make_napari_viewer(show=True)
     w = ChipQAWidget(viewer)
     viewer.window.add_dock_widget(w)
-    w.open_dataset(root)
+    w.open_dataset(root, "baseline")
     qtbot.waitUntil(lambda: w.progress_bar.value() > 0, timeout=60_000)
     job = w._job
     viewer.close()
@@ -280,6 +289,8 @@ def test_filters_and_export_from_the_widget(make_napari_viewer, qtbot, fresh_roo
 
 def _retrain_settings(w, epochs: int) -> None:
     p = w.retrain
+    assert p.init.currentText() == "pretrained"  # the tab's default: fine-tune the real model
+    p.init.setCurrentText("random")  # a tiny encoder trains fast on 2 cores
     p.encoder.setCurrentText("mobilenet_v2")
     p.epochs.setValue(epochs)
     p.batch.setValue(4)
@@ -334,7 +345,10 @@ def test_cancelling_retraining_ends_the_process_and_writes_no_checkpoint(
     assert w.predictor.name == "baseline"
 
 
-def test_opening_a_dataset_folder_in_napari_docks_the_widget(make_napari_viewer, qtbot, fresh_root):
+def test_opening_a_dataset_folder_in_napari_docks_the_widget(
+    make_napari_viewer, qtbot, fresh_root, monkeypatch
+):
+    monkeypatch.setattr("chipqa._qt.review_layout.DEFAULT_MODEL", "baseline")
     viewer = make_napari_viewer(show=True)
     viewer.open(str(fresh_root), plugin="chipqa")
 
@@ -368,7 +382,7 @@ def test_a_chip_with_an_scl_shows_its_cloud_classes_beside_the_model(
     _drawn(w, qtbot)
     chip = ds.read(cid)
     h, wd = chip.shape
-    mosaic = viewer.layers[SIDE_BY_SIDE_LAYER].data
+    mosaic = w.chip_layers.layer(SIDE_BY_SIDE_LAYER).data
     assert mosaic.shape[1] == 3 * wd + 2 * 6  # three columns: true colour | SCL | model
     scl_panel = mosaic[18 : 18 + h, wd + 6 : 2 * wd + 6].astype(int)
     high = chip.scl == 9
@@ -436,18 +450,18 @@ def test_a_slow_chip_never_blocks_the_keys(make_napari_viewer, qtbot, fresh_root
     assert w.session.current == order[1] and w.loading == order[1]
     assert "loading" in w.chip_label.text()
     assert text_overlay(viewer).visible and f"loading {order[1]}" in text_overlay(viewer).text
-    assert viewer.layers[SIDE_BY_SIDE_LAYER].metadata["chip_id"] == order[0]
-    assert viewer.layers[SIDE_BY_SIDE_LAYER].opacity < 0.5
+    assert w.chip_layers.layer(SIDE_BY_SIDE_LAYER).metadata["chip_id"] == order[0]
+    assert w.chip_layers.layer(SIDE_BY_SIDE_LAYER).opacity < 0.5
     # Decisions go on while it loads.
     _press(viewer, qtbot, "k")
     assert read_blocklist(w.store.path)[order[1]].decision == "keep"
     assert w.session.current == order[2]
     _drawn(w, qtbot)
     chip = open_dataset(fresh_root).read(order[2])
-    np.testing.assert_array_equal(viewer.layers[TRUE_COLOUR].data, true_colour(chip.bands))
-    assert viewer.layers[SIDE_BY_SIDE_LAYER].metadata["chip_id"] == order[2]
-    assert viewer.layers[SIDE_BY_SIDE_LAYER].opacity == 1.0
-    assert not text_overlay(viewer).visible
+    np.testing.assert_array_equal(w.chip_layers.layer(TRUE_COLOUR).data, true_colour(chip.bands))
+    assert w.chip_layers.layer(SIDE_BY_SIDE_LAYER).metadata["chip_id"] == order[2]
+    assert w.chip_layers.layer(SIDE_BY_SIDE_LAYER).opacity == 1.0
+    assert "loading" not in text_overlay(viewer).text  # only the chip's decision line
     qtbot.waitUntil(lambda: "loading" not in w.chip_label.text(), timeout=5_000)
 
 
@@ -461,13 +475,16 @@ def test_a_chip_that_failed_to_load_is_loaded_again_when_revisited(
     order = list(w.session.order)
     qtbot.waitUntil(lambda: "out of memory" in w.chip_label.text(), timeout=30_000)
     assert "out of memory" in text_overlay(viewer).text
-    assert not viewer.layers or not viewer.layers[SIDE_BY_SIDE_LAYER].data.any()
+    assert (
+        w.chip_layers.layer(SIDE_BY_SIDE_LAYER) is None
+        or not w.chip_layers.layer(TRUE_COLOUR).data.any()
+    )
     _press(viewer, qtbot, "Right")
     _drawn(w, qtbot)
     _press(viewer, qtbot, "Left")  # back to the chip that failed: it is loaded again
     _drawn(w, qtbot)
     assert predictor.calls == 3
     chip = open_dataset(fresh_root).read(order[0])
-    np.testing.assert_array_equal(viewer.layers[TRUE_COLOUR].data, true_colour(chip.bands))
-    assert viewer.layers[SIDE_BY_SIDE_LAYER].metadata["chip_id"] == order[0]
+    np.testing.assert_array_equal(w.chip_layers.layer(TRUE_COLOUR).data, true_colour(chip.bands))
+    assert w.chip_layers.layer(SIDE_BY_SIDE_LAYER).metadata["chip_id"] == order[0]
     qtbot.waitUntil(lambda: "cannot be shown" not in w.chip_label.text(), timeout=5_000)

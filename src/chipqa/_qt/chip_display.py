@@ -16,7 +16,7 @@ from concurrent.futures import Future
 from qtpy.QtCore import QObject, Qt, Signal
 
 from chipqa._qt.chip_layers import ChipLayers
-from chipqa.review.loader import ChipLoader
+from chipqa.review.loader import ChipLoader, error_view
 
 
 class ChipDisplay(QObject):
@@ -84,7 +84,7 @@ class ChipDisplay(QObject):
         if fut.cancelled() or exc is not None:
             what = "cancelled" if exc is None else f"{type(exc).__name__}: {exc}"
             self.error = f"{what} (tried again when you come back to this chip)"
-            self.layers.clear(chip_id)
+            self.layers.show(error_view(chip_id, self.error))
         else:
             view = fut.result()
             self.error = view.error

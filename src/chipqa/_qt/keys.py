@@ -1,102 +1,210 @@
-"""The review keys: one table of (key, what it does, action), shown in the widget and
-bound in the viewer and on every layer."""
+"""The review keys: one table, shown on the buttons and in the help overlay, declared in
+the plugin manifest (``napari.yaml``: a command and a ``keybindings`` entry per action)
+and bound in the viewer only while the Chip QA panel lives.
+
+How the keys live beside napari's own:
+
+* They are bound on the **viewer** (and on the layers chipqa draws), never on the user's
+  layers. napari looks up a key in the selected layer's keymap before the viewer's, so
+  while the user works in a Shapes or Labels layer of their own, its keys (``p``, ``2``,
+  ``e``, …) stay napari's; chipqa's other keys still work there.
+* A key the user has bound on the viewer themselves is left alone (and shown as such).
+* ``←``/``→`` step napari's dims slider as usual when a layer has more dimensions than
+  are shown; only when there is nothing to step do they move through the chips.
+* Everything bound is unbound when the panel closes.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from chipqa.review.blocklist import REASONS
 
 if TYPE_CHECKING:
     import napari
 
-KeyAction = tuple[str, str, Callable[[], object]]
+
+@dataclass(frozen=True)
+class KeyAction:
+    """One action: its manifest command, its keys and what it does in each view."""
+
+    name: str
+    keys: tuple[str, ...]
+    single: str
+    gallery: str = ""
+
+    @property
+    def command(self) -> str:
+        return f"chipqa.key_{self.name}"
 
 
-class ReviewActions(Protocol):
-    """What the keys do (the review widget provides these)."""
+KEY_ACTIONS: tuple[KeyAction, ...] = (
+    KeyAction("next", ("n",), "next chip", "next page"),
+    KeyAction("previous", ("p",), "previous chip", "previous page"),
+    KeyAction("right", ("Right",), "next chip", "cursor right"),
+    KeyAction("left", ("Left",), "previous chip", "cursor left"),
+    KeyAction("up", ("Up",), "", "cursor up"),
+    KeyAction("down", ("Down",), "", "cursor down"),
+    KeyAction(
+        "keep",
+        ("k",),
+        "keep (the label is right)",
+        "keep every undecided chip of the page, save the page, next page",
+    ),
+    KeyAction(
+        "block",
+        ("b",),
+        "block (reason from the chip's flag)",
+        "block / unblock the cursor chip (reason from its flag)",
+    ),
+    *(
+        KeyAction(f"block_{i}", (str(i),), f"block: {r}", f"block / unblock: {r}")
+        for i, r in enumerate(REASONS, start=1)
+    ),
+    KeyAction("unsure", ("u",), "unsure", "mark the cursor chip unsure"),
+    KeyAction("undo", ("z",), "undo the last decision", "undo the last decision or page"),
+    KeyAction(
+        "next_undecided", ("j",), "next chip without a decision", "page of the next undecided"
+    ),
+    KeyAction("open", ("o",), "back to the gallery", "open the cursor chip side by side"),
+    KeyAction("toggle_layers", ("g",), "side by side / layers", ""),
+    KeyAction("stretch", ("c",), "true colour: fixed / per-chip stretch", "the same"),
+    KeyAction("accept_model", ("a",), "fix: take the model's mask as the label", ""),
+    KeyAction("paint", ("e",), "fix: paint the label", ""),
+    KeyAction("help", ("h",), "show / hide these keys over the canvas", "the same"),
+)
+"""Every review key. While a label is being painted only ``Return`` (save) and
+``Escape`` (cancel) are chipqa's; the rest are out of the way."""
 
-    def next_chip(self) -> None: ...
-    def previous_chip(self) -> None: ...
-    def keep(self) -> None: ...
-    def block(self, reason: str | None = None) -> None: ...
-    def unsure(self) -> None: ...
-    def undo(self) -> None: ...
-    def next_undecided(self) -> None: ...
-    def toggle_mode(self) -> None: ...
+PAINT_KEYS: tuple[KeyAction, ...] = (
+    KeyAction("save_paint", ("Enter",), "fix: save the painted label"),
+    KeyAction("cancel_paint", ("Escape",), "fix: cancel painting"),
+)
+
+ACTIONS = {a.name: a for a in (*KEY_ACTIONS, *PAINT_KEYS)}
 
 
-def key_table(actions: ReviewActions) -> list[KeyAction]:
-    """(key, what it does, action) for every review key."""
-    keys: list[KeyAction] = [
-        ("Right", "next chip", actions.next_chip),
-        ("n", "next chip", actions.next_chip),
-        ("Left", "previous chip", actions.previous_chip),
-        ("p", "previous chip", actions.previous_chip),
-        ("k", "keep (label is right)", actions.keep),
-        ("b", "block with the reason shown", actions.block),
-        ("u", "unsure", actions.unsure),
-        ("z", "undo last decision", actions.undo),
-        ("j", "jump to next undecided", actions.next_undecided),
-        ("g", "side by side / layers", actions.toggle_mode),
-    ]
-    for i, reason in enumerate(REASONS, start=1):
-        keys.append((str(i), f"block: {reason}", lambda r=reason: actions.block(r)))
-    return keys
+def shown_key(key: str) -> str:
+    return {"Right": "→", "Left": "←", "Up": "↑", "Down": "↓", "Enter": "Return"}.get(key, key)
 
 
-def keys_help(table: list[KeyAction]) -> str:
-    """The key table as one line of rich text (keys doing the same thing grouped)."""
-    seen: dict[str, list[str]] = {}
-    for key, what, _ in table:
-        seen.setdefault(what, []).append(key.replace("Right", "→").replace("Left", "←"))
-    items = [f"<b>{'/'.join(k)}</b> {w}" for w, k in seen.items()]
+def key_of(name: str) -> str:
+    """The key(s) of an action as shown on a button, e.g. ``k`` or ``→``."""
+    return "/".join(shown_key(k) for k in ACTIONS[name].keys)
+
+
+def keys_help(gallery: bool = False) -> str:
+    """The keys of one view as one line of rich text."""
+    items = []
+    for a in KEY_ACTIONS:
+        what = a.gallery if gallery else a.single
+        if what and what != "the same":
+            items.append(f"<b>{key_of(a.name)}</b> {what}")
+        elif what == "the same":
+            items.append(f"<b>{key_of(a.name)}</b> {a.single}")
     return "Keys: " + " · ".join(items)
 
 
-def _callback(action: Callable[[], object]) -> Callable:
-    def callback(_viewer_or_layer=None):
-        action()
+def help_text(gallery: bool, taken: set[str] = frozenset()) -> str:
+    """The help overlay: one line per key of the view (plain text)."""
+    lines = ["chipqa keys (h hides this)" + (" — gallery" if gallery else " — single chip")]
+    for a in (*KEY_ACTIONS, *PAINT_KEYS):
+        what = a.gallery if gallery else a.single
+        what = a.single if what == "the same" else what
+        if not what:
+            continue
+        note = " (taken by your own binding)" if set(a.keys) & taken else ""
+        lines.append(f"{key_of(a.name):>7}  {what}{note}")
+    lines.append(
+        "Keys of a layer of your own (Shapes, Labels…) stay napari's while it is selected."
+    )
+    return "\n".join(lines)
 
-    return callback
+
+def dims_step(viewer: napari.Viewer, delta: int) -> bool:
+    """Step napari's dims slider as its own ←/→ do, when there is one to step (a layer
+    with more dimensions than are shown); False when there is nothing to step."""
+    dims = viewer.dims
+    axes = [a for a in dims.not_displayed if dims.nsteps[a] > 1]
+    if not axes:
+        return False
+    axis = dims.last_used if dims.last_used in axes else axes[-1]
+    dims.set_current_step(axis, dims.current_step[axis] + delta)
+    return True
+
+
+def _coerce(key: str):
+    from napari.utils.key_bindings import coerce_keybinding
+
+    return coerce_keybinding(key)
 
 
 class KeyBindings:
-    """Binds a key table in a viewer, and on each of its layers, until :meth:`unbind`.
+    """Binds ``key → callback`` on a viewer (and on chipqa's own layers) until
+    :meth:`unbind`; never overwrites a binding it did not make."""
 
-    A selected layer's own keymap is searched before the viewer's (napari #2799), so the
-    keys are bound on every layer too, including layers added later; they then work
-    whichever layer is selected.
-    """
-
-    def __init__(self, viewer: napari.Viewer, table: list[KeyAction]):
+    def __init__(self, viewer: napari.Viewer, table: dict[str, Callable[[], object]]):
         self.viewer = viewer
         self.table = table
+        self._funcs: dict[str, Callable] = {}
         self._layers: list = []
+        self.taken: set[str] = set()
+        self.bound = False
+
+    def _func(self, key: str) -> Callable:
+        if key not in self._funcs:
+            action = self.table[key]
+
+            def callback(_viewer_or_layer=None):
+                action()
+
+            self._funcs[key] = callback
+        return self._funcs[key]
 
     def bind(self) -> None:
-        for key, _, action in self.table:
-            self.viewer.bind_key(key, _callback(action), overwrite=True)
-        for layer in self.viewer.layers:
+        if self.bound:
+            return
+        self.taken = set()
+        keymap = self.viewer.keymap
+        for key in self.table:
+            existing = keymap.get(_coerce(key))
+            if existing is not None and existing is not self._funcs.get(key):
+                self.taken.add(key)  # the user's own viewer binding: left alone
+                continue
+            self.viewer.bind_key(key, self._func(key), overwrite=True)
+        for layer in list(self._layers):
             self._bind_layer(layer)
-        self.viewer.layers.events.inserted.connect(self._on_layer_inserted)
+        self.bound = True
 
     def _bind_layer(self, layer) -> None:
-        for key, _, action in self.table:
-            layer.bind_key(key, _callback(action), overwrite=True)
-        self._layers.append(layer)
+        for key in self.table:
+            layer.bind_key(key, self._func(key), overwrite=True)
 
-    def _on_layer_inserted(self, event) -> None:
-        self._bind_layer(event.value)
+    def add_layer(self, layer) -> None:
+        """Bind the keys on one of chipqa's own layers too (they then beat napari's layer
+        keys such as ``1``…``7`` there, and only there)."""
+        if layer in self._layers:
+            return
+        self._layers.append(layer)
+        if self.bound:
+            self._bind_layer(layer)
+
+    def _pop(self, keymap) -> None:
+        for key, func in self._funcs.items():
+            kb = _coerce(key)
+            if keymap.get(kb) is func:
+                del keymap[kb]
 
     def unbind(self) -> None:
-        for key, _, _ in self.table:
-            self.viewer.keymap.pop(key, None)
-            for layer in self._layers:
-                layer.keymap.pop(key, None)
+        """Remove every binding this object made (viewer and layers)."""
+        self._pop(self.viewer.keymap)
+        for layer in self._layers:
+            self._pop(layer.keymap)
+        self.bound = False
+
+    def forget_layers(self) -> None:
+        for layer in self._layers:
+            self._pop(layer.keymap)
         self._layers.clear()
-        try:
-            self.viewer.layers.events.inserted.disconnect(self._on_layer_inserted)
-        except (TypeError, ValueError, RuntimeError):
-            pass

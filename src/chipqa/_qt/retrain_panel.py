@@ -79,9 +79,15 @@ class RetrainPanel(QWidget):
         )
         self.device = QComboBox()
         self.device.addItems(["auto", "cpu", "gpu"])
+        self.init = QComboBox()
+        self.init.addItems(["pretrained", "random"])
+        self.init.setToolTip(
+            "start from the pretrained Sentinel-2 cloud model's weights, or from random ones"
+        )
         self.batch = QSpinBox()
         self.batch.setRange(1, 512)
         self.batch.setValue(8)
+        form.addRow("Start from", self.init)
         form.addRow("Encoder", self.encoder)
         form.addRow("Epochs", self.epochs)
         form.addRow("Out-of-fold folds", self.folds)
@@ -125,6 +131,8 @@ class RetrainPanel(QWidget):
         if r.store is not None and r.store.path.exists():  # none yet: no decision made
             args += ["--blocklist", str(r.store.path)]
         args += [
+            "--init",
+            self.init.currentText(),
             "--encoder",
             self.encoder.currentText().strip(),
             "--epochs",
@@ -216,6 +224,12 @@ class RetrainPanel(QWidget):
             )
         elif kind == "step":
             self.bar.setValue(int(ev["step"]))
+            eta = ev.get("eta_s")
+            if eta is not None and eta == eta:
+                self._say(
+                    f"{fold}epoch {ev['epoch'] + 1}, step {ev['step']}: loss "
+                    f"{ev.get('loss', math.nan):.3f}, about {eta:.0f} s left"
+                )
             if self._pbar is not None:
                 self._pbar.update(int(ev["step"]) - self._pbar.n)
                 self._pbar.set_description(
@@ -284,11 +298,33 @@ class RetrainPanel(QWidget):
         def show_before(value):
             self.before_iou = float(value)
             self._show_result(before.name if before is not None else "none", len(val))
+            self._replace_model()
 
         worker = create_worker(before_job)
         worker.returned.connect(show_before)
+        worker.errored.connect(lambda exc: show_before(math.nan))
         worker.start()
         self._show_result(before.name if before is not None else "none", len(val))
+
+    def _replace_model(self) -> None:
+        """Load the new model and re-score, after asking when it is worse than the model
+        loaded now on the same validation chips; the previous scores file is kept."""
+        import shutil
+
+        r = self.review
+        worse = self.before_iou == self.before_iou and self.after_iou < self.before_iou
+        if worse and not r.confirm(
+            "The new model is worse",
+            f"Validation IoU fell from {self.before_iou:.3f} to {self.after_iou:.3f} on the "
+            "same chips. Load the new model and re-score anyway?",
+        ):
+            self._say(f"Kept the current model; the new one is at {self.checkpoint}.")
+            return
+        scores = r.project.scores_path if r.project is not None else None
+        if scores is not None and scores.is_file():
+            kept = self.checkpoint.with_name(f"{scores.stem}-before-{self.checkpoint.stem}.csv")
+            shutil.copy2(scores, kept)
+            self._say(f"The previous scores are kept as {kept}.")
         if self.folds.value() >= 2:
             self._launch("score")
         else:

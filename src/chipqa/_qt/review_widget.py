@@ -4,28 +4,32 @@ The widget only lays out Qt controls and wires them to the core:
 :class:`chipqa.review.ReviewProject` knows the dataset's side files and when saved scores
 are fresh, :class:`~chipqa._qt.scoring_job.ScoringJob` scores in a worker thread,
 :class:`chipqa.review.ReviewSession` holds the ordering and the decisions (and announces
-changes through its signals), :class:`chipqa.review.BlocklistStore` writes them, and
+changes through its signals), :class:`chipqa.review.BlocklistStore` writes them,
 :class:`~chipqa._qt.chip_display.ChipDisplay` draws chips as the background loader
-makes them ready. The GUI thread never waits for a chip or a model.
+makes them ready and :class:`~chipqa._qt.gallery.GalleryView` draws pages of them. The
+GUI thread never waits for a chip or a model. What the keys and buttons do is in
+:class:`~chipqa._qt.review_actions.ReviewActions`.
+
+The panel is a good napari citizen: its keys are bound only while it is shown and
+docked (:mod:`chipqa._qt.keys` says where), and closing it unbinds them, drops its
+layer callbacks and stops its background work. It uses napari's public API only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
-from qtpy.QtCore import Qt, QTimer
-from qtpy.QtWidgets import (
-    QFileDialog,
-    QWidget,
-)
+from qtpy.QtCore import QEvent, Qt, QTimer
+from qtpy.QtWidgets import QWidget
 
 from chipqa._qt.chip_display import ChipDisplay
-from chipqa._qt.chip_layers import LAYERS, SIDE_BY_SIDE, ChipLayers
-from chipqa._qt.keys import KeyBindings, key_table
-from chipqa._qt.review_layout import build_review_ui, chip_info_html
+from chipqa._qt.chip_layers import GALLERY, SIDE_BY_SIDE, CanvasText, ChipLayers
+from chipqa._qt.gallery import GalleryView
+from chipqa._qt.keys import KEY_ACTIONS, KeyBindings
+from chipqa._qt.review_actions import ReviewActions
+from chipqa._qt.review_layout import DEFAULT_MODEL, build_review_ui
 from chipqa._qt.scoring_job import ScoringJob
 from chipqa.data import ChipDataset
 from chipqa.errors import ChipqaError
@@ -46,8 +50,8 @@ def scores_path_for(root: Path) -> Path:
     return side_paths(root).scores
 
 
-class ChipQAWidget(QWidget):
-    """Review chips side by side and triage them with the keyboard into a blocklist."""
+class ChipQAWidget(ReviewActions, QWidget):
+    """Review chips side by side or a page at a time and triage them into a blocklist."""
 
     def __init__(self, napari_viewer: napari.Viewer):
         super().__init__()
@@ -56,17 +60,26 @@ class ChipQAWidget(QWidget):
         self.predictor: Predictor | None = None
         self.session: ReviewSession | None = None
         self.store: BlocklistStore | None = None
-        self.chip_layers = ChipLayers(napari_viewer)
+        self.view = SIDE_BY_SIDE
+        self.canvas_text = CanvasText(napari_viewer)
+        self.chip_layers = ChipLayers(napari_viewer, self.canvas_text)
         self.display = ChipDisplay(self.chip_layers, parent=self)
         self.display.drawn.connect(lambda _cid: self._schedule_info())
+        self.gallery = GalleryView(napari_viewer, self.canvas_text)
+        self.gallery.clicked.connect(self.gallery_click)
         self._job: ScoringJob | None = None
         self._scores: pd.DataFrame | None = None
-        self._alive = True
+        self.alive = True
+        self._docked = False
         self._info_pending = False
         self._table_stale = False
+        self._init_actions()
         self._build_ui()
-        self._keys = KeyBindings(napari_viewer, self.key_table())
-        self._keys.bind()
+        table = {k: (lambda n=a.name: self.run(n)) for a in KEY_ACTIONS for k in a.keys}
+        self._keys = KeyBindings(napari_viewer, table)
+        self.chip_layers.on_created.append(self._keys.add_layer)
+        self.gallery.on_created.append(self._keys.add_layer)
+        self.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
         self.destroyed.connect(self._teardown)
 
     # ------------------------------------------------------------------ state others read
@@ -88,6 +101,10 @@ class ChipQAWidget(QWidget):
         """The chip being loaded for the screen, or None when the current chip is drawn."""
         return self.display.chip_id if self.display.loading else None
 
+    @property
+    def keys_bound(self) -> bool:
+        return self._keys.bound
+
     # ------------------------------------------------------------------ UI
     def _build_ui(self) -> None:
         from chipqa._qt.retrain_panel import RetrainPanel
@@ -96,10 +113,10 @@ class ChipQAWidget(QWidget):
         self.retrain = RetrainPanel(self)
         self.tabs.addTab(self.retrain, "Retrain")
 
-    # ------------------------------------------------------------------ keys
-    def key_table(self) -> list[tuple[str, str, Callable[[], object]]]:
-        """(key, what it does, action): shown in the widget and bound in the viewer."""
-        return key_table(self)
+    def give_keys_back(self) -> None:
+        """Take the keyboard focus from a text field, so that the review keys (which
+        reach napari through the dock) work again."""
+        self.setFocus()
 
     # ------------------------------------------------------------------ messages
     def say(self, text: str, error: bool = False) -> None:
@@ -111,26 +128,6 @@ class ChipQAWidget(QWidget):
         (show_error if error else show_info)(text)
 
     # ------------------------------------------------------------------ dataset & scoring
-    def _on_browse_dataset(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Dataset folder", self.dataset_edit.text())
-        if path:
-            self.dataset_edit.setText(path)
-
-    def _on_browse_model(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(
-            self, "chipqa checkpoint", "", "Checkpoints (*.ckpt *.pt);;All files (*)"
-        )
-        if path:
-            self.model_edit.setText(path)
-
-    def _on_browse_blocklist(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(
-            self, "Blocklist CSV", self.blocklist_edit.text(), "CSV (*.csv)"
-        )
-        if path:
-            self.blocklist_edit.setText(path)
-            self._on_blocklist_path_edited()
-
     def open_dataset(
         self, path: str | Path, model: str | None = None, *, score: bool = True
     ) -> bool:
@@ -157,13 +154,18 @@ class ChipQAWidget(QWidget):
             return False
         try:
             project = ReviewProject.open(text)
-            predictor = load_predictor(self.model_edit.text().strip() or "baseline", device="auto")
+            name = self.model_edit.text().strip() or DEFAULT_MODEL
+            predictor = load_predictor(name, device="auto")
         except (ChipqaError, ValueError) as exc:
             self.say(str(exc), error=True)
             return False
+        self.give_keys_back()
         self.project, self.predictor = project, predictor
         if not self.blocklist_edit.text().strip():
             self.blocklist_edit.setText(str(project.default_blocklist))
+        problem = project.use_fixes(self.blocklist_edit.text().strip() or None)
+        if problem:
+            self.say(problem, error=True)
         saved = project.saved_scores(predictor.name)
         if saved is not None:
             self.say(f"Loaded scores from {project.scores_path} ({len(saved)} chips).")
@@ -171,6 +173,21 @@ class ChipQAWidget(QWidget):
             return True
         self._start_scoring(project, predictor)
         return True
+
+    def _end_review(self, why: str) -> None:
+        """Nothing of the previous review stays live while another one is prepared: no
+        session, no chip on the canvas, keys that only say so."""
+        self._set_session(None)
+        self.store = None
+        self.display.set_loader(None)
+        self.gallery.set_source(None, None)
+        if self.chip_layers.chip_id is not None:
+            self.chip_layers.clear("")
+        self.gallery.detach()
+        self.canvas_text.badge = ""
+        self.chip_layers.note(why)
+        self.chip_label.setText(why)
+        self.progress_label.setText("")
 
     def _start_scoring(self, project: ReviewProject, predictor: Predictor) -> None:
         job = ScoringJob(project.dataset, predictor)
@@ -180,6 +197,7 @@ class ChipQAWidget(QWidget):
         job.failed.connect(self._on_scoring_error)
         job.finished.connect(self._on_job_finished)
         self._job = job
+        self._end_review(f"Scoring {project.root.name}…")
         self.progress_bar.setRange(0, job.total)
         self.progress_bar.setValue(0)
         self.score_btn.setEnabled(False)
@@ -191,11 +209,11 @@ class ChipQAWidget(QWidget):
         job.start()
 
     def _on_scored(self, done: int) -> None:
-        if self._alive:
+        if self.alive:
             self.progress_bar.setValue(done)
 
     def _on_scoring_done(self, scores: pd.DataFrame) -> None:
-        if not self._alive:
+        if not self.alive:
             return
         try:
             self.project.save_scores(scores)
@@ -212,7 +230,7 @@ class ChipQAWidget(QWidget):
         self.review_scores(scores)
 
     def _on_scoring_aborted(self, partial: pd.DataFrame) -> None:
-        if not self._alive:
+        if not self.alive:
             return
         self.say(
             f"Scoring cancelled after {len(partial)} of {len(self.dataset)} chips; "
@@ -222,12 +240,12 @@ class ChipQAWidget(QWidget):
             self.review_scores(partial)
 
     def _on_scoring_error(self, exc: Exception) -> None:
-        if self._alive:
+        if self.alive:
             self.say(f"Scoring failed: {exc}", error=True)
 
     def _on_job_finished(self) -> None:
         self._job = None
-        if self._alive:
+        if self.alive:
             self.score_btn.setEnabled(True)
             self.cancel_btn.setEnabled(False)
 
@@ -253,11 +271,16 @@ class ChipQAWidget(QWidget):
         self._scores = scores
         store = self._open_store()
         predictor = self.predictor
-        self.display.set_loader(
-            ChipLoader(self.dataset, predictor.predict_numpy if predictor else None)
+        loader = ChipLoader(
+            self.dataset,
+            predictor.predict_numpy if predictor else None,
+            stretch=self.stretch_combo.currentText(),
         )
+        self.display.set_loader(loader)
         self.store = store
         self._set_session(None if store is None else ReviewSession(scores, store))
+        self.gallery.set_source(self.session, loader)
+        self.chip_layers.note("")
         if self.session is None:
             return
         self.flag_combo.blockSignals(True)
@@ -270,10 +293,14 @@ class ChipQAWidget(QWidget):
                 self.flag_combo.count() - 1, tip, Qt.ItemDataRole.ToolTipRole
             )
         self.flag_combo.blockSignals(False)
+        self.undecided_check.blockSignals(True)
+        self.undecided_check.setChecked(False)
+        self.undecided_check.blockSignals(False)
+        self._sync_sort_indicator()
         if store.merged_from_elsewhere or len(store):
             done, total = self.session.progress()
             self.say(f"Resumed: {done} of {total} chips already decided in {store.path}.")
-        self.show_current()
+        self.set_view(self.view, force=True)
 
     def _set_session(self, session: ReviewSession | None) -> None:
         old = self.session
@@ -281,20 +308,23 @@ class ChipQAWidget(QWidget):
             old.current_changed.disconnect(self._on_current_changed)
             old.decided.disconnect(self._on_decided)
             old.undone.disconnect(self._on_table_changed)
-            old.order_changed.disconnect(self._on_table_changed)
+            old.order_changed.disconnect(self._on_order_changed)
         self.session = session
         self.table_model.set_session(session)
+        if session is not None:
+            self.table.resizeColumnsToContents()  # once: not on every change (slow)
         if session is not None:
             session.current_changed.connect(self._on_current_changed)
             session.decided.connect(self._on_decided)
             session.undone.connect(self._on_table_changed)
-            session.order_changed.connect(self._on_table_changed)
+            session.order_changed.connect(self._on_order_changed)
 
     def _on_blocklist_path_edited(self) -> None:
         if self._scores is None:
             return
         if self.session is None:  # the previous path was unusable: start now
-            self.review_scores(self._scores)
+            if self._job is None:
+                self.review_scores(self._scores)
             return
         store = self._open_store()
         if store is None:
@@ -306,31 +336,40 @@ class ChipQAWidget(QWidget):
     def _on_current_changed(self, _chip_id: str | None) -> None:
         self.show_current()
 
-    def _on_decided(self, _chip_id: str, _decision: str) -> None:
-        if self.session.store.merged_from_elsewhere:
-            n = self.session.store.merged_from_elsewhere
-            self.status.setText(f"{n} decision(s) made in another window were merged in.")
+    def _on_decided(self, chip_id: str, _decision: str) -> None:
+        self.table_model.chip_changed(chip_id)  # one row, not the whole table
+        self._schedule_info()
+        if self.view != GALLERY and self.session is not None and self.loader is not None:
+            self.loader.prefetch(self.session.upcoming(PREFETCH))
+
+    def _on_order_changed(self) -> None:
         self._on_table_changed()
+        if self.view == GALLERY and self.session is not None:
+            self.gallery.follow(self.session.position)
 
     def _on_table_changed(self, *_) -> None:
         self._table_stale = True
         self._schedule_info()
-        if self.session is not None and self.loader is not None:
+        if self.view != GALLERY and self.session is not None and self.loader is not None:
             self.loader.prefetch(self.session.upcoming(PREFETCH))
 
     def show_current(self) -> None:
-        """Show the session's current chip: at once when it is loaded, else dimmed old
-        pixels and "loading…" until it is (the GUI thread never waits for it)."""
+        """Show the session's current chip (or its page in the gallery): at once when it
+        is loaded, else dimmed old pixels and "loading…" until it is (the GUI thread never
+        waits for it)."""
         if self.session is None or self.loader is None:
             return
         cid = self.session.current
         if cid is None:
             self.chip_label.setText("No chip matches the filters.")
             return
-        self.display.show(cid)
-        if self.display.loading:
-            self.chip_label.setText(f"<b>{cid}</b> · loading…")
-        self.loader.prefetch(self.session.upcoming(PREFETCH))
+        if self.view == GALLERY:
+            self.gallery.follow(self.session.position)
+        else:
+            self.display.show(cid)
+            if self.display.loading:
+                self.chip_label.setText(f"<b>{cid}</b> · loading…")
+            self.loader.prefetch(self.session.upcoming(PREFETCH))
         # Text and table follow on the next turn of the event loop, so that the canvas
         # (what the reviewer is looking at) is drawn first.
         self._schedule_info()
@@ -342,7 +381,7 @@ class ChipQAWidget(QWidget):
 
     def _update_info(self) -> None:
         self._info_pending = False
-        if not self._alive:
+        if not self.alive:
             return
         if self._table_stale:
             self._table_stale = False
@@ -350,26 +389,47 @@ class ChipQAWidget(QWidget):
         s = self.session
         if s is None or s.current is None:
             return
+        from chipqa._qt.review_layout import chip_info_html, progress_html
+
+        self.progress_label.setText(progress_html(s))
         cid = s.current
         row = s.row(cid)
         text = chip_info_html(s, cid)
-        shown = self.display.chip_id == cid
+        shown = self.display.chip_id == cid and self.view != GALLERY
         if shown and self.display.loading:
             text += "<br><i>loading…</i>"
         error = row.get("error") or (self.display.error if shown else "")
         if error:
-            text += f"<br><span style='color:#ff6b6b'>cannot be shown: {error}</span>"
+            text += (
+                f"<br><span style='color:#ff6b6b'>cannot be shown: {error}</span>"
+                "<br>Block it (b) if the chip is broken, or fix its files and open the "
+                "dataset again."
+            )
         self.chip_label.setText(text)
         self.chip_label.setToolTip(text)
+        self._update_badge()
         if 0 <= s.position < len(s.order):
             self.table.selectRow(s.position)
             self.table.scrollTo(self.table_model.index(s.position, 0))
+
+    def _sync_sort_indicator(self) -> None:
+        """The table's sort arrow shows the ordering the rows really have."""
+        from chipqa._qt.scores_table import column_of
+
+        s = self.session
+        col = column_of(s.sort_by) if s is not None else -1
+        order = Qt.SortOrder.AscendingOrder if s and s.ascending else Qt.SortOrder.DescendingOrder
+        header = self.table.horizontalHeader()
+        header.blockSignals(True)
+        header.setSortIndicatorShown(col >= 0)
+        if col >= 0:
+            header.setSortIndicator(col, order)
+        header.blockSignals(False)
 
     def _on_table_clicked(self, index) -> None:
         cid = self.table_model.chip_at(index.row())
         if cid is not None and self.session is not None:
             self.session.goto(cid)
-            self.viewer.window._qt_viewer.canvas.native.setFocus()
 
     def _on_filter_changed(self, *_) -> None:
         if self.session is None:
@@ -377,80 +437,42 @@ class ChipQAWidget(QWidget):
         self.session.set_view(
             flag=self.flag_combo.currentData(), undecided_only=self.undecided_check.isChecked()
         )
+        self.show_current()
 
-    def _on_mode_changed(self, mode: str) -> None:
-        self.chip_layers.set_mode(mode)
+    # ------------------------------------------------------------------ lifecycle
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        super().showEvent(event)
+        if self.alive and self.parent() is not None:
+            self._docked = True
+            self._keys.bind()
 
-    # ------------------------------------------------------------------ actions (keys & buttons)
-    def next_chip(self) -> None:
-        if self.session is not None:
-            self.session.next()
+    def hideEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        super().hideEvent(event)
+        if not event.spontaneous():  # hidden or closed, not the window minimised
+            self._keys.unbind()
 
-    def previous_chip(self) -> None:
-        if self.session is not None:
-            self.session.previous()
+    def event(self, event) -> bool:
+        if event.type() == QEvent.Type.ParentChange and self._docked and self.parent() is None:
+            self.shutdown()  # napari took the panel out of its dock: it is closed
+        return super().event(event)
 
-    def next_undecided(self) -> None:
-        if self.session is not None and self.session.next_undecided() is None:
-            self.say("Every listed chip has a decision.")
-
-    def _decide(self, decision: str, reason: str = "") -> None:
-        if self.session is None:
-            self.say("Open a dataset with a usable blocklist first.", error=True)
+    def shutdown(self) -> None:
+        """The panel is closed: unbind its keys, drop its layer callbacks, stop its work."""
+        if not self.alive:
             return
-        try:
-            self.session.decide(decision, reason)
-        except BlocklistError as exc:
-            self.say(f"Not saved: {exc}", error=True)
+        self.alive = False
+        self._keys.unbind()
+        self._keys.forget_layers()
+        self.gallery.close()
+        from chipqa._qt.fix_wiring import close_fixer
 
-    def keep(self) -> None:
-        self._decide("keep")
+        close_fixer(self)
+        self.canvas_text.clear()
+        self._set_session(None)
+        self._teardown()
 
-    def block(self, reason: str | None = None) -> None:
-        self._decide("block", reason if reason is not None else self.reason_combo.currentText())
-
-    def unsure(self) -> None:
-        self._decide("unsure")
-
-    def undo(self) -> None:
-        if self.session is None:
-            return
-        try:
-            cid = self.session.undo()
-        except BlocklistError as exc:
-            self.say(f"Undo not saved: {exc}", error=True)
-            return
-        self.status.setText("Nothing to undo." if cid is None else f"Undid the decision on {cid}.")
-
-    def toggle_mode(self) -> None:
-        mode = LAYERS if self.chip_layers.mode == SIDE_BY_SIDE else SIDE_BY_SIDE
-        self.mode_combo.setCurrentText(mode)
-
-    def _on_export(self) -> None:
-        if self.store is None:
-            self.say("Nothing to export: no blocklist is open.", error=True)
-            return
-        path, _ = QFileDialog.getSaveFileName(
-            self,
-            "Export blocklist",
-            str(self.store.path.with_name("blocklist_export.csv")),
-            "CSV (*.csv)",
-        )
-        if path:
-            self.export(path)
-
-    def export(self, path: str | Path) -> Path | None:
-        try:
-            out = self.store.export(path, blocked_only=not self.export_all.isChecked())
-        except BlocklistError as exc:
-            self.say(str(exc), error=True)
-            return None
-        self.say(f"Exported the blocklist to {out}.")
-        return out
-
-    # ------------------------------------------------------------------ teardown
     def _teardown(self, *_) -> None:
-        self._alive = False
+        self.alive = False
         if self._job is not None:
             self._job.cancel()
         try:
@@ -461,16 +483,15 @@ class ChipQAWidget(QWidget):
             self.loader.close()
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt API)
-        self._alive = False
-        self._keys.unbind()
-        self._teardown()
+        self.shutdown()
         super().closeEvent(event)
 
 
 def open_in_viewer(
-    viewer: napari.Viewer, path: str | Path, model: str = "baseline"
+    viewer: napari.Viewer, path: str | Path, model: str | None = None
 ) -> ChipQAWidget:
-    """Dock the Chip QA widget in ``viewer`` (once) and open ``path`` in it."""
+    """Dock the Chip QA widget in ``viewer`` (once) and open ``path`` in it (with
+    ``model``, or the one in the widget's Model field)."""
     _, widget = viewer.window.add_plugin_dock_widget("chipqa", "Chip QA")
     widget.open_dataset(path, model)
     return widget

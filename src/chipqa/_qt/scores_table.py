@@ -1,20 +1,31 @@
-"""A Qt table model over the review session's current ordering."""
+"""A Qt table model over the review session's current ordering.
+
+The decision is the second column, so it is on screen at any panel width, and a decided
+row is tinted in its decision's colour.
+"""
 
 from __future__ import annotations
 
 from qtpy.QtCore import QAbstractTableModel, QModelIndex, Qt
+from qtpy.QtGui import QBrush, QColor
 
-from chipqa.review.session import ReviewSession, as_number, fraction_text
+from chipqa.review.session import ReviewSession, as_number, fraction_text, score_text
 
 COLUMNS = (
     ("chip_id", "chip"),
+    ("decision", "decision"),
     ("suspicion", "suspicion"),
     ("iou", "IoU"),
     ("label_cloud_fraction", "label"),
     ("pred_cloud_fraction", "model"),
     ("flags", "flags"),
-    ("decision", "decision"),
 )
+ROW_COLOURS = {
+    "keep": QColor(60, 140, 60, 110),
+    "block": QColor(190, 50, 50, 130),
+    "unsure": QColor(200, 150, 40, 120),
+    "fix": QColor(50, 130, 200, 120),
+}
 
 
 _ROOT = QModelIndex()
@@ -23,6 +34,11 @@ _ROOT = QModelIndex()
 def _number(value: object) -> str:
     f = as_number(value)
     return "" if f is None else f"{f:.3f}"
+
+
+def column_of(key: str) -> int:
+    """The table column showing scores column ``key`` (-1 when it is not shown)."""
+    return next((i for i, (k, _) in enumerate(COLUMNS) if k == key), -1)
 
 
 class ScoresTableModel(QAbstractTableModel):
@@ -50,7 +66,8 @@ class ScoresTableModel(QAbstractTableModel):
             )
             text = (
                 cid,
-                _number(row.get("suspicion")),
+                "",
+                score_text(row.get("suspicion")),
                 _number(row.get("iou")),
                 fraction_text(row.get("label_cloud_fraction")),
                 fraction_text(row.get("pred_cloud_fraction")),
@@ -62,6 +79,16 @@ class ScoresTableModel(QAbstractTableModel):
     def refresh(self) -> None:
         self.beginResetModel()
         self.endResetModel()
+
+    def chip_changed(self, chip_id: str) -> None:
+        """Redraw one chip's row (its decision changed; the ordering did not)."""
+        if self.session is None:
+            return
+        try:
+            row = self.session.order.index(chip_id)
+        except ValueError:
+            return
+        self.dataChanged.emit(self.index(row, 0), self.index(row, len(COLUMNS) - 1))
 
     def rowCount(self, parent=_ROOT) -> int:  # noqa: N802 (Qt API)
         return 0 if parent.isValid() or self.session is None else len(self.session.order)
@@ -80,10 +107,13 @@ class ScoresTableModel(QAbstractTableModel):
         return self.session.order[row]
 
     def data(self, index, role=Qt.ItemDataRole.DisplayRole):
-        if role not in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.ToolTipRole):
-            return None
         cid = self.chip_at(index.row())
         if cid is None:
+            return None
+        if role == Qt.ItemDataRole.BackgroundRole:
+            d = self.session.store.get(cid)
+            return None if d is None else QBrush(ROW_COLOURS.get(d.decision, QColor(0, 0, 0, 0)))
+        if role not in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.ToolTipRole):
             return None
         col = index.column()
         key = COLUMNS[col][0]

@@ -17,7 +17,14 @@ import numpy as np
 
 from chipqa.data import Chip, ChipDataset
 from chipqa.errors import ChipReadError
-from chipqa.render import false_colour, side_by_side, true_colour
+from chipqa.render import (
+    false_colour,
+    message_card,
+    outline,
+    side_by_side,
+    thumbnail,
+    true_colour_stretched,
+)
 
 
 @dataclass
@@ -35,6 +42,27 @@ class ChipView:
     mosaic: np.ndarray | None = None
     scl: np.ndarray | None = None
     """Sen2Cor SCL codes on the chip's grid, when the chip has an ``SCL.tif``."""
+    label_outline: np.ndarray | None = None
+    """The label's cloud outline (uint8 0/1, the chip's border counts as outside, so an
+    all-cloud label is a frame)."""
+    pred_outline: np.ndarray | None = None
+    """The same for the model's mask (probability ≥ the threshold), 2 px further in."""
+
+
+def _inset_outline(mask: np.ndarray) -> np.ndarray:
+    """The model's outline 2 px inside its mask's edge, so that it shows beside the
+    label's where both run along the chip's border."""
+    return (outline(mask, 4) & ~outline(mask, 2)).astype(np.uint8)
+
+
+def error_view(chip_id: str, error: str) -> ChipView:
+    card = message_card(
+        f"{chip_id} cannot be shown.\n\n{error}\n\nBlock it (the chip is unreadable) or "
+        "fix its files and open the dataset again.",
+        512,
+        320,
+    )
+    return ChipView(chip_id, None, None, None, None, None, error=error, mosaic=card)
 
 
 def _failed(fut: Future) -> bool:
@@ -71,26 +99,38 @@ class ChipLoader:
         *,
         workers: int = 2,
         cache_size: int = 24,
+        stretch: str = "fixed",
+        threshold: float = 0.5,
     ):
         self.dataset = dataset
         self.predict = predict
         self.cache_size = cache_size
+        self.stretch = stretch
+        self.threshold = threshold
+        self._thumbs: OrderedDict[tuple[str, int], Future[np.ndarray]] = OrderedDict()
+        self.thumb_cache_size = 96
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chipqa-prefetch")
         self._futures: OrderedDict[str, Future[ChipView]] = OrderedDict()
         self._lock = threading.Lock()
         self._predict_lock = threading.Lock()
 
-    def _load(self, chip_id: str) -> ChipView:
-        try:
-            chip = self.dataset.read(chip_id)
-        except (ChipReadError, KeyError) as exc:
-            return ChipView(chip_id, None, None, None, None, None, error=str(exc))
+    def _read_and_predict(self, chip_id: str):
+        chip = self.dataset.read(chip_id)
         prob = None
         if self.predict is not None:
             with self._predict_lock:
                 prob = np.asarray(self.predict(chip.bands), dtype=np.float32)
             prob = np.where(chip.valid, prob, 0.0).astype(np.float32)
-        tc, fc = true_colour(chip.bands), false_colour(chip.bands)
+        return chip, prob
+
+    def _load(self, chip_id: str) -> ChipView:
+        try:
+            chip, prob = self._read_and_predict(chip_id)
+        except (ChipReadError, KeyError) as exc:
+            return error_view(chip_id, str(exc))
+        tc = true_colour_stretched(chip.bands, chip.valid, self.stretch)
+        fc = false_colour(chip.bands)
+        label_cloud = chip.label == 1 if chip.label is not None else None
         return ChipView(
             chip_id=chip_id,
             chip=chip,
@@ -100,7 +140,64 @@ class ChipLoader:
             prob=prob,
             mosaic=side_by_side(tc, fc, chip.label, prob, chip.valid, scl=chip.scl),
             scl=chip.scl,
+            label_outline=None if label_cloud is None else outline(label_cloud).astype(np.uint8),
+            pred_outline=None if prob is None else _inset_outline(prob >= self.threshold),
         )
+
+    def _thumb(self, chip_id: str, size: int) -> np.ndarray:
+        """A gallery picture (see :func:`chipqa.render.thumbnail`); a chip that cannot be
+        read gets a card saying why."""
+        with self._lock:
+            full = self._futures.get(chip_id)
+        if full is not None and full.done() and not _failed(full):
+            v = full.result()
+            if v.chip is not None:
+                return thumbnail(v.true_colour, v.label, v.prob, size, threshold=self.threshold)
+        try:
+            chip, prob = self._read_and_predict(chip_id)
+        except (ChipReadError, KeyError) as exc:
+            return message_card(f"{chip_id}: cannot be read. {exc}", size, size)
+        tc = true_colour_stretched(chip.bands, chip.valid, self.stretch)
+        return thumbnail(tc, chip.label, prob, size, threshold=self.threshold)
+
+    def request_thumbnail(self, chip_id: str, size: int) -> Future[np.ndarray]:
+        """A chip's ``(size, size, 3)`` gallery picture as a future, at once (cached; a
+        failed one is tried again)."""
+        key = (chip_id, int(size))
+        with self._lock:
+            fut = self._thumbs.get(key)
+            if fut is None or _failed(fut):
+                fut = self._pool.submit(self._thumb, chip_id, int(size))
+                self._thumbs[key] = fut
+            self._thumbs.move_to_end(key)
+            while len(self._thumbs) > self.thumb_cache_size:
+                old_key, old = next(iter(self._thumbs.items()))
+                if old is fut:
+                    break
+                old.cancel()
+                del self._thumbs[old_key]
+            return fut
+
+    def forget(self, chip_ids: Iterable[str]) -> None:
+        """Drop what is loaded of these chips (their label changed: a fix, or its undo);
+        the next request reads them again."""
+        ids = set(chip_ids)
+        with self._lock:
+            for cid in ids & set(self._futures):
+                self._futures.pop(cid).cancel()
+            for key in [k for k in self._thumbs if k[0] in ids]:
+                self._thumbs.pop(key).cancel()
+
+    def set_stretch(self, stretch: str) -> None:
+        """Draw true colour with another stretch from now on (the cached chips are dropped)."""
+        if stretch == self.stretch:
+            return
+        self.stretch = stretch
+        with self._lock:
+            for fut in [*self._futures.values(), *self._thumbs.values()]:
+                fut.cancel()
+            self._futures.clear()
+            self._thumbs.clear()
 
     def _submit(self, chip_id: str, *, retry: bool) -> Future[ChipView]:
         with self._lock:
@@ -148,7 +245,8 @@ class ChipLoader:
 
     def close(self) -> None:
         with self._lock:
-            for fut in self._futures.values():
+            for fut in [*self._futures.values(), *self._thumbs.values()]:
                 fut.cancel()
             self._futures.clear()
+            self._thumbs.clear()
         self._pool.shutdown(wait=False, cancel_futures=True)

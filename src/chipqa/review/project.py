@@ -49,7 +49,9 @@ class ReviewProject:
         Raises:
             DatasetError: ``root`` holds no chips (the message says what was looked for).
         """
-        return cls(open_dataset(root))  # cache "auto": `chipqa cache DATA` speeds the prefetch
+        # cache "auto": `chipqa cache DATA` speeds the prefetch. Label fixes come from
+        # the blocklist the review uses (:meth:`use_fixes`), which may not be the default.
+        return cls(open_dataset(root, fixes=False))
 
     @property
     def root(self) -> Path:
@@ -90,6 +92,18 @@ class ReviewProject:
         return write_scores(scores, self.scores_path)
 
     # -- decisions ---------------------------------------------------------------
+    def use_fixes(self, blocklist: str | Path | None = None) -> str:
+        """Read the label fixes recorded in ``blocklist`` (default: beside the dataset);
+        returns "" or, when that blocklist cannot be read, why (the dataset's own labels
+        are used then, and nothing is lost)."""
+        path = Path(blocklist).expanduser() if blocklist else self.default_blocklist
+        try:
+            self.dataset.use_fixes(path if path.exists() else False)
+        except ChipqaError as exc:
+            self.dataset.use_fixes(False)
+            return f"Label fixes not applied: {exc}"
+        return ""
+
     def open_store(self, path: str | Path | None = None) -> BlocklistStore:
         """The blocklist at ``path`` (default: beside the dataset).
 

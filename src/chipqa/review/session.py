@@ -14,7 +14,9 @@ Signals are emitted in the thread that called the method (the GUI thread in napa
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import numpy as np
@@ -24,6 +26,24 @@ from psygnal import Signal
 from chipqa.review.blocklist import BlocklistStore, Decision
 
 INFO_COLUMNS = ("flags", "suspicion", "iou", "label_cloud_fraction", "pred_cloud_fraction", "model")
+
+FLAG_REASONS = (
+    ("all_cloud_label", "all_cloud_wrong"),
+    ("no_cloud_label", "no_cloud_wrong"),
+    ("cloud_missing_from_label", "clouds_missing"),
+    ("unreadable", "wrong_chip"),
+)
+"""A block's default reason from the chip's flags, first match wins (else ``other``)."""
+
+
+def default_reason(flags: object) -> str:
+    """The block reason a chip's own flags suggest: an all-cloud label →
+    ``all_cloud_wrong``, a no-cloud label → ``no_cloud_wrong``, … else ``other``."""
+    words = set(str(flags or "").split(";"))
+    for flag, reason in FLAG_REASONS:
+        if flag in words:
+            return reason
+    return "other"
 
 
 class ReviewSession:
@@ -63,6 +83,7 @@ class ReviewSession:
         self.undecided_only = False
         self.order: list[str] = []
         self._position = 0
+        self._decided_times: list[float] = []  # this session's decisions, for the rate
         self._apply()
         self._position = self._first_undecided_from(0) or 0
 
@@ -118,9 +139,15 @@ class ReviewSession:
         flag: str | None | type[Ellipsis] = ...,
         undecided_only: bool | None = None,
     ) -> None:
-        """Change the ordering; the current chip stays current when it is still listed."""
+        """Change the ordering. A new sort keeps the current chip current (when it is
+        still listed); a new filter starts at the top of the filtered list."""
         with self._announcing():
-            keep = self.current
+            refilter = (flag is not ... and (flag or None) != self.flag) or (
+                undecided_only is not None and undecided_only != self.undecided_only
+            )
+            keep = None if refilter else self.current
+            if refilter:
+                self._position = 0
             if sort_by is not None:
                 self.sort_by = sort_by
             if ascending is not None:
@@ -219,6 +246,7 @@ class ReviewSession:
             return None
         with self._announcing():
             d = self.store.decide(cid, decision, reason, info=self.info(cid))
+            self._decided_times.append(time.monotonic())
             self.decided.emit(cid, decision)
             if self.undecided_only:
                 self._apply()  # the chip leaves the list; the cursor now points at the next one
@@ -226,10 +254,37 @@ class ReviewSession:
                 self._position = min(self._position + 1, len(self.order) - 1)
         return d
 
+    def decide_chips(
+        self, items: Sequence[tuple[str, str, str]], *, rule: str = ""
+    ) -> list[Decision]:
+        """Decide on several chips at once — ``(chip_id, decision, reason)`` each — in one
+        write to the blocklist, undone as one step (a gallery page, a bulk rule). The
+        cursor stays where it is.
+
+        Raises:
+            BlocklistError: the blocklist cannot be written (nothing is recorded then).
+        """
+        if not items:
+            return []
+        with self._announcing():
+            current = self.current
+            full = [(cid, d, r, self.info(cid)) for cid, d, r in items]
+            done = self.store.decide_many(full, rule=rule)
+            self._decided_times.extend([time.monotonic()] * len(items))
+            for cid, d, _ in items:
+                self.decided.emit(cid, d)
+            if self.undecided_only:
+                self._apply()
+                if current in self.order:
+                    self._position = self.order.index(current)
+            self.order_changed.emit()
+        return done
+
     def undo(self) -> str | None:
         """Take back the last decision and go back to its chip."""
         with self._announcing():
-            cid = self.store.undo()
+            res = self.store.undo()  # a group (a page, a bulk rule) comes back as a list
+            cid = (res[0] if res else None) if isinstance(res, (list, tuple)) else res
             if cid is not None:
                 self._apply()
                 if cid in self.order:
@@ -245,6 +300,38 @@ class ReviewSession:
         decided = sum(1 for c in self._rows if c in self.store)
         return decided, len(self._rows)
 
+    def tally(self) -> dict[str, Counter]:
+        """Decisions on this table's chips by decision, and blocks by reason:
+        ``{"decision": Counter(keep=…, block=…), "reason": Counter(all_cloud_wrong=…)}``."""
+        by_decision: Counter = Counter()
+        by_reason: Counter = Counter()
+        for cid in self._rows:
+            d = self.store.get(cid)
+            if d is None:
+                continue
+            by_decision[d.decision] += 1
+            if d.decision == "block":
+                by_reason[d.reason or "(none)"] += 1
+        return {"decision": by_decision, "reason": by_reason}
+
+    def rate(self, window: float = 600.0) -> float | None:
+        """Chips decided per minute in this session over the last ``window`` seconds
+        (None before two decisions)."""
+        t = self._decided_times
+        if len(t) < 2:
+            return None
+        now = time.monotonic()
+        recent = [x for x in t if now - x <= window] or t[-2:]
+        span = max(now - recent[0], 1.0)
+        return 60.0 * len(recent) / span
+
+    def page(self, index: int, size: int) -> list[str]:
+        """The chips of page ``index`` (``size`` chips a page) of the ordering."""
+        return self.order[index * size : (index + 1) * size]
+
+    def page_count(self, size: int) -> int:
+        return max(1, -(-len(self.order) // size))
+
 
 def as_number(value: object) -> float | None:
     """A table cell as a number; None for empty, NaN or text."""
@@ -253,6 +340,19 @@ def as_number(value: object) -> float | None:
     except (TypeError, ValueError):
         return None
     return None if math.isnan(f) else f
+
+
+def score_text(value: object) -> str:
+    """A 0–1 score with enough decimals that a value below 1 never reads ``1.000``:
+    0.4213 → '0.421', 0.99962 → '0.9996', 1.0 → '1.000'; NaN/empty → ''."""
+    f = as_number(value)
+    if f is None:
+        return ""
+    for digits in range(3, 7):
+        text = f"{f:.{digits}f}"
+        if f >= 1.0 or float(text) < 1.0:
+            return text
+    return text
 
 
 def fraction_text(value: object) -> str:

@@ -1,0 +1,81 @@
+"""Fixing a wrong label from the review's keys in a real napari window (Xvfb): ``a``
+takes the model's mask, ``e`` paints, Return saves, Escape cancels, ``z`` undoes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+from tests._qt.test_citizen import _drawn, _open, _press
+
+from chipqa.review.blocklist import read_blocklist
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def root(tmp_path):
+    from tests.conftest import make_bands, write_chip
+
+    out = tmp_path / "data"
+    half = np.zeros((40, 40), bool)
+    half[:, :20] = True
+    # A no-cloud label on a half-cloudy chip (first by suspicion), and a right one.
+    write_chip(out, "wrong", make_bands(40, half, 1), np.zeros((40, 40), np.uint8))
+    write_chip(out, "right", make_bands(40, None, 2), np.zeros((40, 40), np.uint8))
+    return out
+
+
+def _press_named(viewer, qtbot, key) -> None:
+    from qtpy.QtCore import Qt
+
+    canvas = viewer.window._qt_viewer.canvas.native
+    canvas.setFocus()
+    qtbot.keyClick(canvas, {"Return": Qt.Key.Key_Return, "Escape": Qt.Key.Key_Escape}[key])
+
+
+def test_accept_the_models_mask_then_undo_it(make_napari_viewer, qtbot, root):
+    viewer = make_napari_viewer(show=True)
+    w = _open(viewer, qtbot, root)
+    assert w.session.current == "wrong"
+    _press(viewer, qtbot, "a")
+    row = read_blocklist(w.store.path)["wrong"]
+    assert row.decision == "fix" and row.fix_source == "model"
+    fixed = root.parent / f"{root.name}_chipqa_fixes" / row.fix_file
+    with rasterio.open(fixed) as src:
+        label = src.read(1)
+    assert 0.4 < (label == 1).mean() < 0.6  # the model's half cloud, not the empty label
+    # Back on the chip, the view shows the fixed label, and says it is a fix.
+    w.session.goto("wrong")
+    _drawn(w, qtbot)
+    qtbot.waitUntil(lambda: w.loader.get("wrong").label is not None, timeout=10_000)
+    assert (w.loader.get("wrong").label == label).all()
+    _press(viewer, qtbot, "z")
+    assert "wrong" not in {c for c, d in read_blocklist(w.store.path).items()}
+    qtbot.waitUntil(lambda: w.loader.is_ready("wrong"), timeout=10_000)
+    assert (w.loader.get("wrong").label == 0).all()  # the original label again
+    assert fixed.exists()  # a fix file is never deleted
+
+
+def test_paint_a_label_with_the_review_keys_out_of_the_way(make_napari_viewer, qtbot, root):
+    from napari.layers import Labels
+
+    viewer = make_napari_viewer(show=True)
+    w = _open(viewer, qtbot, root)
+    _press(viewer, qtbot, "e")
+    painted = [ly for ly in viewer.layers if isinstance(ly, Labels)]
+    assert len(painted) == 1 and viewer.layers.selection.active is painted[0]
+    _press(viewer, qtbot, "k")  # a review key does nothing while painting
+    assert not w.store.path.exists() or "wrong" not in read_blocklist(w.store.path)
+    painted[0].data[:10, :] = 1  # brush strokes
+    _press_named(viewer, qtbot, "Return")
+    row = read_blocklist(w.store.path)["wrong"]
+    assert row.decision == "fix" and row.fix_source == "painted"
+    assert not [ly for ly in viewer.layers if isinstance(ly, Labels)]
+    # Escape throws a painting away.
+    w.session.goto("right")
+    _drawn(w, qtbot)
+    _press(viewer, qtbot, "e")
+    _press_named(viewer, qtbot, "Escape")
+    assert not [ly for ly in viewer.layers if isinstance(ly, Labels)]
+    assert "right" not in read_blocklist(w.store.path)
