@@ -306,6 +306,8 @@ def test_retrain_in_a_subprocess_loads_the_new_model_and_rescores(
     _press(viewer, qtbot, "1")  # block the most suspicious chip
     blocked = next(iter(w.store.decisions))
     _retrain_settings(w, epochs=1)
+    asked = []  # a one-epoch model may be worse than the baseline: the reviewer says yes
+    w.confirm = lambda title, text: asked.append(text) or True
     assert w.retrain.start()
     _press(viewer, qtbot, "k")  # reviewing goes on while it trains
     qtbot.waitUntil(lambda: not w.retrain.running, timeout=240_000)
@@ -324,6 +326,10 @@ def test_retrain_in_a_subprocess_loads_the_new_model_and_rescores(
     qtbot.waitUntil(lambda: w.retrain.before_iou is not None, timeout=60_000)
     text = w.retrain.result.text()
     assert "before (baseline)" in text and ckpt.name in text and "…" not in text
+    if w.retrain.after_iou < w.retrain.before_iou:  # asked before replacing a better model
+        assert asked and "Validation IoU fell" in asked[0]
+    else:
+        assert not asked
 
 
 @pytest.mark.slow
