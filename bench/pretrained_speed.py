@@ -17,10 +17,13 @@ alternately, call by call, at 256² and 512², one chip a call and the CPU's def
     .venv/bin/python bench/pretrained_speed.py --torch         # + chipqa on torch alone
     .venv/bin/python bench/pretrained_speed.py --pipeline 48   # + whole runs, threads
 
+On a shared machine the figures are noisy: the engines are timed alternately so that a
+busy spell slows both, and the ratio holds where the milliseconds do not.
+
 ``--pipeline N`` times :func:`chipqa.scoring.score_dataset` end to end (reading threads
 included) on N chips of 256², for several reading-worker counts and onnxruntime thread
-settings. On a shared machine the figures are noisy: the engines are timed alternately
-so that a busy spell slows both.
+settings (``--sizes`` with no size: only these). Those runs follow one another, so
+compare them on idle cores only.
 """
 
 from __future__ import annotations

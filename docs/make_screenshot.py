@@ -10,7 +10,9 @@ for scoring and writes
 * ``docs/gallery.png``: the gallery, a page of chips with two blocks pending and the
   page before it saved (its badges);
 * ``docs/napari_review.png``: a planted all-cloud error side by side, blocked, with the
-  decision on the canvas and in the table.
+  decision on the canvas and in the table;
+* ``docs/napari_fix.png``: a planted no-cloud label being fixed: painted in a napari
+  Labels layer over the chip (``e``), before Return saves it.
 """
 
 from __future__ import annotations
@@ -82,6 +84,25 @@ def main() -> None:
         w.run("previous")
         wait(lambda: w.loading is None and w.chip_layers.chip_id == w.session.current)
         save(viewer, str(out / "napari_review.png"))
+
+        # A fix being painted: a partly cloudy chip whose label says no cloud at all.
+        rows = w.session.scores.set_index("chip_id")
+        target = next(
+            c
+            for c in w.session.order
+            if "no_cloud_label" in rows.loc[c, "flags"]
+            and 0.2 < rows.loc[c, "pred_cloud_fraction"] < 0.8
+        )
+        w.session.goto(target)
+        wait(lambda: w.loading is None and w.chip_layers.chip_id == target)
+        w.run("paint")
+        layer = viewer.layers.selection.active
+        view = w.loader.get(target)
+        layer.data = (view.prob >= 0.5).astype(layer.data.dtype)  # strokes over the clouds
+        layer.refresh()
+        wait(lambda: True)
+        save(viewer, str(out / "napari_fix.png"))
+        w.run("cancel_paint")
         viewer.close()
 
 

@@ -1,8 +1,8 @@
 """The fast CPU path of a segmentation model: onnxruntime on an ONNX export of the network.
 
 On a CPU, onnxruntime runs the U-Nets chipqa uses in half the time torch takes, or
-less (the pretrained efficientnet-b4 model on 2 cores: 1.8 to 4 times faster, with
-the whole scoring step at or below onnxruntime's own time on the shipped graph; see
+less (the pretrained efficientnet-b4 model on 2 cores: the whole scoring step 1.5 to
+2.6 times faster, within 3 % of onnxruntime's own time on the shipped graph; see
 ``bench/pretrained_speed.py``). :func:`onnx_runner` exports the
 network (the ``nn.Module`` only: normalisation and padding stay in
 :class:`~chipqa.predictors.adapter.InputAdapter`, in torch) with ``torch.onnx.export``
@@ -50,12 +50,6 @@ CHECK_SHAPE = (2, 64, 96)
 ATOL = 1e-3
 """Largest difference allowed between onnxruntime's and torch's logits on the check
 input (measured: about 1e-5, the order of float32 sums; logits of standard deviation ~4)."""
-
-MAX_PIXELS = 2**19
-"""Pixels per onnxruntime call: a larger batch is run in parts of at most this many
-pixels (8 chips of 256², 2 of 512²). Measured on 2 cores: 512² chips took 1.7 times
-as long each in batches of 4 or 8 as in batches of 1 or 2; 256² chips, the same in
-batches of 1 and 8."""
 
 _META_WEIGHTS, _META_CHECK = "chipqa.weights", "chipqa.check_logits"
 _warned: set[str] = set()
@@ -144,23 +138,17 @@ def export_model(model: nn.Module, in_channels: int, digest: str) -> bytes:
 class OnnxRunner:
     """The exported network in an onnxruntime session: ``runner(x)`` takes the model's
     float32 input ``(B, C, H, W)`` on the CPU and returns its logits as a torch tensor,
-    like ``model(x)``, in parts of at most ``max_pixels`` pixels (see
-    :data:`MAX_PIXELS`). Safe to call from several threads."""
+    like ``model(x)``. Safe to call from several threads."""
 
-    def __init__(self, session, path: Path, threads: int, max_pixels: int = MAX_PIXELS):
+    def __init__(self, session, path: Path, threads: int):
         self.session = session
         self.path = path
         self.threads = threads
-        self.max_pixels = max_pixels
 
     def __call__(self, x: Tensor) -> Tensor:
         arr = x.detach().to(torch.float32).contiguous().numpy()
-        step = max(1, self.max_pixels // (arr.shape[-2] * arr.shape[-1]))
-        outs = [
-            self.session.run([OUTPUT], {INPUT: arr[i : i + step]})[0]
-            for i in range(0, len(arr), step)
-        ]
-        return torch.from_numpy(outs[0] if len(outs) == 1 else np.concatenate(outs))
+        (out,) = self.session.run([OUTPUT], {INPUT: arr})
+        return torch.from_numpy(out)
 
     def __repr__(self) -> str:
         return f"OnnxRunner({str(self.path)!r}, threads={self.threads})"
@@ -173,8 +161,9 @@ def _session(path: Path, threads: int):
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     # Threads that spin while waiting for work take the cores from the reading threads,
-    # the torch steps around the network, a GUI and other programs: measured on 2 cores,
-    # spinning scored 6 % faster on idle cores but up to 40 % slower on busy ones.
+    # the torch steps around the network, a GUI and other programs. Measured on 2 cores:
+    # spinning made a scoring run 6 % faster on idle cores and 17 % slower on busy ones
+    # (onnxruntime alone: 16 % faster, 30 to 40 % slower).
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3  # errors only
@@ -222,8 +211,8 @@ def onnx_runner(
     once and cached in ``folder`` (default: :func:`cache_dir`), or None with a warning
     where that is impossible (the model then runs in torch).
 
-    The first call for a set of weights exports the network (seconds; efficientnet-b4:
-    about 10 s on 2 cores) and writes a file of about the weights' size
+    The first call for a set of weights exports the network (efficientnet-b4: a few
+    seconds on 2 idle cores) and writes a file of about the weights' size
     (``{name}-{hash}.onnx``); later calls, in any process, open that file and check it.
     A cached export found damaged or made from other weights is built again.
     """
