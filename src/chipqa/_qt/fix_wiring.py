@@ -49,13 +49,21 @@ def _current_view(w: ChipQAWidget):
     return view
 
 
-def accept_model(w: ChipQAWidget) -> None:
-    """Record the model's mask (at the scores' threshold) as the current chip's label."""
+def _fixer_and_view(w: ChipQAWidget):
+    """The fixer and the chip on screen, or (None, None): in the gallery the key opens
+    the cursor chip side by side first; otherwise a message says why not."""
     if w.in_gallery:
         w.act_open()
-        return
-    fixer, view = _fixer(w), _current_view(w)
-    if fixer is None or view is None:
+        return None, None
+    fixer = _fixer(w)
+    view = _current_view(w) if fixer is not None else None
+    return (fixer, view) if view is not None else (None, None)
+
+
+def accept_model(w: ChipQAWidget) -> None:
+    """Record the model's mask (at the scores' threshold) as the current chip's label."""
+    fixer, view = _fixer_and_view(w)
+    if view is None:
         return
     if view.prob is None:
         w.say("No model prediction to take as the label.", error=True)
@@ -83,11 +91,8 @@ def accept_model(w: ChipQAWidget) -> None:
 
 def start_painting(w: ChipQAWidget) -> None:
     """Paint the current chip's label in a Labels layer (Return saves, Escape cancels)."""
-    if w.in_gallery:
-        w.act_open()
-        return
-    fixer, view = _fixer(w), _current_view(w)
-    if fixer is None or view is None:
+    fixer, view = _fixer_and_view(w)
+    if view is None:
         return
     label = view.label if view.label is not None else (view.prob >= 0.5).astype("uint8")
     fixer.start_painting(
