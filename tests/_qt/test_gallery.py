@@ -131,3 +131,36 @@ def test_block_every_chip_in_a_filter_after_a_spot_check(make_napari_viewer, qtb
     w.run("undo")  # one step takes the rule back
     rows = read_blocklist(w.store.path)
     assert list(rows) == [kept]
+
+
+def test_the_next_page_painted_ahead_shows_decisions_made_meanwhile(
+    make_napari_viewer, qtbot, root
+):
+    """The next page is painted while the reviewer looks at this one; a decision written
+    meanwhile (here from the single-chip session) still shows when the page is turned,
+    and the picture is what painting the page afresh gives."""
+    viewer = make_napari_viewer(show=True)
+    w = _gallery(viewer, qtbot, root)
+    g = w.gallery
+    following = w.session.order[8:14]
+    qtbot.waitUntil(lambda: g._spare_from is not None, timeout=30_000)
+    assert g._spare_from[0] == tuple(following)
+
+    # Turning to it copies the picture painted ahead.
+    _press(viewer, qtbot, "k")
+    assert g.state.chips == following
+    turned = viewer.layers[GALLERY_LAYER].data.copy()
+    g._paint_all()
+    np.testing.assert_array_equal(turned, viewer.layers[GALLERY_LAYER].data)
+
+    # Back, block a chip of the next page from elsewhere, and turn again: not stale.
+    _press(viewer, qtbot, "p")
+    qtbot.waitUntil(lambda: g._spare_from is not None and g.state.index == 0, timeout=30_000)
+    w.session.decide_chips([(following[2], "block", "all_cloud_wrong")])
+    _press(viewer, qtbot, "n")
+    assert g.state.chips == following
+    turned = viewer.layers[GALLERY_LAYER].data.copy()
+    y, x = g.grid.origin(2)
+    assert tuple(turned[y + 1, x + 1]) == (235, 70, 70)  # the block's red frame
+    g._paint_all()
+    np.testing.assert_array_equal(turned, viewer.layers[GALLERY_LAYER].data)

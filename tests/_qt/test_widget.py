@@ -435,7 +435,7 @@ def slow_predictor(monkeypatch):
     def install(delay: float, fail: int = 0) -> SlowBaseline:
         predictor = SlowBaseline(delay, fail)
         monkeypatch.setattr("chipqa._qt.review_widget.load_predictor", lambda *a, **k: predictor)
-        monkeypatch.setattr("chipqa._qt.review_widget.PREFETCH", 0)
+        monkeypatch.setattr("chipqa._qt.panel_sync.PREFETCH", 0)
         return predictor
 
     return install

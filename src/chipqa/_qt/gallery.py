@@ -1,9 +1,11 @@
 """The gallery: a page of chips on the canvas, in the review's order and filter.
 
 One napari image layer holds the page picture (:mod:`chipqa._qt.gallery_page`); a page
-turn paints the thumbnails the loader has ready (the next page's are prefetched while
-the reviewer looks at this one) and a placeholder for the others, which are painted as
-they arrive. The GUI thread never waits for a chip. The reviewer moves a cursor with
+turn paints the thumbnails the loader has ready and a placeholder for the others, which
+are painted as they arrive. The GUI thread never waits for a chip. While the reviewer
+looks at a page, the next page's thumbnails are read and that page is painted off
+screen, so that turning to it is one copy (unless a decision or a thumbnail changed
+meanwhile, in which case it is painted again). The reviewer moves a cursor with
 the arrow keys, toggles *block* with a key or a click, and saves the page — *keep* for
 every chip of it still undecided — in one write to the blocklist.
 """
@@ -14,6 +16,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import TYPE_CHECKING
 
+import numpy as np
 from qtpy.QtCore import QObject, Qt, QTimer, Signal
 
 from chipqa._qt.chip_layers import CanvasText
@@ -26,6 +29,7 @@ if TYPE_CHECKING:
     from chipqa.review import ChipLoader, ReviewSession
 
 GALLERY_LAYER = "chipqa gallery"
+NEXT_PAGE_DELAY_MS = 150
 
 
 class GalleryView(QObject):
@@ -39,6 +43,7 @@ class GalleryView(QObject):
     clicked = Signal(int)
     painted = Signal(int)
     _arrived = Signal(object, object)  # from loader threads, delivered queued
+    _next_arrived = Signal(object)
 
     def __init__(self, viewer: napari.Viewer, text: CanvasText, grid: PageGrid | None = None):
         super().__init__()
@@ -55,11 +60,17 @@ class GalleryView(QObject):
         self._missing: set[int] = set()
         self._refresh_due = False
         self._arrived.connect(self._on_arrived, Qt.ConnectionType.QueuedConnection)
+        # The next page painted off screen: its picture, and what it was painted from.
+        self._spare: np.ndarray | None = None
+        self._spare_from: tuple | None = None
+        self._next: tuple[str, ...] = ()
+        self._next_arrived.connect(self._on_next_arrived, Qt.ConnectionType.QueuedConnection)
 
     # ------------------------------------------------------------------ source & layer
     def set_source(self, session: ReviewSession | None, loader: ChipLoader | None) -> None:
         self.session, self.loader = session, loader
         self.state = None
+        self._spare_from, self._next = None, ()
 
     def _ensure_layer(self) -> None:
         if (
@@ -120,10 +131,14 @@ class GalleryView(QObject):
         index = min(max(index, 0), s.page_count(n) - 1)
         chips = s.page(index, n)
         self.state = PageState(chips, index=index, cursor=min(cursor, max(len(chips) - 1, 0)))
-        self._paint_all()
+        if not self._show_spare():
+            self._paint_all()
         if self.loader is not None:  # the next two pages, while the reviewer looks
-            for cid in s.page(index + 1, n) + s.page(index + 2, n):
+            for cid in s.page(index + 2, n):
                 self.loader.request_thumbnail(cid, self.grid.size)
+            self._next = tuple(s.page(index + 1, n))
+            # Painted after this page is drawn, not before.
+            QTimer.singleShot(NEXT_PAGE_DELAY_MS, lambda c=self._next: self._on_next_arrived(c))
 
     def show_chips(self, chips: list[str], title: str) -> None:
         """Show chips that are not a page of the ordering (a bulk rule's spot check)."""
@@ -173,6 +188,69 @@ class GalleryView(QObject):
         if not self._missing:
             self.painted.emit(st.index)
 
+    # ------------------------------------------------------------------ the next page
+    def _painted_from(self, chips: tuple[str, ...]) -> tuple | None:
+        """What a page of ``chips`` with the cursor on the first is painted from: the
+        thumbnails' futures and the written decisions (None while a thumbnail is out)."""
+        futures = tuple(self.loader.request_thumbnail(c, self.grid.size) for c in chips)
+        if not all(f.done() and not f.cancelled() and f.exception() is None for f in futures):
+            return None
+        return chips, futures, tuple(self.stored(c) for c in chips), self.grid.shape
+
+    def _prepare_next(self, chips: tuple[str, ...]) -> None:
+        """Paint the page of ``chips`` off screen once its thumbnails are in."""
+        if not chips or self.loader is None:
+            return
+        for cid in chips:
+            fut = self.loader.request_thumbnail(cid, self.grid.size)
+            if not fut.done():  # try again when it is in
+                fut.add_done_callback(lambda _f, c=chips: self._deliver_next(c))
+                return
+        source = self._painted_from(chips)
+        if source is None or source == self._spare_from:
+            return
+        spare = self._spare
+        if spare is None or spare.shape != self.grid.shape:
+            spare = self.grid.blank()
+        state = PageState(list(chips))
+        for k in range(self.grid.per_page):
+            cid = chips[k] if k < len(chips) else None
+            self.grid.paint(
+                spare,
+                k,
+                chip_id=cid,
+                thumb=source[1][k].result() if cid is not None else None,
+                stored=source[2][k] if cid is not None else None,
+                pending=None,
+                cursor=k == state.cursor,
+            )
+        self._spare, self._spare_from = spare, source
+
+    def _deliver_next(self, chips: tuple[str, ...]) -> None:
+        try:
+            self._next_arrived.emit(chips)
+        except RuntimeError:  # deleted meanwhile (the viewer closed)
+            pass
+
+    def _on_next_arrived(self, chips: tuple[str, ...]) -> None:
+        if chips == self._next and self.active:
+            self._prepare_next(chips)
+
+    def _show_spare(self) -> bool:
+        """Show the page painted off screen if it is this page, as it would be painted
+        now; False when it must be painted."""
+        st = self.state
+        if self._spare_from is None or self.loader is None or st.cursor != 0 or st.sample:
+            return False
+        chips = tuple(st.chips)
+        if chips != self._spare_from[0] or self._painted_from(chips) != self._spare_from:
+            return False
+        self._ensure_layer()
+        np.copyto(self._page, self._spare)
+        self._missing = set()
+        self._after_paint()
+        return True
+
     def _paint(self, k: int, thumb=None) -> None:
         st = self.state
         cid = st.chips[k] if k < len(st.chips) else None
@@ -197,12 +275,15 @@ class GalleryView(QObject):
                 if thumb is None:
                     self._missing.add(k)
             self._paint(k, thumb)
+        self._after_paint()
+
+    def _after_paint(self) -> None:
         self._refresh()
         # The line over the canvas follows once the page is drawn (laying out text costs
         # napari as much as the page itself).
         QTimer.singleShot(40, self.update_text)
         if not self._missing:
-            self.painted.emit(st.index)
+            self.painted.emit(self.state.index)
 
     def repaint(self, *cells: int) -> None:
         """Paint cells again (a cursor move, a toggle, a decision written)."""

@@ -8,7 +8,9 @@ changes through its signals), :class:`chipqa.review.BlocklistStore` writes them,
 :class:`~chipqa._qt.chip_display.ChipDisplay` draws chips as the background loader
 makes them ready and :class:`~chipqa._qt.gallery.GalleryView` draws pages of them. The
 GUI thread never waits for a chip or a model. What the keys and buttons do is in
-:class:`~chipqa._qt.review_actions.ReviewActions`.
+:class:`~chipqa._qt.review_actions.ReviewActions` and
+:class:`~chipqa._qt.gallery_actions.GalleryActions`; how the canvas and the panel follow
+the session is in :class:`~chipqa._qt.panel_sync.PanelSync`.
 
 The panel is a good napari citizen: its keys are bound only while it is shown and
 docked (:mod:`chipqa._qt.keys` says where), and closing it unbinds them, drops its
@@ -21,13 +23,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
-from qtpy.QtCore import QEvent, Qt, QTimer
+from qtpy.QtCore import QEvent, Qt
 from qtpy.QtWidgets import QWidget
 
 from chipqa._qt.chip_display import ChipDisplay
-from chipqa._qt.chip_layers import GALLERY, SIDE_BY_SIDE, CanvasText, ChipLayers
+from chipqa._qt.chip_layers import SIDE_BY_SIDE, CanvasText, ChipLayers
 from chipqa._qt.gallery import GalleryView
+from chipqa._qt.gallery_actions import GalleryActions
 from chipqa._qt.keys import KEY_ACTIONS, KeyBindings
+from chipqa._qt.panel_sync import PanelSync
 from chipqa._qt.review_actions import ReviewActions
 from chipqa._qt.review_layout import DEFAULT_MODEL, build_review_ui
 from chipqa._qt.scoring_job import ScoringJob
@@ -42,15 +46,13 @@ from chipqa.scoring import FLAG_DESCRIPTIONS
 if TYPE_CHECKING:
     import napari
 
-PREFETCH = 4
-
 
 def scores_path_for(root: Path) -> Path:
     """Where the widget keeps a dataset's scores (the CLI's default too)."""
     return side_paths(root).scores
 
 
-class ChipQAWidget(ReviewActions, QWidget):
+class ChipQAWidget(PanelSync, ReviewActions, GalleryActions, QWidget):
     """Review chips side by side or a page at a time and triage them into a blocklist."""
 
     def __init__(self, napari_viewer: napari.Viewer):
@@ -73,6 +75,7 @@ class ChipQAWidget(ReviewActions, QWidget):
         self._docked = False
         self._info_pending = False
         self._table_stale = False
+        self._decided_rows: set[str] = set()
         self._init_actions()
         self._build_ui()
         table = {k: (lambda n=a.name: self.run(n)) for a in KEY_ACTIONS for k in a.keys}
@@ -331,113 +334,6 @@ class ChipQAWidget(ReviewActions, QWidget):
             return
         self.store = self.session.store = store
         self.say(f"Decisions now go to {store.path} ({len(store)} already there).")
-
-    # -- what the session announces ---------------------------------------------
-    def _on_current_changed(self, _chip_id: str | None) -> None:
-        self.show_current()
-
-    def _on_decided(self, chip_id: str, _decision: str) -> None:
-        self.table_model.chip_changed(chip_id)  # one row, not the whole table
-        self._schedule_info()
-        if self.view != GALLERY and self.session is not None and self.loader is not None:
-            self.loader.prefetch(self.session.upcoming(PREFETCH))
-
-    def _on_order_changed(self) -> None:
-        self._on_table_changed()
-        if self.view == GALLERY and self.session is not None:
-            self.gallery.follow(self.session.position)
-
-    def _on_table_changed(self, *_) -> None:
-        self._table_stale = True
-        self._schedule_info()
-        if self.view != GALLERY and self.session is not None and self.loader is not None:
-            self.loader.prefetch(self.session.upcoming(PREFETCH))
-
-    def show_current(self) -> None:
-        """Show the session's current chip (or its page in the gallery): at once when it
-        is loaded, else dimmed old pixels and "loading…" until it is (the GUI thread never
-        waits for it)."""
-        if self.session is None or self.loader is None:
-            return
-        cid = self.session.current
-        if cid is None:
-            self.chip_label.setText("No chip matches the filters.")
-            return
-        if self.view == GALLERY:
-            self.gallery.follow(self.session.position)
-        else:
-            self.display.show(cid)
-            if self.display.loading:
-                self.chip_label.setText(f"<b>{cid}</b> · loading…")
-            self.loader.prefetch(self.session.upcoming(PREFETCH))
-        # Text and table follow on the next turn of the event loop, so that the canvas
-        # (what the reviewer is looking at) is drawn first.
-        self._schedule_info()
-
-    def _schedule_info(self) -> None:
-        if not self._info_pending:
-            self._info_pending = True
-            QTimer.singleShot(0, self._update_info)
-
-    def _update_info(self) -> None:
-        self._info_pending = False
-        if not self.alive:
-            return
-        if self._table_stale:
-            self._table_stale = False
-            self.table_model.refresh()
-        s = self.session
-        if s is None or s.current is None:
-            return
-        from chipqa._qt.review_layout import chip_info_html, progress_html
-
-        self.progress_label.setText(progress_html(s))
-        cid = s.current
-        row = s.row(cid)
-        text = chip_info_html(s, cid)
-        shown = self.display.chip_id == cid and self.view != GALLERY
-        if shown and self.display.loading:
-            text += "<br><i>loading…</i>"
-        error = row.get("error") or (self.display.error if shown else "")
-        if error:
-            text += (
-                f"<br><span style='color:#ff6b6b'>cannot be shown: {error}</span>"
-                "<br>Block it (b) if the chip is broken, or fix its files and open the "
-                "dataset again."
-            )
-        self.chip_label.setText(text)
-        self.chip_label.setToolTip(text)
-        self._update_badge()
-        if 0 <= s.position < len(s.order):
-            self.table.selectRow(s.position)
-            self.table.scrollTo(self.table_model.index(s.position, 0))
-
-    def _sync_sort_indicator(self) -> None:
-        """The table's sort arrow shows the ordering the rows really have."""
-        from chipqa._qt.scores_table import column_of
-
-        s = self.session
-        col = column_of(s.sort_by) if s is not None else -1
-        order = Qt.SortOrder.AscendingOrder if s and s.ascending else Qt.SortOrder.DescendingOrder
-        header = self.table.horizontalHeader()
-        header.blockSignals(True)
-        header.setSortIndicatorShown(col >= 0)
-        if col >= 0:
-            header.setSortIndicator(col, order)
-        header.blockSignals(False)
-
-    def _on_table_clicked(self, index) -> None:
-        cid = self.table_model.chip_at(index.row())
-        if cid is not None and self.session is not None:
-            self.session.goto(cid)
-
-    def _on_filter_changed(self, *_) -> None:
-        if self.session is None:
-            return
-        self.session.set_view(
-            flag=self.flag_combo.currentData(), undecided_only=self.undecided_check.isChecked()
-        )
-        self.show_current()
 
     # ------------------------------------------------------------------ lifecycle
     def showEvent(self, event) -> None:  # noqa: N802 (Qt API)
