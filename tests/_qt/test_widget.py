@@ -313,6 +313,10 @@ def test_retrain_in_a_subprocess_loads_the_new_model_and_rescores(
     qtbot.waitUntil(lambda: not w.retrain.running, timeout=240_000)
     kinds = [e["event"] for e in w.retrain.last_events]
     assert kinds[0] == "start" and kinds[-1] == "done", w.retrain.status.text()
+    curve = w.retrain.curve.model  # every step's loss and the epoch's points are on the curve
+    assert len(curve.steps) == kinds.count("step") > 0
+    assert [x for x, _ in curve.epoch_loss] == [1.0] and [x for x, _ in curve.iou] == [1.0]
+    assert curve.summary().startswith("done in") and "best validation IoU" in curve.summary()
     ckpt = w.retrain.checkpoint
     assert ckpt.is_file()
     from chipqa.predictors import read_checkpoint

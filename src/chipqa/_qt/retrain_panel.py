@@ -3,10 +3,11 @@
 Training runs as ``chipqa train`` in a child process (a crash or an out-of-memory
 error there never takes the viewer down). The panel follows the run through the
 JSON-lines progress file the trainer writes, shows loss and validation IoU in a napari
-progress bar, can cancel it (SIGTERM: the trainer stops and writes no checkpoint) and,
-when it succeeds, hands the new checkpoint to the review widget, which re-scores the
-dataset with it. The previous model's IoU on the new run's validation chips is
-computed too, so that "before" and "after" stand next to each other.
+progress bar and as a curve with the time left (:mod:`chipqa._qt.train_curve`), can
+cancel it (SIGTERM: the trainer stops and writes no checkpoint) and, when it succeeds,
+hands the new checkpoint to the review widget, which re-scores the dataset with it. The
+previous model's IoU on the new run's validation chips is computed too, so that
+"before" and "after" stand next to each other.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from chipqa._qt.train_curve import TrainCurve
 from chipqa.io.paths import side_paths
 from chipqa.predictors import RECOMMENDED_ENCODERS, read_checkpoint
 from chipqa.training import read_progress
@@ -108,10 +110,11 @@ class RetrainPanel(QWidget):
         self.status = QLabel("Blocked chips are left out; you can go on reviewing while it trains.")
         self.status.setWordWrap(True)
         lay.addWidget(self.status)
+        self.curve = TrainCurve()  # loss and IoU of the run, and the time left
+        lay.addWidget(self.curve, 1)
         self.result = QLabel("")
         self.result.setWordWrap(True)
         lay.addWidget(self.result)
-        lay.addStretch(1)
         self.timer = QTimer(self)
         self.timer.setInterval(POLL_MS)
         self.timer.timeout.connect(self._poll)
@@ -176,6 +179,7 @@ class RetrainPanel(QWidget):
         self.progress_path = models_dir(self.review.dataset.root) / f"progress-{kind}-{stamp}.jsonl"
         self._offset = 0
         self.last_events = []
+        self.curve.clear()
         proc = QProcess(self)
         proc.setProcessChannelMode(QProcess.ProcessChannelMode.MergedChannels)
         proc.finished.connect(self._on_finished)
@@ -204,6 +208,7 @@ class RetrainPanel(QWidget):
         events, self._offset = read_progress(self.progress_path, self._offset)
         for ev in events:
             self.last_events.append(ev)
+            self.curve.add_event(ev)
             self._show_event(ev)
 
     def _show_event(self, ev: dict) -> None:
