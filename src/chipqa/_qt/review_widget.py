@@ -42,6 +42,8 @@ from chipqa.predictors import Predictor, load_predictor
 from chipqa.review import BlocklistStore, ChipLoader, ReviewProject, ReviewSession
 from chipqa.review.blocklist import BlocklistError
 from chipqa.scoring import FLAG_DESCRIPTIONS
+from chipqa.scoring.previews import PreviewStore
+from chipqa.scoring.table import scored_threshold
 
 if TYPE_CHECKING:
     import napari
@@ -193,7 +195,8 @@ class ChipQAWidget(PanelSync, ReviewActions, GalleryActions, QWidget):
         self.progress_label.setText("")
 
     def _start_scoring(self, project: ReviewProject, predictor: Predictor) -> None:
-        job = ScoringJob(project.dataset, predictor)
+        previews = PreviewStore.for_predictor(project.root, predictor)
+        job = ScoringJob(project.dataset, predictor, previews=previews)
         job.progressed.connect(self._on_scored)
         job.done.connect(self._on_scoring_done)
         job.aborted.connect(self._on_scoring_aborted)
@@ -274,10 +277,13 @@ class ChipQAWidget(PanelSync, ReviewActions, GalleryActions, QWidget):
         self._scores = scores
         store = self._open_store()
         predictor = self.predictor
+        root = self.dataset.root
         loader = ChipLoader(
             self.dataset,
             predictor.predict_numpy if predictor else None,
             stretch=self.stretch_combo.currentText(),
+            threshold=scored_threshold(scores),
+            previews=PreviewStore.for_predictor(root, predictor) if predictor else None,
         )
         self.display.set_loader(loader)
         self.store = store

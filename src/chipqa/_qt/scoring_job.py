@@ -13,15 +13,16 @@ from qtpy.QtCore import QObject, Signal
 from chipqa.data import ChipDataset
 from chipqa.predictors import Predictor
 from chipqa.scoring import finalize, iter_scores
+from chipqa.scoring.previews import PreviewStore
 
 
-def _score_job(dataset: ChipDataset, predictor: Predictor):
+def _score_job(dataset: ChipDataset, predictor: Predictor, previews: PreviewStore | None):
     """Generator run in a worker thread: yields the rows of each scored batch.
 
     Two reading threads (the CLI uses every core for the CPU baseline) leave the rest of
     the machine to the viewer and its prefetch; batches are sized for the device.
     """
-    yield from iter_scores(dataset, predictor, workers=2)
+    yield from iter_scores(dataset, predictor, workers=2, previews=previews)
 
 
 class ScoringJob(QObject):
@@ -41,10 +42,18 @@ class ScoringJob(QObject):
     failed = Signal(object)
     finished = Signal()
 
-    def __init__(self, dataset: ChipDataset, predictor: Predictor, parent: QObject | None = None):
+    def __init__(
+        self,
+        dataset: ChipDataset,
+        predictor: Predictor,
+        parent: QObject | None = None,
+        *,
+        previews: PreviewStore | None = None,
+    ):
         super().__init__(parent)
         self.dataset = dataset
         self.predictor = predictor
+        self.previews = previews
         self.rows: list[dict] = []
         self._worker = None
         self._pbar = None
@@ -62,7 +71,7 @@ class ScoringJob(QObject):
         from napari.utils import progress
 
         self._pbar = progress(total=self.total, desc=f"chipqa: scoring {self.dataset.root.name}")
-        worker = create_worker(_score_job, self.dataset, self.predictor)
+        worker = create_worker(_score_job, self.dataset, self.predictor, self.previews)
         worker.yielded.connect(self._on_batch)
         worker.returned.connect(lambda _=None: self.done.emit(finalize(self.rows)))
         worker.aborted.connect(self._on_aborted)

@@ -41,6 +41,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--blocklist", default=None, help="with --folds: chips left out of training")
     p.add_argument("--progress", default=None, help="with --folds: progress events as JSON lines")
+    p.add_argument(
+        "--no-previews",
+        dest="previews",
+        action="store_false",
+        help="do not keep the small probability maps the napari gallery draws the model's "
+        "outline from (DATA_chipqa_previews/, about 16 KB a chip; without them the "
+        "gallery predicts every chip it shows again)",
+    )
     add_scoring_options(p)
     add_training_options(p)
     add_cache_option(p)
@@ -50,6 +58,7 @@ def score_with_predictor(dataset, args: argparse.Namespace):
     """Score the dataset with ``--model``; returns the predictor, the scores and seconds."""
     from chipqa.predictors import load_predictor
     from chipqa.scoring import score_dataset
+    from chipqa.scoring.previews import PreviewStore
 
     predictor = load_predictor(args.model, device=args.device, compile=args.compile)
     if args.dn_offset is not None:
@@ -64,6 +73,11 @@ def score_with_predictor(dataset, args: argparse.Namespace):
         workers=args.workers,
         threshold=args.threshold,
         progress=not args.quiet,
+        previews=(
+            PreviewStore.for_predictor(dataset.root, predictor)
+            if getattr(args, "previews", True)
+            else None
+        ),
     )
     seconds = time.perf_counter() - t0
     calibration = scores.attrs.get("calibration")

@@ -6,6 +6,8 @@ inside it, so the dataset itself stays exactly as its provider shipped it::
     <dataset>_chipqa_fixes/         corrected labels, one GeoTIFF per fix (named in the
                                     blocklist's ``fix`` rows; never overwritten)
     <dataset>_cache/                the memory-mapped chip cache
+    <dataset>_chipqa_previews/      small copies of the model's probability maps, kept
+                                    from scoring for the gallery (a cache)
     <dataset>_models/               checkpoints retrained from the plugin
 """
 
@@ -16,6 +18,7 @@ from pathlib import Path
 
 BLOCKLIST_NAME = "chipqa_blocklist.csv"
 FIXES_NAME = "chipqa_fixes"
+PREVIEWS_NAME = "chipqa_previews"
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,10 @@ class SidePaths:
     @property
     def fixes(self) -> Path:
         return self._beside(FIXES_NAME)
+
+    @property
+    def previews(self) -> Path:
+        return self._beside(PREVIEWS_NAME)
 
     @property
     def cache(self) -> Path:

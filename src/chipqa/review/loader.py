@@ -25,6 +25,7 @@ from chipqa.render import (
     thumbnail,
     true_colour_stretched,
 )
+from chipqa.scoring.previews import PreviewStore
 
 
 @dataclass
@@ -90,6 +91,12 @@ class ChipLoader:
         predict: ``(4, H, W)`` DNs → ``(H, W)`` probability, or None (no prediction).
         workers: background threads.
         cache_size: chips kept (each 512×512 chip is about 4 MB with its renderings).
+        stretch: the true-colour stretch (see :data:`chipqa.render.STRETCHES`).
+        threshold: probability at or above which the model's mask is outlined (the
+            threshold the chips were scored at).
+        previews: probability maps kept from scoring (:mod:`chipqa.scoring.previews`):
+            a gallery thumbnail draws the model's outline from the chip's preview when
+            there is one, without calling the model.
     """
 
     def __init__(
@@ -101,9 +108,11 @@ class ChipLoader:
         cache_size: int = 24,
         stretch: str = "fixed",
         threshold: float = 0.5,
+        previews: PreviewStore | None = None,
     ):
         self.dataset = dataset
         self.predict = predict
+        self.previews = previews
         self.cache_size = cache_size
         self.stretch = stretch
         self.threshold = threshold
@@ -153,8 +162,12 @@ class ChipLoader:
             v = full.result()
             if v.chip is not None:
                 return thumbnail(v.true_colour, v.label, v.prob, size, threshold=self.threshold)
+        prob = self.previews.get(chip_id) if self.previews is not None else None
         try:
-            chip, prob = self._read_and_predict(chip_id)
+            if prob is None:
+                chip, prob = self._read_and_predict(chip_id)
+            else:  # the map kept from scoring: no model call
+                chip = self.dataset.read(chip_id)
         except (ChipReadError, KeyError) as exc:
             return message_card(f"{chip_id}: cannot be read. {exc}", size, size)
         tc = true_colour_stretched(chip.bands, chip.valid, self.stretch)

@@ -23,6 +23,7 @@ from chipqa.errors import ChipqaError, ChipReadError
 from chipqa.predictors import Predictor, to_device
 from chipqa.scoring.batching import chip_batches, default_batch_size, default_workers
 from chipqa.scoring.calibrate import Calibration, iter_calibration
+from chipqa.scoring.previews import PreviewStore, preview_maps
 from chipqa.scoring.table import finalize
 from chipqa.stats import (
     chip_stats,
@@ -55,12 +56,18 @@ def _base_row(rec: ChipRecord, model: str, threshold: float) -> dict:
 
 
 def score_batch(
-    predictor: Predictor, chips: list[Chip], *, threshold: float = DEFAULT_THRESHOLD
+    predictor: Predictor,
+    chips: list[Chip],
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+    previews: PreviewStore | None = None,
 ) -> list[dict]:
     """Predict and compute the statistics of one batch of same-shape chips.
 
     On a GPU the statistics are computed there, on the whole batch, and only a few
     numbers per chip come back; on a CPU the fused kernels count each chip in one pass.
+    With ``previews``, a small copy of each chip's probability map is kept there for
+    the gallery (see :mod:`chipqa.scoring.previews`).
     """
     device = predictor.device
     bands = to_device(np.stack([c.bands for c in chips]), device)
@@ -70,6 +77,8 @@ def score_batch(
         maps = predictor.predict_maps(bands)
         prob = maps["cloud"]
         shadow = maps.get("shadow")
+        if previews is not None:
+            previews.put_many([c.chip_id for c in chips], preview_maps(prob, valid))
         if shadow is not None:
             shadow = shadow_fraction(prob, shadow, valid).cpu().numpy()
         if kernels is not None:
@@ -115,6 +124,7 @@ def iter_scores(
     workers: int | None = None,
     threshold: float | str = DEFAULT_THRESHOLD,
     on_calibrated: Callable[[Calibration], None] | None = None,
+    previews: PreviewStore | None = None,
 ) -> Iterator[list[dict]]:
     """Score chips batch by batch, yielding the rows of each batch as they are done.
 
@@ -132,7 +142,10 @@ def iter_scores(
     to report progress and to cancel).
 
     Chips are read through the dataset (:meth:`ChipDataset.read_record`: from its cache
-    when it has one); ``chip_ids`` scores only those chips, in that order.
+    when it has one); ``chip_ids`` scores only those chips, in that order. ``previews``
+    keeps a small copy of each chip's probability map for the gallery (predictors that
+    score chip by chip, such as the baseline, are fast enough to predict again and keep
+    none).
     """
     if not isinstance(dataset, ChipDataset):
         raise TypeError(
@@ -171,7 +184,9 @@ def iter_scores(
             row["error"] = str(err)
             rows.append(row)
         if batch:
-            stats = score_batch(predictor, [c for _, c in batch], threshold=threshold)
+            stats = score_batch(
+                predictor, [c for _, c in batch], threshold=threshold, previews=previews
+            )
             for (rec, _), st in zip(batch, stats, strict=True):
                 row = _base_row(rec, predictor.name, threshold)
                 row.update(st)
@@ -246,6 +261,7 @@ def score_dataset(
     threshold: float | str = DEFAULT_THRESHOLD,
     progress: bool | Callable[[ScoreProgress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    previews: PreviewStore | None = None,
 ) -> pd.DataFrame:
     """Score a dataset and return the ranked table (see :func:`~chipqa.scoring.table.finalize`).
 
@@ -264,6 +280,8 @@ def score_dataset(
             terminal), or a callback receiving :class:`ScoreProgress` after each batch.
         should_stop: polled after each batch; when it returns True the run stops and the
             chips scored so far are returned.
+        previews: where to keep small probability maps for the gallery (see
+            :mod:`chipqa.scoring.previews`), or None.
     """
     if chip_ids is not None:
         chip_ids = list(chip_ids)
@@ -286,6 +304,7 @@ def score_dataset(
             workers=workers,
             threshold=threshold,
             on_calibrated=calibrated.append,
+            previews=previews,
         ):
             rows.extend(batch_rows)
             errors += sum(1 for r in batch_rows if r.get("error"))

@@ -173,6 +173,15 @@ def finalize(rows: list[dict]) -> pd.DataFrame:
     return df[SCORE_COLUMNS + extra]
 
 
+def scored_threshold(scores: pd.DataFrame, default: float = 0.5) -> float:
+    """The threshold the table was scored at (the most common one: a table stitched from
+    runs may hold several), or ``default`` for a table without the column."""
+    if "threshold" not in scores:
+        return default
+    values = pd.to_numeric(scores["threshold"], errors="coerce").dropna()
+    return float(values.mode().iloc[0]) if len(values) else default
+
+
 class ScoresWriteError(ChipqaError):
     """A scores table could not be written anywhere it was asked to go.
 
