@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +17,12 @@ from chipqa.constants import BANDS  # noqa: F401 (tests import it from here)
 from chipqa.io import layout as layouts
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+# chipqa's caches (the onnxruntime copy of the pretrained model) go to a folder of
+# this run, not to the user's ~/.cache; child processes (training, the CLI) inherit it.
+if "CHIPQA_CACHE_DIR" not in os.environ:
+    _cache = tempfile.mkdtemp(prefix="chipqa-test-cache-")
+    os.environ["CHIPQA_CACHE_DIR"] = _cache
+    atexit.register(shutil.rmtree, _cache, ignore_errors=True)
 
 CRS = "EPSG:32736"
 TRANSFORM = from_origin(500_000.0, 9_000_000.0, 10.0, 10.0)
