@@ -58,7 +58,7 @@ def main() -> None:
     viewer = napari.Viewer(show=True)
     viewer.window._qt_window.resize(1600, 1000)
     app = QApplication.instance()
-    widget = open_in_viewer(viewer, root)
+    widget = open_in_viewer(viewer, root, model="baseline")
     while widget.session is None or widget.scoring_running:
         app.processEvents()
         time.sleep(0.01)
