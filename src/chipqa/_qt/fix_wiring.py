@@ -1,9 +1,10 @@
 """The label-fix keys of the review: ``a`` takes the model's mask as the chip's label,
-``e`` paints the label, Return saves the painting and Escape cancels it.
+``e`` paints the label, Return saves the painting and Escape cancels it (the keys in
+force: each can be changed in napari's keyboard preferences, see :mod:`chipqa._qt.keys`).
 
 The work is :class:`chipqa._qt.label_fix.LabelFixer`'s; this module only hands it the
 chip on screen and keeps the review keys out of the way while a label is painted (only
-Return and Escape are chipqa's then, bound on the painted layer itself, which napari
+the paint keys are chipqa's then, bound on the painted layer itself too, which napari
 asks before its own Labels keys).
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from chipqa._qt.keys import PAINT_KEYS, KeyBindings
+from chipqa._qt.keys import PAINT_KEYS, KeyBindings, key_table, paint_keys_text
 from chipqa.review.blocklist import BlocklistError
 
 if TYPE_CHECKING:
@@ -90,25 +91,28 @@ def accept_model(w: ChipQAWidget) -> None:
 
 
 def start_painting(w: ChipQAWidget) -> None:
-    """Paint the current chip's label in a Labels layer (Return saves, Escape cancels)."""
+    """Paint the current chip's label in a Labels layer (by default Return saves,
+    Escape cancels)."""
     fixer, view = _fixer_and_view(w)
     if view is None:
         return
     label = view.label if view.label is not None else (view.prob >= 0.5).astype("uint8")
-    fixer.start_painting(
+    layer = fixer.start_painting(
         view.chip_id,
         label,
         model=w.predictor.name if w.predictor else "",
         info=w.session.info(view.chip_id),
     )
+    keys = paint_keys_text()
+    if layer is not None and "Return saves, Escape cancels" in layer.name:
+        layer.name = layer.name.replace("Return saves, Escape cancels", keys)
     w._keys.unbind()  # the review keys are out of the way while painting
-    table = {k: (lambda n=a.name: w.run(n)) for a in PAINT_KEYS for k in a.keys}
-    w._paint_keys = KeyBindings(w.viewer, table)
+    w._paint_keys = KeyBindings(w.viewer, key_table(PAINT_KEYS), w.run)
     w._paint_keys.bind()
     active = w.viewer.layers.selection.active
     if active is not None:
         w._paint_keys.add_layer(active)  # before napari's Labels keys on that layer
-    w.status.setText(f"Painting the label of {view.chip_id}: Return saves, Escape cancels.")
+    w.status.setText(f"Painting the label of {view.chip_id}: {keys}.")
 
 
 def finish(w: ChipQAWidget, *, save: bool) -> None:

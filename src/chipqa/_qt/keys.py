@@ -1,6 +1,15 @@
-"""The review keys: one table, shown on the buttons and in the help overlay, declared in
-the plugin manifest (``napari.yaml``: a command and a ``keybindings`` entry per action)
-and bound in the viewer only while the Chip QA panel lives.
+"""The review keys: one table, shown on the buttons and in the help overlay, listed in
+napari's keyboard preferences and bound in the viewer only while the Chip QA panel lives.
+
+Where the user sees and changes them: napari's **Preferences → Shortcuts**, group
+"Viewer key bindings", where each action is listed as ``chipqa:<name>`` (``chipqa:keep``,
+``chipqa:block_1``, …) with what it does (:mod:`chipqa._qt.shortcuts` registers them
+there when a Chip QA panel first opens in a napari session). A key changed there works
+at once in the open panel (the old one no longer does), shows on its buttons, in the
+keys line and in the help overlay, and napari keeps it in its settings for the next
+sessions. The paint keys (``Enter`` saves a painted label, ``Escape`` cancels it) are
+listed and changed there too. The manifest (``napari.yaml``) declares the same default
+keys as ``keybindings``; napari does not read plugin key bindings from manifests yet.
 
 How the keys live beside napari's own:
 
@@ -28,7 +37,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class KeyAction:
-    """One action: its manifest command, its keys and what it does in each view."""
+    """One action: its manifest command, its default keys (the manifest's) and what it
+    does in each view. The keys in force are :func:`keys_of`'s."""
 
     name: str
     keys: tuple[str, ...]
@@ -38,6 +48,16 @@ class KeyAction:
     @property
     def command(self) -> str:
         return f"chipqa.key_{self.name}"
+
+    @property
+    def description(self) -> str:
+        """What it does, in single-chip review and in the gallery (one line)."""
+        gallery = self.single if self.gallery == "the same" else self.gallery
+        if not self.single:
+            return f"Chip QA: gallery: {gallery}"
+        if gallery and gallery != self.single:
+            return f"Chip QA: {self.single}; gallery: {gallery}"
+        return f"Chip QA: {self.single}"
 
 
 KEY_ACTIONS: tuple[KeyAction, ...] = (
@@ -75,8 +95,8 @@ KEY_ACTIONS: tuple[KeyAction, ...] = (
     KeyAction("paint", ("e",), "fix: paint the label", ""),
     KeyAction("help", ("h",), "show / hide these keys over the canvas", "the same"),
 )
-"""Every review key. While a label is being painted only ``Return`` (save) and
-``Escape`` (cancel) are chipqa's; the rest are out of the way."""
+"""Every review key. While a label is being painted only the paint keys (``Return``
+saves, ``Escape`` cancels) are chipqa's; the rest are out of the way."""
 
 PAINT_KEYS: tuple[KeyAction, ...] = (
     KeyAction("save_paint", ("Enter",), "fix: save the painted label"),
@@ -85,14 +105,43 @@ PAINT_KEYS: tuple[KeyAction, ...] = (
 
 ACTIONS = {a.name: a for a in (*KEY_ACTIONS, *PAINT_KEYS)}
 
+_current: dict[str, tuple[str, ...]] = {}
+"""The keys in force (an action missing here has its defaults): kept by
+:mod:`chipqa._qt.shortcuts` as napari's keyboard preferences change them."""
+
+
+def keys_of(name: str) -> tuple[str, ...]:
+    """The keys in force for an action (none when the user cleared them)."""
+    return _current.get(name, ACTIONS[name].keys)
+
+
+def set_keys(name: str, keys: tuple[str, ...]) -> None:
+    """Record the keys in force for an action (the panels rebind them)."""
+    _current[name] = tuple(keys)
+
+
+def key_table(actions: tuple[KeyAction, ...]) -> dict[str, str]:
+    """``key → action name`` for the keys in force of ``actions``."""
+    return {k: a.name for a in actions for k in keys_of(a.name)}
+
 
 def shown_key(key: str) -> str:
-    return {"Right": "→", "Left": "←", "Up": "↑", "Down": "↓", "Enter": "Return"}.get(key, key)
+    named = {"Right": "→", "Left": "←", "Up": "↑", "Down": "↓", "Enter": "Return"}
+    if key in named:
+        return named[key]
+    return key.lower() if len(key) == 1 else key
 
 
 def key_of(name: str) -> str:
-    """The key(s) of an action as shown on a button, e.g. ``k`` or ``→``."""
-    return "/".join(shown_key(k) for k in ACTIONS[name].keys)
+    """The key(s) of an action as shown on a button, e.g. ``k`` or ``→`` (empty when
+    it has none)."""
+    return "/".join(shown_key(k) for k in keys_of(name))
+
+
+def paint_keys_text() -> str:
+    """What the paint keys do, e.g. ``Return saves, Escape cancels``."""
+    save, cancel = key_of("save_paint") or "no key", key_of("cancel_paint") or "no key"
+    return f"{save} saves, {cancel} cancels"
 
 
 def keys_help(gallery: bool = False) -> str:
@@ -100,26 +149,27 @@ def keys_help(gallery: bool = False) -> str:
     items = []
     for a in KEY_ACTIONS:
         what = a.gallery if gallery else a.single
-        if what and what != "the same":
+        what = a.single if what == "the same" else what
+        if what and key_of(a.name):
             items.append(f"<b>{key_of(a.name)}</b> {what}")
-        elif what == "the same":
-            items.append(f"<b>{key_of(a.name)}</b> {a.single}")
     return "Keys: " + " · ".join(items)
 
 
 def help_text(gallery: bool, taken: set[str] = frozenset()) -> str:
     """The help overlay: one line per key of the view (plain text)."""
-    lines = ["chipqa keys (h hides this)" + (" — gallery" if gallery else " — single chip")]
+    hide = f" ({key_of('help')} hides this)" if key_of("help") else ""
+    lines = [f"chipqa keys{hide}" + (" — gallery" if gallery else " — single chip")]
     for a in (*KEY_ACTIONS, *PAINT_KEYS):
         what = a.gallery if gallery else a.single
         what = a.single if what == "the same" else what
-        if not what:
+        if not what or not key_of(a.name):
             continue
-        note = " (taken by your own binding)" if set(a.keys) & taken else ""
+        note = " (taken by your own binding)" if set(keys_of(a.name)) & taken else ""
         lines.append(f"{key_of(a.name):>7}  {what}{note}")
     lines.append(
         "Keys of a layer of your own (Shapes, Labels…) stay napari's while it is selected."
     )
+    lines.append("Change the keys in Preferences → Shortcuts (Viewer key bindings, chipqa:…).")
     return "\n".join(lines)
 
 
@@ -142,12 +192,15 @@ def _coerce(key: str):
 
 
 class KeyBindings:
-    """Binds ``key → callback`` on a viewer (and on chipqa's own layers) until
-    :meth:`unbind`; never overwrites a binding it did not make."""
+    """Binds each key of ``table`` (``key → action name``) to ``run(name)`` on a viewer
+    (and on chipqa's own layers) until :meth:`unbind`; never overwrites a binding it did
+    not make. :meth:`set_table` swaps the keys (after a change in napari's keyboard
+    preferences), rebinding them if they are bound."""
 
-    def __init__(self, viewer: napari.Viewer, table: dict[str, Callable[[], object]]):
+    def __init__(self, viewer: napari.Viewer, table: dict[str, str], run: Callable[[str], object]):
         self.viewer = viewer
-        self.table = table
+        self.table = dict(table)
+        self.run = run
         self._funcs: dict[str, Callable] = {}
         self._layers: list = []
         self.taken: set[str] = set()
@@ -155,10 +208,10 @@ class KeyBindings:
 
     def _func(self, key: str) -> Callable:
         if key not in self._funcs:
-            action = self.table[key]
+            name, run = self.table[key], self.run
 
             def callback(_viewer_or_layer=None):
-                action()
+                run(name)
 
             self._funcs[key] = callback
         return self._funcs[key]
@@ -190,6 +243,18 @@ class KeyBindings:
         self._layers.append(layer)
         if self.bound:
             self._bind_layer(layer)
+
+    def set_table(self, table: dict[str, str]) -> None:
+        """Use these keys from now on: the old ones are unbound, the new ones bound
+        (when the keys are bound now)."""
+        if table == self.table:
+            return
+        bound = self.bound
+        self.unbind()
+        self._funcs.clear()
+        self.table = dict(table)
+        if bound:
+            self.bind()
 
     def _pop(self, keymap) -> None:
         for key, func in self._funcs.items():

@@ -3,7 +3,9 @@
 Each key of :data:`chipqa._qt.keys.KEY_ACTIONS` runs :meth:`ReviewActions.run` with its
 action's name; the action then does what the view on the canvas asks for (``k`` keeps
 the chip in single-chip review, and keeps the undecided chips of the page and saves it
-in the gallery). Nothing here waits for a chip or a model.
+in the gallery). When a key is changed in napari's keyboard preferences,
+:meth:`ReviewActions.keys_changed` binds the new one and shows it. Nothing here waits
+for a chip or a model.
 """
 
 from __future__ import annotations
@@ -17,7 +19,15 @@ from chipqa._qt.chip_layers import (
     SIDE_BY_SIDE,
     VIEWS,
 )
-from chipqa._qt.keys import dims_step, help_text, keys_help
+from chipqa._qt.keys import (
+    KEY_ACTIONS,
+    PAINT_KEYS,
+    dims_step,
+    help_text,
+    key_table,
+    keys_help,
+    paint_keys_text,
+)
 from chipqa.render import STRETCHES
 from chipqa.review.blocklist import REASONS, BlocklistError
 from chipqa.review.session import default_reason
@@ -63,9 +73,23 @@ class ReviewActions:
             return
         painting = self.fixer is not None and getattr(self.fixer, "painting", False)
         if painting and name not in ("save_paint", "cancel_paint", "help"):
-            self.status.setText("Painting a label: Return saves it, Escape cancels.")
+            self.status.setText(f"Painting a label: {paint_keys_text()}.")
             return
         getattr(self, f"act_{name}")()
+
+    def keys_changed(self: ChipQAWidget, _action: str = "") -> None:
+        """A key was changed in napari's keyboard preferences: bind the keys in force
+        (the old one no longer does anything) and show them."""
+        if not self.alive:
+            return
+        from chipqa._qt.review_layout import show_keys
+
+        self._keys.set_table(key_table(KEY_ACTIONS))
+        if self._paint_keys is not None:
+            self._paint_keys.set_table(key_table(PAINT_KEYS))
+        show_keys(self)
+        if self._help_on:
+            self._show_help()
 
     @property
     def in_gallery(self: ChipQAWidget) -> bool:

@@ -5,6 +5,9 @@ slots and actions; it keeps each control as an attribute of the owner (``dataset
 ``flag_combo``, ``table``, ``chip_label``, ``status``, …), as Qt Designer's ``setupUi``
 does, so that tests and scripts reach them directly.
 
+The texts that name a key (the buttons, their tooltips, the keys line) are set by
+:func:`show_keys`, again whenever a key is changed in napari's keyboard preferences.
+
 No control but the text fields takes the keyboard focus: after a click on a button, a
 box or the table the review keys still go to the viewer (a focused combo box would take
 ``n`` as "the item starting with n", a focused button would take Space as a click).
@@ -52,13 +55,49 @@ INFO_LINES = 7
 
 def key_button(text: str, action: str, slot, tip: str = "") -> QPushButton:
     """A button that shows its key and says what it does, and never takes the focus."""
-    key = key_of(action)
-    b = QPushButton(f"{text} ({key})")
-    what = ACTIONS[action].single or ACTIONS[action].gallery
-    b.setToolTip(f"{tip or what} — key: {key}")
+    b = QPushButton(text)
+    b.key_text, b.key_action, b.key_tip = text, action, tip
+    _label_key_button(b)
     b.setFocusPolicy(NO_FOCUS)
     b.clicked.connect(lambda _=False: slot())
     return b
+
+
+def _label_key_button(b: QPushButton) -> None:
+    key = key_of(b.key_action)
+    b.setText(f"{b.key_text} ({key})" if key else b.key_text)
+    what = ACTIONS[b.key_action].single or ACTIONS[b.key_action].gallery
+    b.setToolTip(f"{b.key_tip or what} — key: {_key(b.key_action)}")
+
+
+def _key(action: str) -> str:
+    return key_of(action) or "none (set one in Preferences → Shortcuts)"
+
+
+def show_keys(w: ChipQAWidget) -> None:
+    """Show the keys in force on ``w``'s buttons, in their tooltips and the keys line."""
+    for b in w.key_buttons:
+        _label_key_button(b)
+    w.mode_combo.setToolTip(
+        f"gallery: a page of chips ({_key('open')} opens the cursor chip); "
+        f"side by side / layers ({_key('toggle_layers')})"
+    )
+    w.stretch_combo.setToolTip(
+        "true-colour stretch: fixed (reflectance 0–0.3, chips compare) or per chip "
+        f"(shows thin cloud over bright chips) — key: {_key('stretch')}"
+    )
+    w.reason_combo.setToolTip(
+        f"reason written with {_key('block')} / Block: '{FROM_FLAG}' writes all_cloud_wrong "
+        "for an all-cloud label, no_cloud_wrong for a no-cloud label, …; pick one or type "
+        "your own. Keys "
+        + ", ".join(key_of(f"block_{i}") or "–" for i in range(1, len(REASONS) + 1))
+        + " write their own reason."
+    )
+    w.bulk_btn.setToolTip(
+        "Blocks the undecided chips the table lists now (after a spot check of a random "
+        f"sample and your confirmation); {_key('undo')} takes it back as one step."
+    )
+    w.keys_label.setText(keys_help(w.view == "gallery"))
 
 
 def _button(text: str, slot, tip: str = "") -> QPushButton:
@@ -127,18 +166,10 @@ def build_review_ui(w: ChipQAWidget) -> None:
     w.mode_combo.addItems(list(VIEWS))
     w.mode_combo.setCurrentText(w.view)
     w.mode_combo.setFocusPolicy(NO_FOCUS)
-    w.mode_combo.setToolTip(
-        f"gallery: a page of chips ({key_of('open')} opens the cursor chip); "
-        f"side by side / layers ({key_of('toggle_layers')})"
-    )
     w.mode_combo.currentTextChanged.connect(w.set_view)
     w.stretch_combo = QComboBox()
     w.stretch_combo.addItems(list(STRETCHES))
     w.stretch_combo.setFocusPolicy(NO_FOCUS)
-    w.stretch_combo.setToolTip(
-        "true-colour stretch: fixed (reflectance 0–0.3, chips compare) or per chip "
-        f"(shows thin cloud over bright chips) — key: {key_of('stretch')}"
-    )
     w.stretch_combo.currentTextChanged.connect(w.set_stretch)
     row.addWidget(w.flag_combo, 1)
     row.addWidget(w.undecided_check)
@@ -185,15 +216,11 @@ def build_review_ui(w: ChipQAWidget) -> None:
     w.reason_combo = QComboBox()
     w.reason_combo.setEditable(True)
     w.reason_combo.addItems([FROM_FLAG, *REASONS])
-    w.reason_combo.setToolTip(
-        f"reason written with {key_of('block')} / Block: '{FROM_FLAG}' writes all_cloud_wrong "
-        "for an all-cloud label, no_cloud_wrong for a no-cloud label, …; pick one or type "
-        f"your own. Keys {key_of('block_1')}…{key_of('block_6')} write their own reason."
-    )
     row.addWidget(QLabel("Block reason"))
     row.addWidget(w.reason_combo, 1)
     lay.addLayout(row)
 
+    w.key_buttons = []
     row = QHBoxLayout()
     for text, action in (
         ("Keep", "keep"),
@@ -202,21 +229,21 @@ def build_review_ui(w: ChipQAWidget) -> None:
         ("Undo", "undo"),
         ("Next undecided", "next_undecided"),
     ):
-        row.addWidget(key_button(text, action, lambda a=action: w.run(a)))
+        w.key_buttons.append(key_button(text, action, lambda a=action: w.run(a)))
+        row.addWidget(w.key_buttons[-1])
     lay.addLayout(row)
     row = QHBoxLayout()
-    row.addWidget(key_button("Gallery / chip", "open", lambda: w.run("open")))
-    row.addWidget(key_button("Fix: model's mask", "accept_model", lambda: w.run("accept_model")))
-    row.addWidget(key_button("Fix: paint", "paint", lambda: w.run("paint")))
-    row.addWidget(key_button("Keys", "help", lambda: w.run("help")))
+    for text, action in (
+        ("Gallery / chip", "open"),
+        ("Fix: model's mask", "accept_model"),
+        ("Fix: paint", "paint"),
+        ("Keys", "help"),
+    ):
+        w.key_buttons.append(key_button(text, action, lambda a=action: w.run(a)))
+        row.addWidget(w.key_buttons[-1])
     lay.addLayout(row)
     row = QHBoxLayout()
-    w.bulk_btn = _button(
-        "Block every chip in this filter…",
-        w._on_bulk_block,
-        "Blocks the undecided chips the table lists now (after a spot check of a random "
-        f"sample and your confirmation); {key_of('undo')} takes it back as one step.",
-    )
+    w.bulk_btn = _button("Block every chip in this filter…", w._on_bulk_block)
     row.addWidget(w.bulk_btn)
     row.addWidget(_button("Export blocklist…", w._on_export))
     w.export_all = QCheckBox("all decisions")
@@ -225,7 +252,7 @@ def build_review_ui(w: ChipQAWidget) -> None:
     row.addStretch(1)
     lay.addLayout(row)
 
-    w.keys_label = QLabel(keys_help(w.view == "gallery"))
+    w.keys_label = QLabel("")
     w.keys_label.setWordWrap(True)
     w.keys_label.setTextFormat(Qt.TextFormat.RichText)
     lay.addWidget(w.keys_label)
@@ -234,6 +261,7 @@ def build_review_ui(w: ChipQAWidget) -> None:
     w.status.setFixedHeight(3 * line + 4)
     w.keys_label.setFixedHeight(5 * line + 4)
     lay.addWidget(w.status)
+    show_keys(w)
 
 
 def _num(row: dict, key: str) -> str:

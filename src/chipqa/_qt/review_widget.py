@@ -13,8 +13,9 @@ GUI thread never waits for a chip or a model. What the keys and buttons do is in
 the session is in :class:`~chipqa._qt.panel_sync.PanelSync`.
 
 The panel is a good napari citizen: its keys are bound only while it is shown and
-docked (:mod:`chipqa._qt.keys` says where), and closing it unbinds them, drops its
-layer callbacks and stops its background work. It uses napari's public API only.
+docked (:mod:`chipqa._qt.keys` says where, and how the user changes them in napari's
+preferences), and closing it unbinds them, drops its layer callbacks and stops its
+background work. It uses napari's public API only.
 """
 
 from __future__ import annotations
@@ -26,11 +27,12 @@ import pandas as pd
 from qtpy.QtCore import QEvent, Qt
 from qtpy.QtWidgets import QWidget
 
+from chipqa._qt import shortcuts
 from chipqa._qt.chip_display import ChipDisplay
 from chipqa._qt.chip_layers import SIDE_BY_SIDE, CanvasText, ChipLayers
 from chipqa._qt.gallery import GalleryView
 from chipqa._qt.gallery_actions import GalleryActions
-from chipqa._qt.keys import KEY_ACTIONS, KeyBindings
+from chipqa._qt.keys import KEY_ACTIONS, KeyBindings, key_table
 from chipqa._qt.panel_sync import PanelSync
 from chipqa._qt.review_actions import ReviewActions
 from chipqa._qt.review_layout import DEFAULT_MODEL, build_review_ui
@@ -79,9 +81,10 @@ class ChipQAWidget(PanelSync, ReviewActions, GalleryActions, QWidget):
         self._table_stale = False
         self._decided_rows: set[str] = set()
         self._init_actions()
+        shortcuts.register()  # the keys in force: the user's (napari's preferences)
         self._build_ui()
-        table = {k: (lambda n=a.name: self.run(n)) for a in KEY_ACTIONS for k in a.keys}
-        self._keys = KeyBindings(napari_viewer, table)
+        self._keys = KeyBindings(napari_viewer, key_table(KEY_ACTIONS), self.run)
+        shortcuts.attach(self)  # keys_changed() after a change in the preferences
         self.chip_layers.on_created.append(self._keys.add_layer)
         self.gallery.on_created.append(self._keys.add_layer)
         self.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
@@ -363,6 +366,7 @@ class ChipQAWidget(PanelSync, ReviewActions, GalleryActions, QWidget):
         if not self.alive:
             return
         self.alive = False
+        shortcuts.detach(self)
         self._keys.unbind()
         self._keys.forget_layers()
         self.gallery.close()
@@ -375,6 +379,7 @@ class ChipQAWidget(PanelSync, ReviewActions, GalleryActions, QWidget):
 
     def _teardown(self, *_) -> None:
         self.alive = False
+        shortcuts.detach(self)
         if self._job is not None:
             self._job.cancel()
         try:
