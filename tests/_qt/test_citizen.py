@@ -153,10 +153,27 @@ def test_a_filter_starts_at_its_first_row_and_the_table_shows_the_real_order(
     _press(viewer, qtbot, "b")  # the reason is the chip's own flag's
     d = read_blocklist(w.store.path)[w.session.order[0]]
     assert (d.decision, d.reason) == ("block", "all_cloud_wrong")
-    # The canvas says what was recorded.
-    assert "recorded" in w.canvas_text.badge and w.session.order[0] in w.canvas_text.badge
+    # The canvas says what was recorded (once the next chip is drawn).
+    qtbot.waitUntil(lambda: "recorded" in w.canvas_text.badge, timeout=5_000)
+    assert w.session.order[0] in w.canvas_text.badge
     qtbot.waitUntil(lambda: "1 / 13</b>" in w.progress_label.text(), timeout=5_000)
     assert "block 1 (all_cloud_wrong 1)" in w.progress_label.text()
+
+
+def test_the_canvas_never_shows_the_last_chips_decision_over_the_next_chip(
+    make_napari_viewer, qtbot, root
+):
+    viewer = make_napari_viewer(show=True)
+    w = _open(viewer, qtbot, root)
+    first = w.session.current
+    _press(viewer, qtbot, "b")
+    qtbot.waitUntil(lambda: "recorded" in w.canvas_text.badge, timeout=5_000)
+    second = w.session.current
+    assert second != first and w.canvas_text.badge.startswith(f"{second}: no decision yet")
+    _press(viewer, qtbot, "p")  # back to the blocked chip: its own badge, or none yet
+    assert w.session.current == first
+    assert second not in w.canvas_text.badge
+    qtbot.waitUntil(lambda: w.canvas_text.badge.startswith(f"{first}: BLOCK"), timeout=5_000)
 
 
 def Qt_h():  # noqa: N802

@@ -2,8 +2,11 @@
 
 The session announces a new current chip, a decision, a new ordering or filter; the
 canvas follows at once (the chip, or the page in the gallery) and the panel's text and
-table on a later turn of the event loop, so that what the reviewer looks at is drawn
-first. Mixed into :class:`~chipqa._qt.review_widget.ChipQAWidget`.
+table and the canvas's decision badge :data:`INFO_MS` later, so that what the reviewer
+looks at is drawn first (under a software renderer, painting the panel cost as much as
+the chip, and so did laying out the badge's text).
+
+Mixed into :class:`~chipqa._qt.review_widget.ChipQAWidget`.
 """
 
 from __future__ import annotations
@@ -19,8 +22,8 @@ if TYPE_CHECKING:
 
 PREFETCH = 4
 """Chips read ahead of the current one in single-chip review."""
-GALLERY_INFO_MS = 80
-"""In the gallery the panel's text and table follow this long after a page is shown."""
+INFO_MS = 80
+"""The panel's text and table follow this long after a chip or a page is shown."""
 
 
 class PanelSync:
@@ -60,18 +63,20 @@ class PanelSync:
             self.gallery.follow(self.session.position)
         else:
             self.display.show(cid)
+            if self.canvas_text.badge:  # never the last chip's badge over this chip; the
+                self.canvas_text.badge = ""  # new one comes with the panel (laying out
+                self.canvas_text.refresh()  # text costs napari as much as the chip)
             if self.display.loading:
                 self.chip_label.setText(f"<b>{cid}</b> · loading…")
             self.loader.prefetch(self.session.upcoming(PREFETCH))
-        # Text and table follow on the next turn of the event loop, so that the canvas
-        # (what the reviewer is looking at) is drawn first.
+        # The panel's text and table follow once the canvas (what the reviewer is looking
+        # at) is drawn: painting them first cost as much as drawing the chip.
         self._schedule_info()
 
     def _schedule_info(self: ChipQAWidget) -> None:
         if not self._info_pending:
             self._info_pending = True
-            # In the gallery a page turn redraws a large picture: let it go first.
-            QTimer.singleShot(GALLERY_INFO_MS if self.view == GALLERY else 0, self._update_info)
+            QTimer.singleShot(INFO_MS, self._update_info)
 
     def _update_info(self: ChipQAWidget) -> None:
         self._info_pending = False

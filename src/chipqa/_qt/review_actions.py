@@ -232,7 +232,7 @@ class ReviewActions:
             decided, total = self.session.progress()
             self.status.setStyleSheet("")
             self.status.setText(f"Recorded {what} for {cid} · {decided}/{total} decided.")
-            self._update_badge()
+            self._schedule_info()  # the canvas badge says so once the next chip is drawn
 
     def block_reason(self: ChipQAWidget, chip_id: str) -> str:
         """The reason ``b`` writes: the one picked in the widget, or the chip's own flag's."""
