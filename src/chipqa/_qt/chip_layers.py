@@ -125,6 +125,20 @@ class CanvasText:
         self.badge = self.note_text = self.help_text = ""
         self.refresh()
 
+    def hide_badge(self) -> None:
+        """Take the badge off at once, cheaply: the text is made transparent, not laid
+        out again (that costs napari as much as drawing a chip), until :meth:`refresh`
+        shows the next one. (Hiding the overlay and showing it with new text crashed
+        Mesa's software renderer.)"""
+        self.badge = ""
+        if self.help_text or self.note_text:
+            self.refresh()
+            return
+        overlay = text_overlay(self.viewer)
+        if overlay.visible and overlay.color is not None and overlay.color[3] != 0:
+            r, g, b, _ = overlay.color
+            overlay.color = (r, g, b, 0.0)
+
 
 class ChipLayers:
     """The layers of the current chip; created once, then only their pixels change.

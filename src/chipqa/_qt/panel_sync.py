@@ -62,10 +62,10 @@ class PanelSync:
         if self.view == GALLERY:
             self.gallery.follow(self.session.position)
         else:
+            moving = self.display.chip_id not in (None, cid)  # not just after a view switch
             self.display.show(cid)
-            if self.canvas_text.badge:  # never the last chip's badge over this chip; the
-                self.canvas_text.badge = ""  # new one comes with the panel (laying out
-                self.canvas_text.refresh()  # text costs napari as much as the chip)
+            if moving:
+                self.canvas_text.hide_badge()  # never the last chip's over this chip
             if self.display.loading:
                 self.chip_label.setText(f"<b>{cid}</b> · loading…")
             self.loader.prefetch(self.session.upcoming(PREFETCH))
