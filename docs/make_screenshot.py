@@ -12,7 +12,10 @@ for scoring and writes
 * ``docs/napari_review.png``: a planted all-cloud error side by side, blocked, with the
   decision on the canvas and in the table;
 * ``docs/napari_fix.png``: a planted no-cloud label being fixed: painted in a napari
-  Labels layer over the chip (``e``), before Return saves it.
+  Labels layer over the chip (``e``), before Return saves it;
+* ``docs/napari_retrain.png``: the Retrain tab after a real short training run on small
+  chips (``--retrain-epochs``, mobilenet_v2 from random weights on the CPU): its loss and
+  IoU curve, and the validation IoU before and after.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ def save(viewer, out: str) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out-dir", default="docs")
+    ap.add_argument("--retrain-epochs", type=int, default=8)
     args = ap.parse_args()
     out = Path(args.out_dir)
     with tempfile.TemporaryDirectory() as tmp:
@@ -104,6 +108,41 @@ def main() -> None:
         save(viewer, str(out / "napari_fix.png"))
         w.run("cancel_paint")
         viewer.close()
+
+        retrain_shot(Path(tmp) / "small", out, args.retrain_epochs)
+
+
+def retrain_shot(root: Path, out: Path, epochs: int) -> None:
+    """A real training run from the Retrain tab, on chips small enough for a CPU."""
+    generate_dataset(root, n_chips=160, size=64, seed=1, error_rate=0.15)
+    viewer = napari.Viewer(show=True)
+    viewer.window._qt_window.resize(1920, 1200)
+    w = ChipQAWidget(viewer)
+    viewer.window.add_dock_widget(w, name="Chip QA")
+    w.open_dataset(root, "baseline")
+    wait(lambda: w.session is not None and not w.scoring_running)
+    p = w.retrain
+    p.init.setCurrentText("random")
+    p.encoder.setCurrentText("mobilenet_v2")
+    p.epochs.setValue(epochs)
+    p.batch.setValue(8)
+    p.device.setCurrentText("cpu")
+    w.confirm = lambda *_: True  # replace the baseline whatever the figures say
+    w.tabs.setCurrentWidget(p)
+    assert p.start()
+    wait(lambda: not p.running, timeout=1800)
+    wait(lambda: p.after_iou is not None, timeout=600)
+    wait(  # re-scored with the new model, and its most suspicious chip on the canvas
+        lambda: (
+            w.session is not None
+            and not w.scoring_running
+            and w.loading is None
+            and w.chip_layers.chip_id == w.session.current
+        ),
+        timeout=600,
+    )
+    save(viewer, str(out / "napari_retrain.png"))
+    viewer.close()
 
 
 if __name__ == "__main__":
