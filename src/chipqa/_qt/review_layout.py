@@ -221,27 +221,26 @@ def build_review_ui(w: ChipQAWidget) -> None:
     lay.addLayout(row)
 
     w.key_buttons = []
-    row = QHBoxLayout()
-    for text, action in (
-        ("Keep", "keep"),
-        ("Block", "block"),
-        ("Unsure", "unsure"),
-        ("Undo", "undo"),
-        ("Next undecided", "next_undecided"),
+    for buttons in (
+        (
+            ("Keep", "keep"),
+            ("Block", "block"),
+            ("Unsure", "unsure"),
+            ("Undo", "undo"),
+            ("Next undecided", "next_undecided"),
+        ),
+        (
+            ("Gallery / chip", "open"),
+            ("Fix: model's mask", "accept_model"),
+            ("Fix: paint", "paint"),
+            ("Keys", "help"),
+        ),
     ):
-        w.key_buttons.append(key_button(text, action, lambda a=action: w.run(a)))
-        row.addWidget(w.key_buttons[-1])
-    lay.addLayout(row)
-    row = QHBoxLayout()
-    for text, action in (
-        ("Gallery / chip", "open"),
-        ("Fix: model's mask", "accept_model"),
-        ("Fix: paint", "paint"),
-        ("Keys", "help"),
-    ):
-        w.key_buttons.append(key_button(text, action, lambda a=action: w.run(a)))
-        row.addWidget(w.key_buttons[-1])
-    lay.addLayout(row)
+        row = QHBoxLayout()
+        for text, action in buttons:
+            w.key_buttons.append(key_button(text, action, lambda a=action: w.run(a)))
+            row.addWidget(w.key_buttons[-1])
+        lay.addLayout(row)
     row = QHBoxLayout()
     w.bulk_btn = _button("Block every chip in this filter…", w._on_bulk_block)
     row.addWidget(w.bulk_btn)
