@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 from skimage.segmentation import find_boundaries
 
-from chipqa.render import _stretch, _stretch_formula, false_colour, inner_boundary, side_by_side
+from chipqa.render import (
+    _stretch,
+    _stretch_formula,
+    false_colour,
+    fit_text,
+    inner_boundary,
+    side_by_side,
+)
 
 
 def test_outlines_are_skimages_inner_boundaries_with_the_border_as_outside():
@@ -37,3 +44,28 @@ def test_the_mosaic_has_its_titles_and_panels_in_place():
     assert (out[:18, :w] > 150).any()  # its title's text
     high_cloud = out[18 + h // 2, w + 6 + w // 2]
     assert high_cloud[0] > 150 and high_cloud[1] < 100  # SCL class 9 in red, top middle
+
+
+def test_titles_and_legend_of_a_small_chip_stay_inside_their_panels():
+    """A 64-pixel chip's titles drop their "(…)" part or shrink rather than run off the
+    panel (napari zooms the mosaic up, so cut text is what the reviewer would see)."""
+    h = w = 64
+    rgb = np.full((h, w, 3), 60, np.uint8)
+    valid = np.ones((h, w), bool)
+    out = side_by_side(
+        rgb,
+        rgb,
+        np.zeros((h, w), np.uint8),
+        np.zeros((h, w), np.float32),
+        valid,
+        scl=np.zeros((h, w), np.uint8),
+    )
+    for r in range(2):
+        for c in range(3):
+            y, x = r * (h + 18 + 6), c * (w + 6)
+            strip = out[y : y + 18, x : x + w]
+            if r == 1 and c == 2:
+                strip = out[y + 18 : y + 18 + h, x : x + w]  # the legend
+            assert (strip[:, -2:] < 100).all(), (r, c)  # no text ink at the right edge
+    title, font = fit_text("true colour (B04 B03 B02)", w - 6, 14)
+    assert title.startswith("true colour") and font.getlength(title) <= w - 6

@@ -263,20 +263,35 @@ def scl_legend(width: int, height: int, *, mask_colour: bool = False) -> np.ndar
         entries.append((PRED_COLOUR, "model cloud probability"))
     entries.append((NODATA_COLOUR, "no data"))
     line = max(12, min(22, (height - 4) // max(len(entries), 1)))
-    font = _font(max(9, line - 6))
+    size = max(9, line - 6)
     for i, (colour, text) in enumerate(entries):
         y = 3 + i * line
         draw.rectangle((4, y + 2, 4 + line - 6, y + line - 4), fill=colour)
+        text, font = fit_text(text, width - line - 4, size, smallest=min(size, 8))
         draw.text((line + 2, y), text, fill=(225, 225, 225), font=font)
     out = np.asarray(img)
     out.flags.writeable = False  # shared between calls (cached)
     return out
 
 
+def fit_text(text: str, width: float, size: int, smallest: int = 8):
+    """``(text, font)`` that fit ``width`` pixels: the text at ``size``, else without its
+    "(…)" part, else in a smaller font (down to ``smallest``), else cut short with "…"
+    (a small chip's panel titles and legend stay readable instead of running off)."""
+    candidates = [text, text.split(" (")[0]]
+    for font in (_font(px) for px in range(size, smallest - 1, -1)):
+        if fits := [t for t in candidates if font.getlength(t) <= width]:
+            return fits[0], font
+    t = candidates[-1]
+    while len(t) > 1 and font.getlength(t + "…") > width:
+        t = t[:-1]
+    return t + "…", font
+
+
 @functools.lru_cache(maxsize=64)
 def _title_strip(text: str, width: int, height: int) -> np.ndarray:
     img = Image.new("RGB", (width, height), (24, 24, 24))
-    font = _font(max(10, min(14, height - 4)))
+    text, font = fit_text(text, width - 6, max(10, min(14, height - 4)))
     ImageDraw.Draw(img).text((3, 2), text, fill=(220, 220, 220), font=font)
     out = np.asarray(img)
     out.flags.writeable = False
