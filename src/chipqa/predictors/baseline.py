@@ -12,6 +12,7 @@ from torch import Tensor
 
 from chipqa.predictors.base import Predictor, reflectance
 from chipqa.stats.backend import cpu_kernels
+from chipqa.stats.detectors import chip_detectors
 
 if TYPE_CHECKING:
     from chipqa.data.records import Chip
@@ -102,9 +103,18 @@ class SpectralBaseline(Predictor):
         k = self.smooth_px
 
         def score(chip: Chip) -> dict:
-            return kernels.score_chip_baseline(
-                chip.bands, c, k, chip.label, chip.valid, chip.scl, threshold, temperature
+            if chip.label is None:
+                return kernels.score_chip_baseline(
+                    chip.bands, c, k, chip.label, chip.valid, chip.scl, threshold, temperature
+                )
+            # the detectors need the probability map itself: make it once, then count
+            prob = np.empty(chip.valid.shape, np.float32)
+            kernels.baseline_proba(np.ascontiguousarray(chip.bands), c, k, prob)
+            row = kernels.score_chip_prob(
+                prob, chip.label, chip.valid, chip.scl, threshold, temperature
             )
+            row.update(chip_detectors(prob, chip.label, chip.valid, threshold))
+            return row
 
         return score
 

@@ -15,7 +15,6 @@ from chipqa.scoring.table import (
     finalize,
     flags_for,
     read_scores,
-    suspicion_score,
     write_scores,
 )
 
@@ -31,6 +30,5 @@ __all__ = [
     "read_scores",
     "score_batch",
     "score_dataset",
-    "suspicion_score",
     "write_scores",
 ]

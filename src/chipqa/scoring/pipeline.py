@@ -25,6 +25,7 @@ from chipqa.scoring.batching import chip_batches, default_batch_size, default_wo
 from chipqa.scoring.calibrate import Calibration, iter_calibration
 from chipqa.scoring.previews import PreviewStore, preview_maps
 from chipqa.scoring.table import finalize
+from chipqa.stats.detectors import batch_detectors, chip_detectors
 from chipqa.stats import (
     chip_stats,
     cpu_kernels,
@@ -83,12 +84,14 @@ def score_batch(
             shadow = shadow_fraction(prob, shadow, valid).cpu().numpy()
         if kernels is not None:
             p = prob.float().numpy()
-            rows = [
-                kernels.score_chip_prob(
+            rows = []
+            for i, c in enumerate(chips):
+                row = kernels.score_chip_prob(
                     p[i], c.label, c.valid, c.scl, threshold, DEFAULT_TEMPERATURE
                 )
-                for i, c in enumerate(chips)
-            ]
+                if c.label is not None:
+                    row.update(chip_detectors(p[i], c.label, c.valid, threshold))
+                rows.append(row)
         else:
             rows = _batch_stats_on_device(prob, chips, valid, threshold)
     for i, (row, chip) in enumerate(zip(rows, chips, strict=True)):
@@ -103,6 +106,9 @@ def _batch_stats_on_device(prob, chips: list[Chip], valid, threshold: float) -> 
     if chips[0].label is not None:
         label = torch.from_numpy(np.stack([c.label for c in chips])).to(device, non_blocking=True)
         stats = chip_stats(prob, label, valid, threshold=threshold)
+        stats.update(
+            {k: torch.from_numpy(v) for k, v in batch_detectors(prob, label, valid, threshold).items()}
+        )
         if chips[0].scl is not None:
             scl = torch.from_numpy(np.stack([c.scl for c in chips])).to(device)
             stats.update(scl_stats(prob >= threshold, label == LABEL_CLOUD, scl, valid))

@@ -19,6 +19,8 @@ import pandas as pd
 from chipqa.errors import ChipqaError
 from chipqa.io.atomic import atomic_write_csv
 from chipqa.io.spreadsheet import escape_frame, unescape_frame
+from chipqa.scoring.ranking import rank_scores
+from chipqa.stats.detectors import DETECTOR_COLUMNS
 
 STAT_COLUMNS = [
     "iou",
@@ -33,6 +35,7 @@ STAT_COLUMNS = [
     "iou_label_scl",
     "iou_pred_scl",
     "pred_shadow_fraction",
+    *DETECTOR_COLUMNS,
 ]
 """The per-chip statistics (see :func:`chipqa.stats.batched.chip_stats` and
 :func:`chipqa.stats.batched.scl_stats`; the SCL ones are empty for chips without an
@@ -43,6 +46,9 @@ SCORE_COLUMNS = [
     "chip_id",
     "rank",
     "suspicion",
+    "why",
+    "detector",
+    "outlier_z",
     *STAT_COLUMNS,
     "flags",
     "error",
@@ -54,6 +60,8 @@ SCORE_COLUMNS = [
 ]
 """Columns of the scores table, in order; metadata columns (location, datetime) follow."""
 
+
+NUMERIC_EXTRA = ["suspicion", "outlier_z", "threshold", "height", "width"]
 
 # Thresholds behind the flags (fractions of a chip's valid pixels).
 ALL_CLOUD_MIN = 0.995
@@ -78,36 +86,6 @@ FLAG_DESCRIPTIONS = {
     "unreadable": "the chip could not be read: see the error column",
 }
 """Every flag word chipqa writes, with what it means."""
-
-
-def suspicion_score(
-    soft_mismatch: np.ndarray, label_quality: np.ndarray, iou_label_scl: np.ndarray | None = None
-) -> np.ndarray:
-    """One number per chip to rank by, in [0, 1]: higher means the label is more likely wrong.
-
-    ``suspicion = ((1 − label_quality) + soft_mismatch) / 2``: the mean of two views of
-    the same disagreement between the label and the model's probabilities.
-
-    * ``1 − label_quality`` (cleanlab's soft-minimum self-confidence) is high as soon as
-      *some* pixels are confidently contradicted, however few: it catches labels whose
-      clouds are in the wrong place (shifted, another chip's label, clouds missing).
-    * ``soft_mismatch`` (mean ``|label − probability|``) says *how much* of the chip is
-      contradicted, so labels wrong over the whole chip (an all-cloud label on a clear
-      chip, a no-cloud label on an overcast one) rank above local disagreements such
-      as cloud edges drawn differently.
-
-    On chipqa's synthetic benchmark this combination ranked planted errors better than
-    either part alone, IoU, or the thresholded mismatch (see the README).
-
-    Where the chip has a Sen2Cor SCL, it is a second opinion: ``suspicion = 0.75 · s +
-    0.25 · (1 − IoU(label, SCL clouds))``, so a label that disagrees with both the model
-    and SCL ranks above one that disagrees with the model alone.
-    """
-    s = np.clip(((1.0 - label_quality) + soft_mismatch) / 2.0, 0.0, 1.0)
-    if iou_label_scl is not None:
-        second = np.asarray(iou_label_scl, dtype=float)
-        s = np.where(np.isnan(second), s, 0.75 * s + 0.25 * (1.0 - second))
-    return s
 
 
 def flags_for(row: dict) -> list[str]:
@@ -152,20 +130,16 @@ def finalize(rows: list[dict]) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=None if rows else SCORE_COLUMNS)
     for col in SCORE_COLUMNS:
         if col not in df.columns:
-            numeric = col in STAT_COLUMNS + ["suspicion", "threshold", "height", "width"]
+            numeric = col in STAT_COLUMNS + NUMERIC_EXTRA
             df[col] = np.nan if numeric else ("original" if col == "label_source" else "")
     for col in STAT_COLUMNS:
         df[col] = df[col].astype(float)
     df["error"] = df["error"].fillna("").astype(str)
-    df["suspicion"] = suspicion_score(
-        df["soft_mismatch"].to_numpy(),
-        df["label_quality"].to_numpy(),
-        df["iou_label_scl"].to_numpy(),
-    )
+    df = rank_scores(df)
     df["flags"] = [";".join(flags_for(r)) for r in df.to_dict("records")]
     group = np.where(df["error"] != "", 2, np.where(df["suspicion"].isna(), 1, 0))
     df = df.assign(_group=group).sort_values(
-        ["_group", "suspicion", "chip_id"], ascending=[True, False, True], kind="mergesort"
+        ["_group", "outlier_z", "chip_id"], ascending=[True, False, True], kind="mergesort"
     )
     df = df.drop(columns="_group").reset_index(drop=True)
     df["rank"] = np.arange(1, len(df) + 1)
@@ -246,9 +220,12 @@ def read_scores(path: str | Path) -> pd.DataFrame:
     try:
         df = pd.read_csv(
             path,
-            dtype={"chip_id": str, "flags": str, "error": str, "model": str},
+            dtype={
+                "chip_id": str, "flags": str, "error": str, "model": str, "why": str,
+                "detector": str,
+            },
             keep_default_na=False,
-            na_values={c: [""] for c in STAT_COLUMNS + ["suspicion", "threshold"]},
+            na_values={c: [""] for c in STAT_COLUMNS + NUMERIC_EXTRA},
         )
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise ChipqaError(

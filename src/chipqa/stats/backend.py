@@ -37,6 +37,7 @@ def _load_kernels():
     try:
         module = importlib.import_module("chipqa.stats.kernels")
         module.warm_up()
+        importlib.import_module("chipqa.stats.detector_kernels").warm_up()
         return module
     except ImportError as exc:  # numba is a dependency, but a platform may lack its wheels
         warnings.warn(
@@ -47,9 +48,11 @@ def _load_kernels():
         first = exc
     os.environ["CHIPQA_KERNEL_CACHE"] = "0"
     sys.modules.pop("chipqa.stats.kernels", None)
+    sys.modules.pop("chipqa.stats.detector_kernels", None)
     try:
         module = importlib.import_module("chipqa.stats.kernels")
         module.warm_up()
+        importlib.import_module("chipqa.stats.detector_kernels").warm_up()
     except Exception as exc:
         warnings.warn(
             f"the CPU kernels cannot be built ({type(exc).__name__}: {exc}); CPU scoring "
