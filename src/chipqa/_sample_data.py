@@ -1,7 +1,11 @@
-"""napari sample data: a small synthetic dataset with planted label errors, opened for review.
+"""napari sample data, opened for review: a small synthetic dataset with planted label
+errors, and real On Cloud N chips.
 
-Nothing is downloaded: the chips are generated (``chipqa.synth``) into the user's cache
-folder the first time and reused afterwards.
+Nothing is downloaded: the synthetic chips are generated (``chipqa.synth``) into the
+user's cache folder the first time and reused afterwards; the real chips ship with
+chipqa (``chipqa/sample_data/oncloudn``, see its README for their source) and are copied
+there, with two copies carrying planted label errors, so that the review has something
+to find on real pixels.
 """
 
 from __future__ import annotations
@@ -45,19 +49,65 @@ def ensure_sample_dataset() -> Path:
     return root
 
 
+REAL_CHIPS = Path(__file__).parent / "sample_data" / "oncloudn"
+"""The real On Cloud N chips shipped with chipqa (read-only in an installed package)."""
+
+REAL_PLANTED = (("oncloudn_1", "all_cloud"), ("oncloudn_3", "blob_erased"))
+"""Copies of real chips given a wrong label in the real sample (chip, kind of error)."""
+
+
+def ensure_real_sample() -> Path:
+    """Copy the real chips, and the copies with planted errors, into the cache (a review
+    writes its scores and blocklist beside the dataset); return the dataset folder."""
+    import shutil
+
+    import numpy as np
+    import rasterio
+
+    from chipqa.synth.planting import plant_error
+
+    base = sample_root().parent / "sample-real-oncloudn"
+    if os.environ.get("CHIPQA_SAMPLE_DIR"):
+        base = Path(os.environ["CHIPQA_SAMPLE_DIR"]) / "real-oncloudn"
+    root, done = base / "data", base / "complete"
+    if done.exists():
+        return root
+    if base.exists():
+        shutil.rmtree(base)
+    for chip in sorted(p for p in REAL_CHIPS.iterdir() if p.is_dir()):
+        shutil.copytree(chip, root / chip.name, copy_function=shutil.copyfile)
+    rng = np.random.default_rng(SAMPLE_SEED)
+    for name, kind in REAL_PLANTED:
+        copy = root / f"{name}_{kind}"
+        shutil.copytree(REAL_CHIPS / name, copy, copy_function=shutil.copyfile)
+        with rasterio.open(copy / "label.tif", "r+") as dst:
+            dst.write(plant_error(rng, dst.read(1), kind), 1)
+    done.write_text("ok\n")
+    return root
+
+
+def real_sample_dataset():
+    """The real On Cloud N chips (and two copies with planted errors), opened in the
+    Chip QA widget; returns the first chip's true colour as the sample's layer."""
+    return _open_sample(ensure_real_sample())
+
+
 def sample_dataset():
     """Make (or reuse) the sample dataset and open it in the Chip QA widget.
 
     Returns the true colour of the dataset's first chip as the sample's layer; the
     widget, docked right after, adopts that layer and adds the others.
     """
+    return _open_sample(ensure_sample_dataset())
+
+
+def _open_sample(root: Path):
     import napari
 
     from chipqa._qt.chip_layers import TRUE_COLOUR
     from chipqa.data import open_dataset
     from chipqa.render import true_colour
 
-    root = ensure_sample_dataset()
     first = open_dataset(root).read(0)
     viewer = napari.current_viewer()
     if viewer is not None:
