@@ -1,7 +1,7 @@
 """Cost of one review decision as the blocklist grows.
 
 For each size it writes a blocklist that already holds that many rows, opens it with
-:class:`chipqa.review.blocklist.BlocklistStore` (as the napari widget does) and records
+:class:`chipqa.blocklist.store.BlocklistStore` (as the napari widget does) and records
 ``--decisions`` new decisions one by one, timing each ``decide`` call: the lock, taking
 in other processes' rows, appending the row and its fsync. It prints the median and the
 95th percentile per size, and the ratio of the largest size's median to the smallest's.
@@ -20,7 +20,7 @@ from pathlib import Path
 
 
 def _existing(path: Path, n: int) -> None:
-    from chipqa.review.blocklist_csv import Decision, render
+    from chipqa.blocklist.csvformat import Decision, render
 
     rows = {
         f"c{i:06d}": Decision(
@@ -43,7 +43,7 @@ def _existing(path: Path, n: int) -> None:
 
 def measure(folder: Path, n: int, decisions: int) -> list[float]:
     """Seconds per decision on a blocklist that starts with ``n`` rows."""
-    from chipqa.review.blocklist import BlocklistStore
+    from chipqa.blocklist.store import BlocklistStore
 
     path = folder / f"bl_{n}.csv"
     _existing(path, n)

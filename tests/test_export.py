@@ -10,11 +10,12 @@ import pandas as pd
 import pytest
 import rasterio
 
+from chipqa.blocklist.csvformat import read_blocklist
+from chipqa.blocklist.store import BlocklistStore
 from chipqa.cli import main
 from chipqa.data import open_dataset
 from chipqa.io import layout as L
 from chipqa.io.paths import side_paths
-from chipqa.review.blocklist import BlocklistStore, read_blocklist
 from chipqa.synth import generate_dataset
 
 

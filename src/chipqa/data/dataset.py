@@ -17,12 +17,12 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+from chipqa.blocklist.csvformat import Decision, fix_in_effect, read_rows
 from chipqa.data.cache import ChipCache
 from chipqa.data.listing import list_flat, list_oncloudn
 from chipqa.data.records import Chip, ChipRecord
 from chipqa.data.tiff import read_chip
 from chipqa.errors import DatasetError
-from chipqa.io.blocklist_csv import Decision, fix_in_effect, read_rows
 from chipqa.io.layout import LAYOUT_HELP, ONCLOUDN, detect_layout
 from chipqa.io.paths import side_paths
 

@@ -31,10 +31,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from chipqa.blocklist.csvformat import read_rows
 from chipqa.data import ChipRecord, open_dataset
 from chipqa.errors import ChipqaError
 from chipqa.io import layout as L
-from chipqa.io.blocklist_csv import read_rows
 from chipqa.io.paths import side_paths
 
 _NO_LINK = (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EACCES)

@@ -28,18 +28,18 @@ import numpy as np
 import rasterio
 from rasterio.errors import RasterioError
 
+from chipqa.blocklist.csvformat import FIX_SOURCES, BlocklistError, Decision
 from chipqa.constants import LABEL_CLEAR, LABEL_CLOUD, LABEL_NODATA, LABEL_VALUES
 from chipqa.data.listing import find_chip
 from chipqa.data.records import ChipRecord
 from chipqa.data.tiff import read_chip, read_label
 from chipqa.errors import ChipqaError, ChipReadError
 from chipqa.io.atomic import atomic_replace
-from chipqa.io.blocklist_csv import FIX_SOURCES, BlocklistError, Decision
 from chipqa.io.paths import side_paths
 
 if TYPE_CHECKING:
+    from chipqa.blocklist.store import BlocklistStore
     from chipqa.predictors import Predictor
-    from chipqa.review.blocklist import BlocklistStore
 
 
 class FixError(BlocklistError):

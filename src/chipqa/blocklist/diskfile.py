@@ -1,7 +1,7 @@
 """Keeping a blocklist CSV in step with the disk: locking, reading what other writers
 appended, appending rows, rewriting the file atomically.
 
-:class:`BlocklistFile` is the part of :class:`~chipqa.review.blocklist.BlocklistStore`
+:class:`BlocklistFile` is the part of :class:`~chipqa.blocklist.store.BlocklistStore`
 that knows the file; the store adds the decisions, bulk decisions, label fixes and
 undo on top. The rules kept here are those of ``labels/README.md``: rows are appended
 and fsynced under an exclusive lock on ``<name>.lock``; before writing, the rows other
@@ -20,8 +20,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from chipqa.io.atomic import atomic_write_text
-from chipqa.io.blocklist_csv import (
+from chipqa.blocklist.csvformat import (
     COLUMNS,
     UNDONE,
     BlocklistError,
@@ -33,6 +32,7 @@ from chipqa.io.blocklist_csv import (
     resolve,
     supersedes,
 )
+from chipqa.io.atomic import atomic_write_text
 
 try:  # POSIX advisory locks; on Windows the lock is skipped (single writer assumed)
     import fcntl

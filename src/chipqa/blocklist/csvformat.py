@@ -19,7 +19,7 @@ without a line end is read only when it is whole (all its cells, and a complete
 ``decided_at``); otherwise it is a write that never finished and is left out.
 
 This module is plain I/O (no review logic), so that the dataset reader can apply the
-label fixes a blocklist records; :mod:`chipqa.review.blocklist` keeps the file.
+label fixes a blocklist records; :mod:`chipqa.blocklist.store` keeps the file.
 """
 
 from __future__ import annotations

@@ -1,0 +1,16 @@
+"""The blocklist: a reviewer's decisions on chips, kept in a CSV beside the dataset.
+
+Each name has one home:
+
+- :mod:`chipqa.blocklist.csvformat`: the file format: :class:`Decision` rows, the
+  columns, the header rules, parsing (torn last rows included) and writing, reading a
+  file (``read_blocklist``, ``blocked_ids``) and :class:`BlocklistError`;
+- :mod:`chipqa.blocklist.diskfile`: keeping one file in step with the disk: the lock,
+  taking in rows other processes appended, append and fsync, atomic rewrite and
+  compaction;
+- :mod:`chipqa.blocklist.store`: :class:`BlocklistStore`, the decisions of a review
+  session on top of that file: decide, bulk decisions, label fixes, undo, export.
+
+This package imports nothing from the review, so the dataset reader can apply the
+label fixes a blocklist records.
+"""
