@@ -26,13 +26,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import rasterio
+from rasterio._err import CPLE_BaseError
 from rasterio.errors import RasterioError
 
 from chipqa.blocklist.csvformat import FIX_SOURCES, BlocklistError, Decision
 from chipqa.constants import LABEL_CLEAR, LABEL_CLOUD, LABEL_NODATA, LABEL_VALUES
 from chipqa.data.listing import find_chip
 from chipqa.data.records import ChipRecord
-from chipqa.data.tiff import read_chip, read_label
+from chipqa.data.tiff import check_written, read_chip, read_label
 from chipqa.errors import ChipqaError, ChipReadError
 from chipqa.io.atomic import atomic_replace
 from chipqa.io.paths import side_paths
@@ -180,13 +181,27 @@ def _no_data(record: ChipRecord, shape: tuple[int, int]) -> np.ndarray:
     return missing
 
 
+def _check_read_back(path: Path, label: np.ndarray) -> None:
+    """Raise OSError unless ``path`` holds ``label`` whole: GDAL only logs a write that
+    fails when it flushes (a full disk, a file size limit), so what it wrote is read back."""
+    check_written(path)
+    try:
+        with rasterio.open(path) as src:
+            back = src.read(1)
+    except (RasterioError, OSError) as exc:
+        raise OSError(f"{path.name} cannot be read back ({exc}); is the disk full?") from exc
+    if back.shape != label.shape or not np.array_equal(back, label):
+        raise OSError(f"{path.name} does not read back as written; is the disk full?")
+
+
 def write_label(path: Path, label: np.ndarray, profile: Mapping) -> Path:
-    """Write a label GeoTIFF atomically: a temporary file beside ``path``, fsynced, then
-    renamed. On any failure nothing is left under ``path`` or beside it."""
+    """Write a label GeoTIFF atomically: a temporary file beside ``path``, read back,
+    fsynced, then renamed. On any failure nothing is left under ``path`` or beside it."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
         with rasterio.open(tmp, "w", **profile) as dst:
             dst.write(label, 1)
+        _check_read_back(tmp, label)
         atomic_replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -241,12 +256,12 @@ def record_fix(
     try:
         folder.mkdir(exist_ok=True)
         write_label(path, label, profile)
-    except (OSError, RasterioError) as exc:
+    except (OSError, RasterioError, CPLE_BaseError) as exc:
         why = getattr(exc, "strerror", None) or exc
         raise FixError(
             f"cannot write the fixed label of chip {chip_id!r} to {path} ({why}); free some "
-            "space or check the folder's permissions. Nothing was recorded and no earlier "
-            "fix was touched"
+            "space (or raise the file size limit) or check the folder's permissions, then "
+            "fix the chip again. Nothing was recorded and no earlier fix was touched"
         ) from exc
     try:
         return store.decide_fix(
