@@ -92,26 +92,24 @@ def checked_label(chip_id: str, label: np.ndarray, profile: Mapping, what: str) 
         )
     if label.dtype == bool:
         label = label.astype(np.uint8)
-    values = np.unique(label)
-    bad = [v for v in values.tolist() if v not in LABEL_VALUES]
+    bad = _bad_values(label)
     if bad:
-        shown = ", ".join(f"{v:g}" for v in bad[:6]) + (" …" if len(bad) > 6 else "")
         raise FixError(
-            f"chip {chip_id!r}: {what} holds values {shown}; a label holds only 0 (clear), "
+            f"chip {chip_id!r}: {what} holds values {bad}; a label holds only 0 (clear), "
             "1 (cloud) and 255 (no label). Convert it first; nothing was recorded"
         )
     return label.astype(np.uint8)
 
 
-def read_label_file(chip_id: str, path: str | Path, profile: Mapping, ref: Path) -> np.ndarray:
-    """A label given as a file (``chipqa fix --label``), checked against the chip: one
-    band, the chip's size, CRS and transform, values 0, 1 and 255 (read as they are
-    stored; the file's nodata tag is not applied).
+def _bad_values(label: np.ndarray) -> str:
+    """The values of ``label`` that are not label values, as text ("" when none); shown
+    to 9 digits, so that 1.0000001 does not read as 1."""
+    bad = [v for v in np.unique(label).tolist() if v not in LABEL_VALUES]
+    return ", ".join(f"{v:.9g}" for v in bad[:6]) + (" …" if len(bad) > 6 else "")
 
-    Raises:
-        FixError: naming the chip and the file, and what differs.
-    """
-    path = Path(path)
+
+def _label_file(path: Path, profile: Mapping, ref: Path) -> tuple[np.ndarray | None, str]:
+    """A label GeoTIFF's one band when it is on the chip's grid, else why not."""
     try:
         with rasterio.open(path) as src:
             count, shape, crs, transform = (
@@ -122,30 +120,85 @@ def read_label_file(chip_id: str, path: str | Path, profile: Mapping, ref: Path)
             )
             data = src.read(1) if count == 1 else None
     except (RasterioError, OSError) as exc:
-        raise FixError(
-            f"chip {chip_id!r}: {path} cannot be read as a GeoTIFF ({exc}); nothing was recorded"
-        ) from exc
-    where = f"{path} (for chip {chip_id!r})"
+        return None, f"cannot be read as a GeoTIFF ({exc})"
     if count != 1:
-        raise FixError(f"{where} has {count} bands; a label has one. Nothing was recorded")
+        return None, f"has {count} bands; a label has one"
     want = (int(profile["height"]), int(profile["width"]))
     if shape != want:
-        raise FixError(
-            f"{where} is {shape[0]}×{shape[1]} pixels but {ref.name} is {want[0]}×{want[1]}; "
-            "a fix must be on the chip's grid. Nothing was recorded"
+        return None, (
+            f"is {shape[0]}×{shape[1]} pixels but {ref.name} is {want[0]}×{want[1]}; "
+            "a fix must be on the chip's grid"
         )
     if crs != profile.get("crs"):
-        raise FixError(
-            f"{where} is in {crs} but {ref.name} is in {profile.get('crs')}; reproject it "
-            "onto the chip's grid. Nothing was recorded"
-        )
+        return None, f"is in {crs} but {ref.name} is in {profile.get('crs')}; reproject it"
     ref_transform = profile.get("transform")
     if ref_transform is not None and not transform.almost_equals(ref_transform, precision=1e-6):
-        raise FixError(
-            f"{where} has a different georeference (transform) than {ref.name}; a fix must "
-            "be on the chip's grid. Nothing was recorded"
+        return None, (
+            f"has a different georeference (transform) than {ref.name}; a fix must be on "
+            "the chip's grid"
         )
-    return checked_label(chip_id, data, profile, str(path))
+    return data, ""
+
+
+def read_label_file(chip_id: str, path: str | Path, profile: Mapping, ref: Path) -> np.ndarray:
+    """A label given as a file (``chipqa fix --label``), checked against the chip: one
+    band, the chip's size, CRS and transform, values 0, 1 and 255 with at least one
+    labelled pixel (read as they are stored; the file's nodata tag is not applied).
+
+    Raises:
+        FixError: naming the chip and the file, and what differs.
+    """
+    path = Path(path)
+    data, problem = _label_file(path, profile, ref)
+    if data is None:
+        raise FixError(f"{path} (for chip {chip_id!r}) {problem}. Nothing was recorded")
+    label = checked_label(chip_id, data, profile, str(path))
+    if (label == LABEL_NODATA).all():
+        raise FixError(
+            f"{path} (for chip {chip_id!r}) labels no pixel (every pixel is 255, no label), "
+            "so the chip could not be scored or trained on; to leave the chip out, block it "
+            "instead. Nothing was recorded"
+        )
+    return label
+
+
+def fix_belongs_to(chip_id: str, name: str) -> bool:
+    """Whether ``name`` is the name of one of ``chip_id``'s fix files (see
+    :func:`fix_file_name`): ``<chip_id>.<stamp>.tif``, the stamp without a dot, so that a
+    row can never name another chip's fix (``a.b.<stamp>.tif`` is chip ``a.b``'s)."""
+    stem = name[len(chip_id) + 1 : -len(".tif")]
+    return (
+        name.startswith(f"{chip_id}.") and name.endswith(".tif") and bool(stem) and "." not in stem
+    )
+
+
+def fix_problem(record: ChipRecord) -> str | None:
+    """Why a fixed chip's fix file cannot stand for its label (None: it can): it must be
+    this chip's fix, a file in the fixes folder (a link there must stay inside it), one
+    band on the chip's grid, only 0, 1 and 255, at least one pixel labelled. Checked
+    before a fix file is copied anywhere (``chipqa export``)."""
+    path = record.label_path
+    if not record.fixed or path is None:
+        return None
+    name = path.name
+    if not fix_belongs_to(record.chip_id, name):
+        return f"the blocklist names {name}, which is not a fix file of chip {record.chip_id!r}"
+    folder = os.path.realpath(path.parent)
+    real = os.path.realpath(path)
+    if os.path.dirname(real) != folder:
+        return f"{path} is a link to {real}, outside the fixes folder {path.parent}"
+    if not os.path.isfile(real):
+        return f"{path} is missing"
+    profile, ref = label_profile(record.original())
+    data, problem = _label_file(path, profile, ref)
+    if data is None:
+        return f"{path} {problem}"
+    bad = _bad_values(data)
+    if bad:
+        return f"{path} holds values {bad}; a label holds only 0, 1 and 255"
+    if (data == LABEL_NODATA).all():
+        return f"{path} labels no pixel (every pixel is 255, no label)"
+    return None
 
 
 def model_label(probability: np.ndarray, threshold: float) -> np.ndarray:
