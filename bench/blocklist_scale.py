@@ -20,7 +20,8 @@ from pathlib import Path
 
 
 def _existing(path: Path, n: int) -> None:
-    from chipqa.blocklist.csvformat import Decision, render
+    from chipqa.blocklist.csvformat import Decision
+    from chipqa.blocklist.csvwrite import render
 
     rows = {
         f"c{i:06d}": Decision(

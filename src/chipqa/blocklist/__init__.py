@@ -5,6 +5,9 @@ Each name has one home:
 - :mod:`chipqa.blocklist.csvformat`: the file format: :class:`Decision` rows, the
   columns, the header rules, parsing (torn last rows included) and writing, reading a
   file (``read_blocklist``, ``blocked_ids``) and :class:`BlocklistError`;
+- :mod:`chipqa.blocklist.csvwrite`: writing rows and whole files (``render``);
+- :mod:`chipqa.blocklist.cells`: what text may go into a cell (chip ids, control
+  characters), how numbers and times are written;
 - :mod:`chipqa.blocklist.diskfile`: keeping one file in step with the disk: the lock,
   taking in rows other processes appended, append and fsync, atomic rewrite and
   compaction;

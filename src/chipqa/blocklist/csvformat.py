@@ -25,15 +25,17 @@ label fixes a blocklist records; :mod:`chipqa.blocklist.store` keeps the file.
 from __future__ import annotations
 
 import csv
-import io
-import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, fields
-from datetime import datetime, timedelta, timezone
+import difflib
+import itertools
+import os
+from collections.abc import Container, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from chipqa.blocklist.cells import chip_id_problem, control_character, parse_time
 from chipqa.errors import ChipqaError
-from chipqa.io.spreadsheet import escape_cell, needs_escape, unescape_cell
+from chipqa.io.chunked import FileBytes, Lines
+from chipqa.io.spreadsheet import unescape_cell
 
 DECISIONS = ("keep", "block", "unsure", "fix")
 FIX = "fix"
@@ -64,18 +66,16 @@ TEXT_COLUMNS = ("reason", "flags", "model", "reviewer", "rule", "fix_file")
 ESCAPED_COLUMNS = TEXT_COLUMNS + NUMBER_COLUMNS
 """Cells that get a leading quote when a spreadsheet would read them as a formula."""
 
-_DECIDED_AT = COLUMNS.index("decided_at")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
-
 
 class BlocklistError(ChipqaError):
     """A blocklist file cannot be read or written, or a value cannot go into it."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Decision:
-    """One row of the blocklist."""
+    """One row of the blocklist. ``extra``: the cells of columns chipqa does not know (a
+    user's ``notes``), by column name; they are written back and carried on to the
+    chip's later rows."""
 
     chip_id: str
     decision: str
@@ -91,9 +91,16 @@ class Decision:
     rule: str = ""
     fix_file: str = ""
     fix_source: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
 
     def as_row(self) -> dict[str, str]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        """The row by column name, the extra columns included."""
+        row = {c: getattr(self, c) for c in COLUMNS}
+        row.update(self.extra)
+        return row
+
+    def copy(self) -> Decision:
+        return Decision(*(getattr(self, c) for c in COLUMNS), extra=dict(self.extra))
 
 
 def fix_in_effect(d: Decision | None) -> str:
@@ -122,30 +129,6 @@ def fix_file_problem(name: str) -> str | None:
     return None
 
 
-# -- cells -----------------------------------------------------------------------
-def control_character(value: str) -> str | None:
-    """The first control character in ``value`` (line ends, tab, other C0/C1), or None."""
-    m = _CONTROL.search(value)
-    return m.group() if m else None
-
-
-def chip_id_problem(chip_id: str) -> str | None:
-    """Why ``chip_id`` cannot be a blocklist row's chip id (None: it can)."""
-    if not chip_id:
-        return "empty chip_id"
-    bad = control_character(chip_id)
-    if bad is not None:
-        return (
-            f"chip id {chip_id!r} contains the control character {bad!r}, which would split its row"
-        )
-    if needs_escape(chip_id):
-        return (
-            f"chip id {chip_id!r} starts with {chip_id[0]!r}, which spreadsheets run as a "
-            "formula, and a chip id is never altered in the blocklist"
-        )
-    return None
-
-
 def refuse_control(what: str, value: str) -> str:
     """``value``, or a :class:`BlocklistError` when it holds a control character."""
     bad = control_character(value)
@@ -155,44 +138,6 @@ def refuse_control(what: str, value: str) -> str:
             "stay on one line. Use plain text; no decision was recorded."
         )
     return value
-
-
-def clean_text(value: object) -> str:
-    """Display text for a cell (flags, model): control characters become U+FFFD."""
-    return _CONTROL.sub("\ufffd", str(value if value is not None else "")).strip()
-
-
-def fmt_number(value: object) -> str:
-    if value is None or value == "":
-        return ""
-    try:
-        f = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return clean_text(value)
-    return "" if f != f else f"{f:.6g}"
-
-
-# -- times -----------------------------------------------------------------------
-def now_utc() -> str:
-    return datetime.now(timezone.utc).strftime(_TIME_FORMAT)
-
-
-def parse_time(text: str) -> datetime | None:
-    """``decided_at`` as an aware datetime (None: empty or not a time)."""
-    if not text:
-        return None
-    try:
-        t = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return t if t.tzinfo is not None else t.replace(tzinfo=timezone.utc)
-
-
-def time_after(text: str) -> str:
-    """A ``decided_at`` one microsecond after ``text`` (which must be a time)."""
-    t = parse_time(text)
-    assert t is not None
-    return (t + timedelta(microseconds=1)).astimezone(timezone.utc).strftime(_TIME_FORMAT)
 
 
 def supersedes(new: Decision, old: Decision | None) -> bool:
@@ -214,139 +159,257 @@ def resolve(rows: Iterable[Decision]) -> dict[str, Decision]:
 
 
 # -- parsing ---------------------------------------------------------------------
+_KNOWN = frozenset(COLUMNS)
+_VALID_DECISIONS = frozenset((*DECISIONS, UNDONE))
+_QUICK_DECISIONS = _VALID_DECISIONS - {FIX}
+"""Decisions a row may hold without a closer look (a fix row's file is checked)."""
+_TIME_CHARS = frozenset("0123456789-T:.Z+ ")
+
+
 @dataclass
 class Chunk:
-    """What :func:`parse_chunk` read: the rows in file order, the header, and how many
+    """What :func:`parse_chunk` read: each chip's row that wins (see :func:`supersedes`),
+    in the order chips first appear; how many rows there were; the header; and how many
     bytes and lines of the chunk are whole (a torn last row is not)."""
 
-    rows: list[Decision]
+    latest: dict[str, Decision]
+    n_rows: int
     header: list[str]
     used: int
     lines: int
 
-    @property
-    def canonical(self) -> bool:
-        return tuple(self.header) == COLUMNS
+
+def header_problem(header: list[str]) -> str | None:
+    """Why a blocklist cannot have this header (None: it can). ``chip_id`` comes first;
+    every column has a name, once; a name chipqa does not know is a column of the
+    user's own, kept as it is, unless it looks like one of chipqa's (other capitals, a
+    typo: ``Decision``, ``decison``), which would silently change what the rows mean."""
+    if header[0] != "chip_id":
+        return f"its first column is {header[0]!r}, not 'chip_id'"
+    seen: set[str] = set()
+    for i, name in enumerate(header, start=1):
+        if not name:
+            return (
+                f"column {i} of its header has no name; name it (a name chipqa does not use "
+                "is kept as your own column) or delete the column"
+            )
+        if name in seen:
+            return f"its header names column {name!r} twice"
+        seen.add(name)
+        if name in _KNOWN:
+            continue
+        like = difflib.get_close_matches(name.lower().replace(" ", "_"), COLUMNS, n=1, cutoff=0.8)
+        if like:
+            return (
+                f"its header has a column {name!r}, which is not a chipqa column but looks "
+                f"like {like[0]!r}; chipqa would keep it as a column of your own and "
+                f"{'read every row as a block' if like[0] == 'decision' else 'ignore it'}. "
+                f"Rename it to {like[0]!r} (chipqa's column names are lower case, as in "
+                "labels/README.md) or to a name of your own"
+            )
+    return None
 
 
-def _decode(data: bytes, path: Path, start: bool) -> str:
+@dataclass
+class _Layout:
+    """Where each column is in a file's rows."""
+
+    at: dict[str, int]
+    extra: list[tuple[str, int]]
+    decision: int | None
+    time: int | None
+    fix_file: int | None
+
+    @classmethod
+    def of(cls, header: list[str]) -> _Layout:
+        at = {c: i for i, c in enumerate(header) if c in _KNOWN}
+        extra = [(c, i) for i, c in enumerate(header) if c not in _KNOWN]
+        return cls(at, extra, at.get("decision"), at.get("decided_at"), at.get("fix_file"))
+
+
+def _cell(cells: list[str], i: int | None) -> str:
+    return cells[i] if i is not None and i < len(cells) else ""
+
+
+def _first(line_num: int, cells: list[str], first_line: int) -> int:
+    """The line number of a row that ended on the reader's line ``line_num`` (where a
+    quoted cell spanning lines starts)."""
+    return first_line + line_num - 1 - sum(c.count("\n") for c in cells)
+
+
+def _time_wins(new: str, old: str) -> bool:
+    """:func:`supersedes` on two ``decided_at`` cells: string order for chipqa's own
+    fixed-width UTC times (most rows), parsed times otherwise."""
+    if len(new) == len(old) == 27 and new[-1] == old[-1] == "Z" and new[10] == old[10] == "T":
+        return new >= old
+    t_new, t_old = parse_time(new.strip()), parse_time(old.strip())
+    return not (t_new is not None and t_old is not None and t_old > t_new)
+
+
+def _tail_is_torn(tail: bytes, header: list[str]) -> bool:
+    """Whether a last line without a line end is a write cut short by a crash (left out
+    by readers, cut off by the next writer) rather than a row (read, and refused loudly
+    when it is not a valid one, as with a line end).
+
+    A row is torn only when it cannot be whole: a cut UTF-8 character or quoted cell,
+    a chipqa row without all its cells, or a last cell that is the beginning of a
+    decision or a time. ``bfua,Block`` is a row (and an error); ``bfua,blo`` is torn."""
     try:
-        return data.decode("utf-8-sig" if start else "utf-8")
+        text = tail.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return exc.reason == "unexpected end of data"
+    if text.count('"') % 2:
+        return True
+    cells = next(csv.reader([text]), [])
+    lay = _Layout.of(header)
+    last = len(cells) - 1
+    if lay.time is not None and lay.time < last < len(header) - 1:
+        return True  # chipqa writes every cell: a row ending after its time is cut
+    if last == len(header) - 1 and (
+        _cell(cells, lay.fix_file) or _cell(cells, lay.decision) == FIX
+    ):
+        source = _cell(cells, lay.at.get("fix_source"))
+        return source not in FIX_SOURCES and any(s.startswith(source) for s in FIX_SOURCES)
+    decision = _cell(cells, lay.decision).strip()
+    if lay.decision is not None and decision not in _VALID_DECISIONS:
+        return lay.decision >= last and any(v.startswith(decision) for v in _VALID_DECISIONS)
+    when = _cell(cells, lay.time).strip()
+    if when and parse_time(when) is None and lay.time == last:
+        return set(when) <= _TIME_CHARS
+    return False
+
+
+def _decode(data: bytes, path: Path) -> str:
+    try:
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise BlocklistError(
             f"blocklist {path} cannot be read ({exc}). Save it as UTF-8 text."
         ) from exc
 
 
-def _whole_last_line(tail: bytes, header: list[str]) -> bool:
-    """Whether a last line without a line end is a row to read, or the fragment of a
-    write cut short by a crash (ignored by readers, cut off by the next writer).
-
-    A line is read when it holds a usable chip id, a known decision and, where it has a
-    ``decided_at`` cell, an empty one or a time: a row typed by hand in an editor that
-    adds no final newline counts. A fragment of a row chipqa was writing fails one of
-    these (a cut decision word or time, a cut UTF-8 character)."""
-    try:
-        cells = next(csv.reader([tail.decode("utf-8")]), [])
-    except (UnicodeDecodeError, csv.Error):
-        return False
-    row = dict(zip(header, cells, strict=False))
-    if chip_id_problem(row.get("chip_id", "")) is not None:
-        return False
-    decision = (row.get("decision") or "").strip()
-    if "decision" in header and decision not in (*DECISIONS, UNDONE):
-        return False
-    when = (row.get("decided_at") or "").strip()
-    if when and parse_time(when) is None:
-        return False
-    if tuple(header) != COLUMNS or len(cells) <= _DECIDED_AT + 1:
-        return True  # typed by hand: a row ending at (or before) its time counts
-    # chipqa writes every cell: a row with cells after its time is whole only with all
-    # of them, and a fix file only with its (complete) source
-    fix_file, source = row.get("fix_file", ""), row.get("fix_source", "")
-    if len(cells) != len(COLUMNS):
-        return False
-    if fix_file or decision == FIX:
-        return fix_file_problem(fix_file) is None and source in FIX_SOURCES
-    return not source
+def _error(path: Path, lineno: int, problem: str) -> BlocklistError:
+    return BlocklistError(f"{path}, line {lineno}: {problem}. Fix or delete that line.")
 
 
-def _row(cells: list[str], header: list[str], path: Path, lineno: int) -> Decision:
-    row = dict(zip(header, cells, strict=False))
-    chip_id = row.get("chip_id", "")
-    problem = chip_id_problem(chip_id)
-    if problem is not None:
-        raise BlocklistError(f"{path}, line {lineno}: {problem}. Fix or delete that line.")
-    decision = (row.get("decision") or "").strip() if "decision" in header else "block"
-    if decision not in (*DECISIONS, UNDONE):
-        raise BlocklistError(
-            f"{path}, line {lineno}: decision {decision!r} for chip {chip_id!r} is not one of "
-            f"{', '.join(DECISIONS)}. Fix or delete that line."
-        )
-    values = {c: (row.get(c) or "").strip() for c in COLUMNS[2:]}
-    for c in ESCAPED_COLUMNS:
-        values[c] = unescape_cell(values[c])
-    fix_file = values["fix_file"]
+def _check_row(cells: list[str], lay: _Layout, path: Path, lineno: int) -> None:
+    """The checks every row passes (chip ids are checked once per chip, in :func:`_make`)."""
+    if lay.decision is not None:
+        decision = _cell(cells, lay.decision).strip()
+        if decision not in _VALID_DECISIONS:
+            raise _error(
+                path,
+                lineno,
+                f"decision {decision!r} for chip {cells[0]!r} is not one of "
+                f"{', '.join(DECISIONS)} (lower case)",
+            )
+    else:
+        decision = "block"
+    fix_file = unescape_cell(_cell(cells, lay.fix_file).strip())
     if fix_file or decision == FIX:
         problem = fix_file_problem(fix_file) if fix_file else "a fix row names no fix_file"
         if problem is not None:
-            raise BlocklistError(
-                f"{path}, line {lineno}: {problem} (chip {chip_id!r}). Fix or delete that line."
-            )
-    return Decision(chip_id=chip_id, decision=decision, **values)
+            raise _error(path, lineno, f"{problem} (chip {cells[0]!r})")
+
+
+def _make(cells: list[str], lay: _Layout, path: Path, first_line: int, end: int) -> Decision:
+    """The :class:`Decision` of a row that passed :func:`_check_row` (and ended on the
+    reader's line ``end``)."""
+    chip_id = cells[0]
+    problem = chip_id_problem(chip_id)
+    if problem is not None:
+        raise _error(path, _first(end, cells, first_line), problem)
+    values = {c: _cell(cells, lay.at.get(c)).strip() for c in COLUMNS[2:]}
+    for c in ESCAPED_COLUMNS:
+        if values[c]:
+            values[c] = unescape_cell(values[c])
+    decision = _cell(cells, lay.decision).strip() if lay.decision is not None else "block"
+    extra = {name: unescape_cell(_cell(cells, i)) for name, i in lay.extra}
+    return Decision(chip_id, decision, **values, extra=extra)
 
 
 def parse_chunk(
-    data: bytes, path: Path, header: list[str] | None = None, first_line: int = 1
+    data: bytes | FileBytes,
+    path: Path,
+    header: list[str] | None = None,
+    first_line: int = 1,
+    only: Container[str] | None = None,
 ) -> Chunk:
     """Parse blocklist bytes that start at a line start.
 
+    Every row is checked, but only each chip's winning row becomes a :class:`Decision`,
+    so a file of a million rows costs about a second and little memory.
+
     Args:
         data: the whole file (``header`` None: its first line is the header) or the bytes
-            appended after a line end of a file whose header is ``header``.
+            appended after a line end of a file whose header is ``header``; a
+            :class:`FileBytes` reads it from the file as it goes.
         path: named in messages.
         first_line: the line number of the first line of ``data``.
+        only: keep the rows of these chips only (a dataset's, for a reader); ``n_rows``
+            still counts every row.
 
     Raises:
-        BlocklistError: not a blocklist, not UTF-8, not CSV, or a bad row (the message
-            names the line).
+        BlocklistError: not a blocklist, not UTF-8, not CSV, a header chipqa would
+            misread, or a bad row (the message names the line).
     """
+    size = len(data)
     end = data.rfind(b"\n") + 1
-    body, tail = data[:end], data[end:]
-    if header is None and not body:
-        body, tail = data, b""  # a header without a line end (or nothing at all)
-    text = _decode(body, path, start=header is None)
-    if tail and _whole_last_line(tail, header or _first_line_header(text)):
-        text += _decode(tail, path, start=False)
-        body, tail = data, b""
-    reader = csv.reader(io.StringIO(text))
+    if header is None and end == 0:
+        end = size  # a header without a line end (or nothing at all)
+    tail = bytes(data[end:])
+    lines = Lines(data, end, "utf-8-sig" if header is None else "utf-8")
+    last: list[str] = []  # the tail, when it is a row (chain takes it in lazily)
     try:
+        reader = csv.reader(itertools.chain(lines, last))
         if header is None:
             header = [h.strip() for h in next(reader, [])]
             if header:
-                header[0] = header[0].lstrip("\ufeff")
-                if header[0] != "chip_id":
+                problem = header_problem(header)
+                if problem is not None:
                     raise BlocklistError(
-                        f"{path} is not a chipqa blocklist: its first column is "
-                        f"{header[0]!r}, not 'chip_id'. Fix the header or choose another "
-                        "blocklist file."
+                        f"{path} is not a blocklist chipqa can read: {problem}. Fix the "
+                        "header or choose another blocklist file; nothing was changed."
                     )
-        rows = []
-        start = reader.line_num  # a quoted cell may span lines: name the row's first
+        if tail and not _tail_is_torn(tail, header):
+            last.append(_decode(tail, path))
+            end = size
+        lay = _Layout.of(header)
+        latest: dict[str, tuple[list[str], int]] = {}
+        n = 0
+        t, d_at, f_at = lay.time, lay.decision, lay.fix_file
+        quick = _QUICK_DECISIONS
         for cells in reader:
-            if cells:
-                rows.append(_row(cells, header, path, first_line + start))
-            start = reader.line_num
+            k = len(cells)
+            if not k:
+                continue
+            n += 1
+            if (d_at is not None and (cells[d_at] if d_at < k else "") not in quick) or (
+                f_at is not None and f_at < k and cells[f_at]
+            ):
+                _check_row(
+                    cells, lay, path, _first(reader.line_num, cells, first_line)
+                )  # look closer
+            cid = cells[0]
+            if only is not None and cid not in only:
+                continue
+            old = latest.get(cid)
+            if old is not None and t is not None:
+                new_t = cells[t] if t < k else ""
+                old_t = old[0][t] if t < len(old[0]) else ""
+                if not _time_wins(new_t, old_t):
+                    continue
+            latest[cid] = (cells, reader.line_num)
     except csv.Error as exc:
         raise BlocklistError(
             f"{path} is not valid CSV ({exc}). Fix it or choose another file."
         ) from exc
-    return Chunk(rows, header, len(body), body.count(b"\n"))
-
-
-def _first_line_header(text: str) -> list[str]:
-    first = next(csv.reader(io.StringIO(text)), [])
-    return [h.strip() for h in first]
+    except UnicodeDecodeError as exc:
+        raise BlocklistError(
+            f"blocklist {path} cannot be read ({exc}). Save it as UTF-8 text."
+        ) from exc
+    rows = {cid: _make(cells, lay, path, first_line, end) for cid, (cells, end) in latest.items()}
+    return Chunk(rows, n, header or [], end, lines.count)
 
 
 def parse_blocklist(text: str, path: str | Path) -> dict[str, Decision]:
@@ -355,14 +418,19 @@ def parse_blocklist(text: str, path: str | Path) -> dict[str, Decision]:
     Raises:
         BlocklistError: naming the line at fault.
     """
-    return resolve(parse_chunk(text.encode("utf-8"), Path(path)).rows)
+    return parse_chunk(text.encode("utf-8"), Path(path)).latest
 
 
-def read_rows(path: str | Path, *, missing_ok: bool = False) -> dict[str, Decision]:
-    """Every chip's latest row, ``undone`` ones included."""
+def read_rows(
+    path: str | Path, *, missing_ok: bool = False, only: Container[str] | None = None
+) -> dict[str, Decision]:
+    """Every chip's latest row, ``undone`` ones included (``only``: of these chips; every
+    row is still checked)."""
     path = Path(path)
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            data = FileBytes(f.fileno(), 0, os.fstat(f.fileno()).st_size)
+            return parse_chunk(data, path, only=only).latest
     except FileNotFoundError as exc:
         if missing_ok:
             return {}
@@ -372,7 +440,6 @@ def read_rows(path: str | Path, *, missing_ok: bool = False) -> dict[str, Decisi
         ) from exc
     except OSError as exc:
         raise BlocklistError(f"blocklist {path} cannot be read ({exc})") from exc
-    return resolve(parse_chunk(data, path).rows)
 
 
 def read_blocklist(path: str | Path, *, missing_ok: bool = False) -> dict[str, Decision]:
@@ -399,42 +466,3 @@ def blocked_ids(path: str | Path, *, missing_ok: bool = False) -> list[str]:
     """
     rows = read_blocklist(path, missing_ok=missing_ok)
     return [d.chip_id for d in rows.values() if d.decision == "block"]
-
-
-# -- writing ---------------------------------------------------------------------
-_ESCAPED_AT = tuple(i for i, c in enumerate(COLUMNS) if c in ESCAPED_COLUMNS)
-_MAY_NEED_ESCAPE = frozenset("=+-@\t\r'")
-"""First characters of the cells :func:`escape_cell` may change (a quick test first)."""
-
-
-def _cells(d: Decision) -> list[str]:
-    cells = [getattr(d, c) for c in COLUMNS]
-    for i in _ESCAPED_AT:
-        v = cells[i]
-        if v and v[0] in _MAY_NEED_ESCAPE:
-            cells[i] = escape_cell(v)
-    return cells
-
-
-def render_row(d: Decision) -> bytes:
-    """One row, with its line end, as it goes into the file."""
-    return render_rows([d])
-
-
-def render_rows(rows: Iterable[Decision]) -> bytes:
-    """Rows, each with its line end, as they go into the file."""
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerows(_cells(d) for d in rows)
-    return buf.getvalue().encode("utf-8")
-
-
-def render(decisions: Mapping[str, Decision], only: str | None = None) -> str:
-    """A whole blocklist file: the header, then one row per decision (``only``: of that
-    decision only)."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(COLUMNS)
-    for d in decisions.values():
-        if only is None or d.decision == only:
-            w.writerow(_cells(d))
-    return buf.getvalue()

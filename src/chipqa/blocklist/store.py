@@ -38,6 +38,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from chipqa.blocklist.cells import (
+    chip_id_problem,
+    clean_text,
+    fmt_number,
+    now_utc,
+    parse_time,
+    time_after,
+)
 from chipqa.blocklist.csvformat import (
     DECISIONS,
     FIX,
@@ -46,17 +54,11 @@ from chipqa.blocklist.csvformat import (
     UNDONE,
     BlocklistError,
     Decision,
-    chip_id_problem,
-    clean_text,
     fix_file_problem,
     fix_in_effect,
-    fmt_number,
-    now_utc,
-    parse_time,
     refuse_control,
-    render,
-    time_after,
 )
+from chipqa.blocklist.csvwrite import render
 from chipqa.blocklist.diskfile import BlocklistFile
 from chipqa.io.atomic import atomic_write_text
 from chipqa.io.paths import BLOCKLIST_NAME, side_paths
@@ -214,6 +216,8 @@ class BlocklistStore(BlocklistFile):
                         new.decided_at = time_after(previous.decided_at)
                     if carry_fix:
                         _carry_fix(new, previous)
+                    if previous.extra and not new.extra:  # a user's own columns stay
+                        new.extra = dict(previous.extra)
                 pending[cid] = new
                 before = None if previous is None or previous.decision == UNDONE else previous
                 made.append((new, before))
@@ -395,7 +399,7 @@ class BlocklistStore(BlocklistFile):
         def restored(cid: str, before: Decision | None) -> Decision:
             if before is None:
                 return Decision(cid, UNDONE, reviewer=self.reviewer)
-            return Decision(**before.as_row())
+            return before.copy()
 
         def plan() -> list[Decision]:
             todo.clear()
