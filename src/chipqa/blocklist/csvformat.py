@@ -161,6 +161,9 @@ def resolve(rows: Iterable[Decision]) -> dict[str, Decision]:
 # -- parsing ---------------------------------------------------------------------
 _KNOWN = frozenset(COLUMNS)
 _VALID_DECISIONS = frozenset((*DECISIONS, UNDONE))
+_ESCAPED_VALUES = frozenset(COLUMNS[1:].index(c) for c in ESCAPED_COLUMNS)
+_CHECK_ID = frozenset(("", "=", "+", "-", "@", "'"))
+"""A chip id starting so (or empty) gets the full :func:`chip_id_problem` check."""
 _QUICK_DECISIONS = _VALID_DECISIONS - {FIX}
 """Decisions a row may hold without a closer look (a fix row's file is checked)."""
 _TIME_CHARS = frozenset("0123456789-T:.Z+ ")
@@ -177,6 +180,8 @@ class Chunk:
     header: list[str]
     used: int
     lines: int
+    blocked_outside: set[str] = field(default_factory=set)
+    """With ``only``: the other chips whose last row in the file is a block."""
 
 
 def header_problem(header: list[str]) -> str | None:
@@ -219,12 +224,15 @@ class _Layout:
     decision: int | None
     time: int | None
     fix_file: int | None
+    values: list[int | None]
+    """Where the cells of ``decision`` and the columns after it are."""
 
     @classmethod
     def of(cls, header: list[str]) -> _Layout:
         at = {c: i for i, c in enumerate(header) if c in _KNOWN}
         extra = [(c, i) for i, c in enumerate(header) if c not in _KNOWN]
-        return cls(at, extra, at.get("decision"), at.get("decided_at"), at.get("fix_file"))
+        values = [at.get(c) for c in COLUMNS[1:]]
+        return cls(at, extra, at.get("decision"), at.get("decided_at"), at.get("fix_file"), values)
 
 
 def _cell(cells: list[str], i: int | None) -> str:
@@ -316,16 +324,20 @@ def _make(cells: list[str], lay: _Layout, path: Path, first_line: int, end: int)
     """The :class:`Decision` of a row that passed :func:`_check_row` (and ended on the
     reader's line ``end``)."""
     chip_id = cells[0]
-    problem = chip_id_problem(chip_id)
-    if problem is not None:
-        raise _error(path, _first(end, cells, first_line), problem)
-    values = {c: _cell(cells, lay.at.get(c)).strip() for c in COLUMNS[2:]}
-    for c in ESCAPED_COLUMNS:
-        if values[c]:
-            values[c] = unescape_cell(values[c])
-    decision = _cell(cells, lay.decision).strip() if lay.decision is not None else "block"
+    if not (chip_id.isprintable() and chip_id[:1] not in _CHECK_ID):  # else: look closer
+        problem = chip_id_problem(chip_id)
+        if problem is not None:
+            raise _error(path, _first(end, cells, first_line), problem)
+    k = len(cells)
+    values = [cells[i].strip() if i is not None and i < k else "" for i in lay.values]
+    for j, v in enumerate(values):
+        if v[:1] == "'" and j in _ESCAPED_VALUES:
+            values[j] = unescape_cell(v)
+    decision = values.pop(0) if lay.decision is not None else "block"
+    if lay.decision is None:
+        values.pop(0)
     extra = {name: unescape_cell(_cell(cells, i)) for name, i in lay.extra}
-    return Decision(chip_id, decision, **values, extra=extra)
+    return Decision(chip_id, decision, *values, extra=extra)
 
 
 def parse_chunk(
@@ -347,7 +359,8 @@ def parse_chunk(
         path: named in messages.
         first_line: the line number of the first line of ``data``.
         only: keep the rows of these chips only (a dataset's, for a reader); ``n_rows``
-            still counts every row.
+            still counts every row, and ``blocked_outside`` names the other chips whose
+            last row in the file is a block.
 
     Raises:
         BlocklistError: not a blocklist, not UTF-8, not CSV, a header chipqa would
@@ -376,6 +389,7 @@ def parse_chunk(
             end = size
         lay = _Layout.of(header)
         latest: dict[str, tuple[list[str], int]] = {}
+        outside: set[str] = set()
         n = 0
         t, d_at, f_at = lay.time, lay.decision, lay.fix_file
         quick = _QUICK_DECISIONS
@@ -392,6 +406,10 @@ def parse_chunk(
                 )  # look closer
             cid = cells[0]
             if only is not None and cid not in only:
+                if d_at is None or cells[d_at] == "block":
+                    outside.add(cid)
+                else:
+                    outside.discard(cid)
                 continue
             old = latest.get(cid)
             if old is not None and t is not None:
@@ -409,7 +427,7 @@ def parse_chunk(
             f"blocklist {path} cannot be read ({exc}). Save it as UTF-8 text."
         ) from exc
     rows = {cid: _make(cells, lay, path, first_line, end) for cid, (cells, end) in latest.items()}
-    return Chunk(rows, n, header or [], end, lines.count)
+    return Chunk(rows, n, header or [], end, lines.count, outside)
 
 
 def parse_blocklist(text: str, path: str | Path) -> dict[str, Decision]:
@@ -421,25 +439,33 @@ def parse_blocklist(text: str, path: str | Path) -> dict[str, Decision]:
     return parse_chunk(text.encode("utf-8"), Path(path)).latest
 
 
-def read_rows(
+def read_chunk(
     path: str | Path, *, missing_ok: bool = False, only: Container[str] | None = None
-) -> dict[str, Decision]:
-    """Every chip's latest row, ``undone`` ones included (``only``: of these chips; every
-    row is still checked)."""
+) -> Chunk:
+    """Read a blocklist file (see :func:`parse_chunk`; a missing file is an empty one
+    with ``missing_ok``)."""
     path = Path(path)
     try:
         with open(path, "rb") as f:
             data = FileBytes(f.fileno(), 0, os.fstat(f.fileno()).st_size)
-            return parse_chunk(data, path, only=only).latest
+            return parse_chunk(data, path, only=only)
     except FileNotFoundError as exc:
         if missing_ok:
-            return {}
+            return Chunk({}, 0, [], 0, 0)
         raise BlocklistError(
             f"blocklist {path} does not exist. Check the path: without the file no chip "
             "would be left out. To use no blocklist, do not give one."
         ) from exc
     except OSError as exc:
         raise BlocklistError(f"blocklist {path} cannot be read ({exc})") from exc
+
+
+def read_rows(
+    path: str | Path, *, missing_ok: bool = False, only: Container[str] | None = None
+) -> dict[str, Decision]:
+    """Every chip's latest row, ``undone`` ones included (``only``: of these chips; every
+    row is still checked)."""
+    return read_chunk(path, missing_ok=missing_ok, only=only).latest
 
 
 def read_blocklist(path: str | Path, *, missing_ok: bool = False) -> dict[str, Decision]:

@@ -66,7 +66,7 @@ class ChipDataset:
             self.fixes_from = None
             return self.apply_fixes({})
         path = side_paths(self.root).blocklist if fixes is True else Path(fixes).expanduser()
-        rows = read_rows(path, missing_ok=fixes is True)
+        rows = read_rows(path, missing_ok=fixes is True, only=set(self.chip_ids))
         self.fixes_from = path
         return self.apply_fixes(fix_files(rows))
 
@@ -78,7 +78,8 @@ class ChipDataset:
             return self.apply_fixes(fix_files(decisions))
         if self.fixes_from is None:
             return []
-        return self.apply_fixes(fix_files(read_rows(self.fixes_from, missing_ok=True)))
+        rows = read_rows(self.fixes_from, missing_ok=True, only=set(self.chip_ids))
+        return self.apply_fixes(fix_files(rows))
 
     def apply_fixes(self, files: Mapping[str, str]) -> list[str]:
         """Make each chip of ``files`` (chip id → fix file name in the dataset's fixes

@@ -44,8 +44,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from chipqa.blocklist.csvformat import read_rows
+from chipqa.blocklist.csvformat import read_chunk
 from chipqa.data import ChipRecord, open_dataset
+from chipqa.data.dataset import fix_files
 from chipqa.errors import ChipqaError
 from chipqa.io import layout as L
 from chipqa.io.paths import side_paths
@@ -336,12 +337,13 @@ def export_dataset(
     """
     root, out = Path(root).expanduser(), Path(out).expanduser()
     path = Path(blocklist).expanduser() if blocklist else side_paths(root).blocklist
-    rows = read_rows(path, missing_ok=blocklist is None)
-    dataset = open_dataset(root, cache="off", fixes=path if blocklist else True)
+    dataset = open_dataset(root, cache="off", fixes=False)
+    chunk = read_chunk(path, missing_ok=blocklist is None, only=set(dataset.chip_ids))
+    dataset.apply_fixes(fix_files(chunk.latest))
     _check_out(root, out)
-    blocked = {cid for cid, d in rows.items() if d.decision == "block"}
+    blocked = {cid for cid, d in chunk.latest.items() if d.decision == "block"}
     summary = ExportSummary(root, out, dataset.layout, path if path.exists() else None)
-    summary.unknown_blocked = len(blocked - set(dataset.chip_ids))
+    summary.unknown_blocked = len(chunk.blocked_outside)
     _check_fixes([r for r in dataset if r.chip_id not in blocked and not r.problem], out)
     writer = _Writer(files, summary)
     out.parent.mkdir(parents=True, exist_ok=True)
