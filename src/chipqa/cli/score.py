@@ -54,6 +54,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_cache_option(p)
 
 
+def warn_dn_offset(dataset, offset: int, predictor=None) -> None:
+    """Say on stderr when ``offset`` overrides a checkpoint's, or leaves most of the
+    dataset's pixels at or below zero reflectance (the same for ``score`` and ``train``)."""
+    from chipqa.data.dn_offset import offset_warning
+    from chipqa.predictors.base import dn_offset_override
+
+    for note in (
+        dn_offset_override(predictor, offset) if predictor is not None else None,
+        offset_warning(dataset, offset),
+    ):
+        if note:
+            print(note, file=sys.stderr)
+
+
 def score_with_predictor(dataset, args: argparse.Namespace):
     """Score the dataset with ``--model``; returns the predictor, the scores and seconds."""
     from chipqa.predictors import load_predictor
@@ -62,6 +76,7 @@ def score_with_predictor(dataset, args: argparse.Namespace):
 
     predictor = load_predictor(args.model, device=args.device, compile=args.compile)
     if args.dn_offset is not None:
+        warn_dn_offset(dataset, args.dn_offset, predictor)
         predictor.with_dn_offset(args.dn_offset)
     if args.threshold == "auto" and not args.quiet:
         print(f"calibrating the threshold to the labels with {predictor.name} …", file=sys.stderr)
