@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from chipqa.blocklist.csvformat import COLUMNS, BlocklistError, blocked_ids, read_blocklist
+from chipqa.blocklist.csvformat import COLUMNS, BlocklistError
+from chipqa.blocklist.csvread import blocked_ids, read_blocklist
 from chipqa.blocklist.store import BlocklistStore, default_path
 
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from chipqa.blocklist.csvformat import COLUMNS, BlocklistError, read_blocklist, read_rows
+from chipqa.blocklist.csvformat import COLUMNS, BlocklistError
+from chipqa.blocklist.csvread import read_blocklist, read_rows
 from chipqa.blocklist.store import BlocklistStore
 from chipqa.cli import main
 from chipqa.io.paths import side_paths
@@ -115,3 +116,30 @@ def test_a_users_own_columns_are_kept_through_writes_undo_and_compaction(tmp_pat
     assert len(path.read_text().splitlines()) == 4
     assert read_rows(path)["aaaa"].extra == {"notes": "shadow not cloud", "ticket": "T-1"}
     assert "shadow not cloud" in path.read_text()
+
+
+def test_a_reader_of_a_datasets_chips_reads_them_as_a_full_read_does(tmp_path):
+    """score and export read only their dataset's chips of a large blocklist; what they
+    read, and the problems they find, are those of a full read."""
+    path = tmp_path / "bl.csv"
+    rows = [
+        f"x{i:05d},{('block', 'keep')[i % 2]},,,,,,,,bot,2026-01-01T00:00:00.{i:06d}Z"
+        for i in range(500)
+    ]
+    rows.insert(100, 'aaaa,keep,"two\nlines, quoted",,,,,,,ana,2026-02-01T00:00:00.000000Z')
+    rows.insert(200, 'x00003,unsure,"a\nx00004,unsure\nb",,,,,,,ana,2026-03-01T00:00:00.000000Z')
+    path.write_text(",".join(COLUMNS) + "\n" + "\n".join(rows) + "\n")
+    full = read_rows(path)
+    some = read_rows(path, only={"aaaa", "x00003", "x00004"})
+    assert some == {k: full[k] for k in ("aaaa", "x00003", "x00004")}
+    assert some["aaaa"].reason == "two\nlines, quoted"
+    assert some["x00004"].decision == "block"  # the line inside a quoted cell is no row
+    bad = path.read_text().replace("x00400,block", "x00400,Block")
+    path.write_text(bad)
+    with pytest.raises(BlocklistError) as full_error:
+        read_rows(path)
+    with pytest.raises(BlocklistError) as some_error:
+        read_rows(path, only={"aaaa"})
+    assert str(some_error.value) == str(full_error.value)
+    line = bad.splitlines().index(next(x for x in bad.splitlines() if "x00400,Block" in x)) + 1
+    assert f"line {line}: decision 'Block' for chip 'x00400'" in str(some_error.value)

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import rasterio
 
-from chipqa.blocklist.csvformat import read_blocklist
+from chipqa.blocklist.csvread import read_blocklist
 from chipqa.blocklist.store import BlocklistStore
 from chipqa.cli import main
 from chipqa.data import open_dataset

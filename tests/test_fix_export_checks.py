@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from chipqa.blocklist.csvformat import read_blocklist
+from chipqa.blocklist.csvread import read_blocklist
 from chipqa.cli import main
 from chipqa.io.paths import side_paths
 from conftest import make_bands, write_chip

@@ -12,7 +12,8 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
-from chipqa.blocklist.csvformat import COLUMNS, BlocklistError, read_blocklist
+from chipqa.blocklist.csvformat import COLUMNS, BlocklistError
+from chipqa.blocklist.csvread import read_blocklist
 from chipqa.blocklist.store import BlocklistStore
 from chipqa.data import open_dataset
 from chipqa.data.cache import build_cache

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from chipqa.blocklist.csvformat import read_blocklist
+from chipqa.blocklist.csvread import read_blocklist
 from chipqa.blocklist.store import BlocklistStore
 from chipqa.data import open_dataset
 from chipqa.predictors import SpectralBaseline

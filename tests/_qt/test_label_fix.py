@@ -10,7 +10,7 @@ import pytest
 import rasterio
 
 from chipqa._qt.label_fix import LabelFixer
-from chipqa.blocklist.csvformat import read_blocklist
+from chipqa.blocklist.csvread import read_blocklist
 from chipqa.blocklist.store import BlocklistStore
 from chipqa.data import open_dataset
 from chipqa.io.paths import side_paths

@@ -17,7 +17,7 @@ from chipqa._qt.chip_layers import (
     text_overlay,
 )
 from chipqa._qt.review_widget import ChipQAWidget, scores_path_for
-from chipqa.blocklist.csvformat import read_blocklist
+from chipqa.blocklist.csvread import read_blocklist
 from chipqa.data import open_dataset
 from chipqa.io.atomic import atomic_write_csv
 from chipqa.predictors import SpectralBaseline

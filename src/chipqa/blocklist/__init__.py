@@ -3,8 +3,9 @@
 Each name has one home:
 
 - :mod:`chipqa.blocklist.csvformat`: the file format: :class:`Decision` rows, the
-  columns, the header rules, parsing (torn last rows included) and writing, reading a
-  file (``read_blocklist``, ``blocked_ids``) and :class:`BlocklistError`;
+  columns, the header rules, which row wins, and :class:`BlocklistError`;
+- :mod:`chipqa.blocklist.csvread`: reading a file (``read_blocklist``,
+  ``blocked_ids``, ``read_rows``): every row checked, torn last rows, large files;
 - :mod:`chipqa.blocklist.csvwrite`: writing rows and whole files (``render``);
 - :mod:`chipqa.blocklist.cells`: what text may go into a cell (chip ids, control
   characters), how numbers and times are written;

@@ -20,15 +20,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from chipqa.blocklist.csvformat import (
-    COLUMNS,
-    UNDONE,
-    BlocklistError,
-    Chunk,
-    Decision,
-    parse_chunk,
-    supersedes,
-)
+from chipqa.blocklist.csvformat import COLUMNS, UNDONE, BlocklistError, Decision, supersedes
+from chipqa.blocklist.csvread import Chunk, parse_chunk
 from chipqa.blocklist.csvwrite import header_for, render, render_rows
 from chipqa.io.atomic import atomic_write_text
 from chipqa.io.chunked import FileBytes

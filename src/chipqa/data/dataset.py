@@ -17,7 +17,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from chipqa.blocklist.csvformat import Decision, fix_in_effect, read_rows
+from chipqa.blocklist.csvformat import Decision, fix_in_effect
+from chipqa.blocklist.csvread import read_rows
 from chipqa.data.cache import ChipCache
 from chipqa.data.listing import list_flat, list_oncloudn
 from chipqa.data.records import Chip, ChipRecord

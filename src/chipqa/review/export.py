@@ -44,7 +44,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from chipqa.blocklist.csvformat import read_chunk
+from chipqa.blocklist.csvread import read_chunk
 from chipqa.data import ChipRecord, open_dataset
 from chipqa.data.dataset import fix_files
 from chipqa.errors import ChipqaError
@@ -338,7 +338,7 @@ def export_dataset(
     root, out = Path(root).expanduser(), Path(out).expanduser()
     path = Path(blocklist).expanduser() if blocklist else side_paths(root).blocklist
     dataset = open_dataset(root, cache="off", fixes=False)
-    chunk = read_chunk(path, missing_ok=blocklist is None, only=set(dataset.chip_ids))
+    chunk = read_chunk(path, missing_ok=blocklist is None, only=set(dataset.chip_ids), outside=True)
     dataset.apply_fixes(fix_files(chunk.latest))
     _check_out(root, out)
     blocked = {cid for cid, d in chunk.latest.items() if d.decision == "block"}

@@ -6,7 +6,7 @@ import random
 from collections.abc import Sequence
 from pathlib import Path
 
-from chipqa.blocklist.csvformat import blocked_ids
+from chipqa.blocklist.csvread import blocked_ids
 from chipqa.data import ChipDataset, ChipRecord
 from chipqa.training.config import TrainingError
 
