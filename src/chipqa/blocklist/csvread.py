@@ -177,6 +177,32 @@ def _make(cells: list[str], lay: _Layout, path: Path, first_line: int, end: int)
     return Decision(chip_id, decision, *values, extra=extra)
 
 
+class _Rows:
+    """The rows of ``lines`` as ``csv.reader`` gives them, about twice as fast: a line
+    without quotes or a stray carriage return is split on its commas; others (a quoted
+    cell, which may span lines) go through ``csv.reader``. ``line_num``: lines read."""
+
+    def __init__(self, lines: Iterable[str]):
+        self.lines, self.line_num = lines, 0
+
+    def __iter__(self) -> Iterator[list[str]]:
+        pending: list[str] = []
+        odd = False  # inside a quoted cell that goes on on the next line
+        for line in self.lines:
+            self.line_num += 1
+            if pending or '"' in line or "\r" in line[:-2]:
+                pending.append(line)
+                odd ^= line.count('"') % 2 == 1
+                if not odd:
+                    yield from csv.reader(pending)
+                    pending = []
+                continue
+            line = line.rstrip("\r\n")
+            yield line.split(",") if line else []
+        if pending:
+            yield from csv.reader(pending)
+
+
 class _Skip:
     """Rows of other chips that :func:`parse_chunk` passes over without the CSV reader:
     a line without quotes (outside a quoted cell) whose chip is not wanted and whose
@@ -269,7 +295,7 @@ def parse_chunk(
         if fast and only is not None and lay.decision is not None:
             skip = _Skip(only, lay.decision, blocked_outside if outside else None)
             rest = skip.lines(rest)
-        reader = csv.reader(rest)
+        reader = _Rows(rest)
         n = 0
         t, d_at, f_at = lay.time, lay.decision, lay.fix_file
         quick = _QUICK_DECISIONS
@@ -295,7 +321,11 @@ def parse_chunk(
             if old is not None and t is not None:
                 new_t = cells[t] if t < k else ""
                 old_t = old[0][t] if t < len(old[0]) else ""
-                if not _time_wins(new_t, old_t):
+                if not (  # chipqa's own times in order (most rows), else the full rule
+                    new_t >= old_t
+                    and len(new_t) == len(old_t) == 27
+                    and new_t[-1] == old_t[-1] == "Z"
+                ) and not _time_wins(new_t, old_t):
                     continue
             latest[cid] = (cells, reader.line_num)
         rows = {cid: _make(cells, lay, path, first_line, ln) for cid, (cells, ln) in latest.items()}
