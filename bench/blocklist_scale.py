@@ -14,8 +14,9 @@ size given (default 10 000 and 1 000 000 rows) and each shape: rows spread over
 ``--chips`` chip ids (a live blocklist after a long review: each chip decided many
 times) and one row per chip. The file is the default blocklist of a 20-chip dataset
 (32 px), whose chips it blocks and keeps too. Each operation runs in a fresh process on
-a fresh copy of the file, and its wall time and peak memory (the process's peak
-resident set minus its size before the operation, imports done) are printed:
+a fresh copy of the file, and its wall time, CPU time (steadier on a shared machine) and
+peak memory (the process's peak resident set minus its size before the operation,
+imports done) are printed:
 
 - open: ``BlocklistStore(path)``, as the napari widget and ``chipqa fix`` do (it
   compacts a file of mostly superseded rows);
@@ -90,7 +91,7 @@ def rss_kb():
 
 op, root, out = sys.argv[1], sys.argv[2], sys.argv[3]
 before = rss_kb()
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 if op == "open":
     BlocklistStore(root + "_chipqa_blocklist.csv", dataset_root=root)
 elif op == "score":
@@ -98,9 +99,9 @@ elif op == "score":
                  "--out", out]) == 0
 else:
     assert main(["export", root, "--out", out, "-q"]) == 0
-seconds = time.perf_counter() - t0
+seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(seconds, (peak - before) / 1024, peak / 1024)
+print(seconds, cpu, (peak - before) / 1024)
 """
 
 
@@ -123,6 +124,7 @@ def _write_rows(path: Path, n: int, chips: int, dataset_ids: list[str]) -> None:
 
 
 def _run(op: str, root: Path, out: Path) -> tuple[float, float, float]:
+    """(wall seconds, CPU seconds, peak MB above the size before) of one operation."""
     import subprocess
     import sys
 
@@ -132,8 +134,8 @@ def _run(op: str, root: Path, out: Path) -> tuple[float, float, float]:
         text=True,
         check=True,
     )
-    seconds, delta, peak = (float(x) for x in res.stdout.split()[-3:])
-    return seconds, delta, peak
+    seconds, cpu, delta = (float(x) for x in res.stdout.split()[-3:])
+    return seconds, cpu, delta
 
 
 def measure_reads(folder: Path, sizes: list[int], chips: int) -> None:
@@ -147,7 +149,10 @@ def measure_reads(folder: Path, sizes: list[int], chips: int) -> None:
     ids = open_dataset(root, cache="off").chip_ids
     blocklist = Path(f"{root}_chipqa_blocklist.csv")
     master = folder / "master.csv"
-    print(f"\n{'rows':>9} {'chip ids':>9} {'MB':>5}  {'operation':<8} {'s':>6} {'peak MB':>8}")
+    print(
+        f"\n{'rows':>9} {'chip ids':>9} {'MB':>5}  {'operation':<9} {'s':>6} {'CPU s':>6} "
+        f"{'peak MB':>8}"
+    )
     cases = [(0, 0)] + [(n, c) for n in sizes for c in sorted({min(chips, n), n})]
     for n, distinct in cases:
         if n:
@@ -162,10 +167,13 @@ def measure_reads(folder: Path, sizes: list[int], chips: int) -> None:
                 blocklist.unlink(missing_ok=True)
             out = folder / f"out-{op}"
             shutil.rmtree(out, ignore_errors=True)
-            seconds, delta, _ = _run(op, root, out / "clean" if op == "export" else out)
+            seconds, cpu, delta = _run(op, root, out / "clean" if op == "export" else out)
             shutil.rmtree(out, ignore_errors=True)
             label = "none" if not n else f"{n:>9}"
-            print(f"{label:>9} {distinct:>9} {size:>5.0f}  {op:<8} {seconds:>6.2f} {delta:>8.0f}")
+            print(
+                f"{label:>9} {distinct:>9} {size:>5.0f}  {op:<9} {seconds:>6.2f} {cpu:>6.2f} "
+                f"{delta:>8.0f}"
+            )
 
 
 def main() -> None:
