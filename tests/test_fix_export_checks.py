@@ -15,8 +15,10 @@ import numpy as np
 import pytest
 import rasterio
 
+from chipqa.blocklist.csvformat import BlocklistError
 from chipqa.blocklist.csvread import read_blocklist
 from chipqa.cli import main
+from chipqa.data import open_dataset
 from chipqa.io.paths import side_paths
 from conftest import make_bands, write_chip
 from test_cli import _run_limited
@@ -119,8 +121,10 @@ def test_a_row_naming_another_chips_fix_file_is_not_exported(root, tmp_path, cap
     out = tmp_path / "clean"
     assert main(["export", str(root), "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert f"names {fix.name}, which is not a fix file of chip 'bfua'" in err
+    assert f"fix file {fix.name!r} is not a fix of this chip" in err and "(chip 'bfua')" in err
     assert not out.exists()
+    with pytest.raises(BlocklistError, match="is not a fix of this chip"):
+        open_dataset(root)  # score and train refuse it too
 
 
 def test_relative_symlinks_are_exported_as_their_files(root, tmp_path):

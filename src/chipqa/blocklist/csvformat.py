@@ -125,6 +125,17 @@ def fix_file_problem(name: str) -> str | None:
     return None
 
 
+def fix_belongs_to(chip_id: str, name: str) -> bool:
+    """Whether ``name`` is the name of one of ``chip_id``'s fix files (see
+    :func:`chipqa.review.fixes.fix_file_name`): ``<chip_id>.<stamp>.tif``, the stamp
+    without a dot, so that a row can never name another chip's fix (``a.b.<stamp>.tif``
+    is chip ``a.b``'s)."""
+    stem = name[len(chip_id) + 1 : -len(".tif")]
+    return (
+        name.startswith(f"{chip_id}.") and name.endswith(".tif") and bool(stem) and "." not in stem
+    )
+
+
 def refuse_control(what: str, value: str) -> str:
     """``value``, or a :class:`BlocklistError` when it holds a control character."""
     bad = control_character(value)

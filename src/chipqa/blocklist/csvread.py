@@ -21,6 +21,7 @@ from chipqa.blocklist.csvformat import (
     UNDONE,
     BlocklistError,
     Decision,
+    fix_belongs_to,
     fix_file_problem,
     header_problem,
 )
@@ -153,6 +154,11 @@ def _check_row(cells: list[str], lay: _Layout, path: Path, lineno: int) -> None:
     fix_file = unescape_cell(_cell(cells, lay.fix_file).strip())
     if fix_file or decision == FIX:
         problem = fix_file_problem(fix_file) if fix_file else "a fix row names no fix_file"
+        if problem is None and not fix_belongs_to(cells[0], fix_file):
+            problem = (
+                f"fix file {fix_file!r} is not a fix of this chip (its fix files are named "
+                f"{cells[0]}.<time>.tif); name one of them or undo the fix"
+            )
         if problem is not None:
             raise _error(path, lineno, f"{problem} (chip {cells[0]!r})")
 

@@ -54,6 +54,7 @@ from chipqa.blocklist.csvformat import (
     UNDONE,
     BlocklistError,
     Decision,
+    fix_belongs_to,
     fix_file_problem,
     fix_in_effect,
     refuse_control,
@@ -366,6 +367,8 @@ class BlocklistStore(BlocklistFile):
         if source not in FIX_SOURCES:
             raise ValueError(f"source must be one of {', '.join(FIX_SOURCES)}, not {source!r}")
         problem = fix_file_problem(fix_file)
+        if problem is None and not fix_belongs_to(chip_id, fix_file):
+            problem = f"fix file {fix_file!r} is not a fix of chip {chip_id!r}"
         if problem is not None:
             raise BlocklistError(f"{problem}; no fix was recorded for chip {chip_id!r}")
         row = self._fields(chip_id, "keep", reason, info)

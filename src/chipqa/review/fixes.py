@@ -29,7 +29,7 @@ import rasterio
 from rasterio._err import CPLE_BaseError
 from rasterio.errors import RasterioError
 
-from chipqa.blocklist.csvformat import FIX_SOURCES, BlocklistError, Decision
+from chipqa.blocklist.csvformat import FIX_SOURCES, BlocklistError, Decision, fix_belongs_to
 from chipqa.constants import LABEL_CLEAR, LABEL_CLOUD, LABEL_NODATA, LABEL_VALUES
 from chipqa.data.listing import find_chip
 from chipqa.data.records import ChipRecord
@@ -160,16 +160,6 @@ def read_label_file(chip_id: str, path: str | Path, profile: Mapping, ref: Path)
             "instead. Nothing was recorded"
         )
     return label
-
-
-def fix_belongs_to(chip_id: str, name: str) -> bool:
-    """Whether ``name`` is the name of one of ``chip_id``'s fix files (see
-    :func:`fix_file_name`): ``<chip_id>.<stamp>.tif``, the stamp without a dot, so that a
-    row can never name another chip's fix (``a.b.<stamp>.tif`` is chip ``a.b``'s)."""
-    stem = name[len(chip_id) + 1 : -len(".tif")]
-    return (
-        name.startswith(f"{chip_id}.") and name.endswith(".tif") and bool(stem) and "." not in stem
-    )
 
 
 def fix_problem(record: ChipRecord) -> str | None:
