@@ -289,7 +289,7 @@ def parse_chunk(
                 problem = header_problem(header)
                 if problem is not None:
                     raise BlocklistError(
-                        f"{path} is not a blocklist chipqa can read: {problem}. Fix the "
+                        f"{path} is not a chipqa blocklist: {problem}. Fix the "
                         "header or choose another blocklist file; nothing was changed."
                     )
         if tail and not _tail_is_torn(tail, header):
