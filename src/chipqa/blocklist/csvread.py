@@ -5,6 +5,7 @@ row told from a row typed without a line end, a large file streamed."""
 from __future__ import annotations
 
 import csv
+import gc
 import itertools
 import os
 from collections.abc import Container, Iterable, Iterator
@@ -280,6 +281,8 @@ def parse_chunk(
     last: list[str] = []  # the tail, when it is a row (chain takes it in lazily)
     given = header
     skip: _Skip | None = None
+    collecting = gc.isenabled()
+    gc.disable()  # millions of lists and strings, no cycles: the collector would rescan them
     try:
         rest = itertools.chain(lines, last)
         if header is None:
@@ -353,6 +356,9 @@ def parse_chunk(
                 data, path, given, first_line - (given is None), only, outside, fast=False
             )
         raise
+    finally:
+        if collecting:
+            gc.enable()
     if skip is not None:
         n += skip.rows
     return Chunk(rows, n, header or [], end, lines.count, blocked_outside)
