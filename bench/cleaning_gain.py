@@ -30,10 +30,10 @@ from pathlib import Path
 
 import rasterio
 
+from chipqa.blocklist.store import BlocklistStore
 from chipqa.data import open_dataset
 from chipqa.data.listing import find_chip
 from chipqa.predictors import SpectralBaseline, load_predictor
-from chipqa.review.blocklist import BlocklistStore
 from chipqa.review.fixes import predict_label
 from chipqa.scoring import score_dataset
 from chipqa.scoring.evaluate import read_truth, report_against_truth

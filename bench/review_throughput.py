@@ -56,7 +56,7 @@ def main() -> None:
     from qtpy.QtWidgets import QApplication
 
     from chipqa._qt.review_widget import ChipQAWidget
-    from chipqa.review.blocklist import read_blocklist
+    from chipqa.blocklist.csvread import read_blocklist
     from chipqa.synth import generate_dataset
 
     tmp = tempfile.TemporaryDirectory()

@@ -11,14 +11,9 @@ import time
 
 import pytest
 
-from chipqa.review.blocklist import (
-    COLUMNS,
-    BlocklistError,
-    BlocklistStore,
-    blocked_ids,
-    default_path,
-    read_blocklist,
-)
+from chipqa.blocklist.csvformat import COLUMNS, BlocklistError
+from chipqa.blocklist.csvread import blocked_ids, read_blocklist
+from chipqa.blocklist.store import BlocklistStore, default_path
 
 
 def test_each_decision_is_on_disk_before_decide_returns(tmp_path):
@@ -114,7 +109,7 @@ def test_a_read_only_folder_is_refused_before_any_decision(tmp_path, monkeypatch
     # Root may write anywhere, so let the OS's permission check say "read-only".
     real_access = os.access
     monkeypatch.setattr(
-        "chipqa.review.blocklist.os.access",
+        "chipqa.blocklist.diskfile.os.access",
         lambda p, mode: False if mode == os.W_OK else real_access(p, mode),
     )
     with pytest.raises(BlocklistError, match="no write permission"):
@@ -139,7 +134,7 @@ def test_a_failed_write_keeps_the_file_and_the_session_consistent(tmp_path, monk
         raise OSError(28, "No space left on device")
 
     if fails == "append":
-        monkeypatch.setattr("chipqa.review.blocklist.os.write", half_then_disk_full)
+        monkeypatch.setattr("chipqa.blocklist.diskfile.os.write", half_then_disk_full)
     else:
         monkeypatch.setattr("chipqa.io.atomic.os.replace", disk_full)
     with pytest.raises(BlocklistError, match="No space left"):
@@ -175,7 +170,7 @@ def test_killing_a_writer_mid_stream_leaves_a_whole_csv(tmp_path):
     path = tmp_path / "bl.csv"
     code = textwrap.dedent(f"""
         import sys
-        from chipqa.review.blocklist import BlocklistStore
+        from chipqa.blocklist.store import BlocklistStore
         store = BlocklistStore({str(path)!r}, reviewer="bot")
         i = 0
         while True:
@@ -241,7 +236,7 @@ def test_written_files_are_readable_like_any_other_and_keep_their_mode(tmp_path)
 def _decide_in_another_process(path, chip_id: str, decision: str, reviewer: str):
     """Start another process (another napari window) that records one decision."""
     code = textwrap.dedent(f"""
-        from chipqa.review.blocklist import BlocklistStore
+        from chipqa.blocklist.store import BlocklistStore
         BlocklistStore({str(path)!r}, reviewer={reviewer!r}).decide({chip_id!r}, {decision!r})
     """)
     return subprocess.Popen([sys.executable, "-c", code])
@@ -267,7 +262,7 @@ def test_a_decision_made_elsewhere_while_undoing_is_never_erased(tmp_path, monke
     """The other window decides at the worst moment: after this window has checked that
     its decision is still the latest, before it writes the undo. It must either see the
     other decision (and refuse the undo) or write first (and the other decision follows)."""
-    import chipqa.review.blocklist as bl
+    import chipqa.blocklist.store as bl
 
     path = tmp_path / "bl.csv"
     a = BlocklistStore(path, reviewer="a")
@@ -437,7 +432,7 @@ def test_the_later_decided_at_wins_whatever_the_row_order(tmp_path):
 
 
 def test_a_clock_that_went_back_still_lets_the_newer_decision_win(tmp_path, monkeypatch):
-    import chipqa.review.blocklist as bl
+    import chipqa.blocklist.store as bl
 
     path = tmp_path / "bl.csv"
     store = BlocklistStore(path)
@@ -459,7 +454,7 @@ def _big_blocklist(path, n, chips=None):
 
 
 def test_a_decision_appends_one_row_and_reads_only_what_others_appended(tmp_path, monkeypatch):
-    import chipqa.review.blocklist_file as bl
+    import chipqa.blocklist.diskfile as bl
 
     path = tmp_path / "bl.csv"
     _big_blocklist(path, 5000)

@@ -12,11 +12,13 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
+from chipqa.blocklist.csvformat import COLUMNS, BlocklistError
+from chipqa.blocklist.csvread import read_blocklist
+from chipqa.blocklist.store import BlocklistStore
 from chipqa.data import open_dataset
 from chipqa.data.cache import build_cache
 from chipqa.errors import ChipReadError
 from chipqa.io.paths import side_paths
-from chipqa.review.blocklist import COLUMNS, BlocklistError, BlocklistStore, read_blocklist
 from chipqa.review.fixes import FixError
 from conftest import make_bands, write_chip, write_tif
 
@@ -270,7 +272,7 @@ def test_a_fix_whose_decision_cannot_be_written_leaves_no_file(root, monkeypatch
     def full(fd, data):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("chipqa.review.blocklist_file.os.write", full)
+    monkeypatch.setattr("chipqa.blocklist.diskfile.os.write", full)
     with pytest.raises(BlocklistError, match="No space left"):
         store.fix("over", np.zeros((SIZE, SIZE), np.uint8), source="painted")
     monkeypatch.undo()

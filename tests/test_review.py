@@ -9,10 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from chipqa.blocklist.csvread import read_blocklist
+from chipqa.blocklist.store import BlocklistStore
 from chipqa.data import open_dataset
 from chipqa.predictors import SpectralBaseline
 from chipqa.review import ChipLoader, ReviewProject, ReviewSession, scores_are_fresh
-from chipqa.review.blocklist import BlocklistStore, read_blocklist
 from chipqa.scoring import score_dataset
 
 

@@ -16,9 +16,9 @@ import pytest
 import rasterio
 import torch
 
+from chipqa.blocklist.store import BlocklistStore
 from chipqa.data import build_cache, open_dataset
 from chipqa.predictors import ModelConfig, UNetPredictor, load_checkpoint, load_predictor
-from chipqa.review.blocklist import BlocklistStore
 from chipqa.stats.definitions import iou_from_counts
 from chipqa.synth import generate_dataset
 from chipqa.training import (

@@ -10,7 +10,7 @@ from tests.conftest import make_bands, write_chip
 
 from chipqa._qt.chip_layers import LABEL_OUTLINE, PRED_OUTLINE, SIDE_BY_SIDE_LAYER, TRUE_COLOUR
 from chipqa._qt.review_widget import ChipQAWidget
-from chipqa.review.blocklist import read_blocklist
+from chipqa.blocklist.csvread import read_blocklist
 from chipqa.synth import generate_dataset
 
 pytestmark = pytest.mark.gui

@@ -8,7 +8,7 @@ import pytest
 import rasterio
 from tests._qt.test_citizen import _drawn, _open, _press
 
-from chipqa.review.blocklist import read_blocklist
+from chipqa.blocklist.csvread import read_blocklist
 
 pytestmark = pytest.mark.gui
 

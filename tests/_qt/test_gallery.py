@@ -10,7 +10,7 @@ import pytest
 from chipqa._qt.gallery import GALLERY_LAYER
 from chipqa._qt.gallery_page import PageGrid
 from chipqa._qt.review_widget import ChipQAWidget
-from chipqa.review.blocklist import read_blocklist
+from chipqa.blocklist.csvread import read_blocklist
 from chipqa.review.session import default_reason
 from chipqa.synth import generate_dataset
 

@@ -10,9 +10,10 @@ import pytest
 import rasterio
 
 from chipqa._qt.label_fix import LabelFixer
+from chipqa.blocklist.csvread import read_blocklist
+from chipqa.blocklist.store import BlocklistStore
 from chipqa.data import open_dataset
 from chipqa.io.paths import side_paths
-from chipqa.review.blocklist import BlocklistStore, read_blocklist
 from chipqa.review.fixes import FixError
 from conftest import make_bands, write_chip
 

@@ -14,7 +14,7 @@ from tests._qt.test_fix_keys import _press_named
 from chipqa._qt import shortcuts
 from chipqa._qt.keys import ACTIONS
 from chipqa._qt.review_widget import ChipQAWidget
-from chipqa.review.blocklist import read_blocklist
+from chipqa.blocklist.csvread import read_blocklist
 from chipqa.synth import generate_dataset
 
 pytestmark = pytest.mark.gui

@@ -17,11 +17,11 @@ from chipqa._qt.chip_layers import (
     text_overlay,
 )
 from chipqa._qt.review_widget import ChipQAWidget, scores_path_for
+from chipqa.blocklist.csvread import read_blocklist
 from chipqa.data import open_dataset
 from chipqa.io.atomic import atomic_write_csv
 from chipqa.predictors import SpectralBaseline
 from chipqa.render import true_colour
-from chipqa.review.blocklist import read_blocklist
 from chipqa.review.session import default_reason
 from chipqa.scoring import read_scores
 from chipqa.synth import generate_dataset

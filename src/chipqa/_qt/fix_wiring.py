@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from chipqa._qt.keys import PAINT_KEYS, KeyBindings, key_table, paint_keys_text
-from chipqa.review.blocklist import BlocklistError
+from chipqa.blocklist.csvformat import BlocklistError
 
 if TYPE_CHECKING:
     from chipqa._qt.review_widget import ChipQAWidget

@@ -12,7 +12,7 @@ import random
 from typing import TYPE_CHECKING
 
 from chipqa._qt.chip_layers import GALLERY
-from chipqa.review.blocklist import BlocklistError
+from chipqa.blocklist.csvformat import BlocklistError
 
 if TYPE_CHECKING:
     from chipqa._qt.review_widget import ChipQAWidget

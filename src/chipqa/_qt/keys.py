@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from chipqa.review.blocklist import REASONS
+from chipqa.blocklist.store import REASONS
 
 if TYPE_CHECKING:
     import napari

@@ -18,8 +18,9 @@ import numpy as np
 from psygnal import Signal
 
 from chipqa._qt.chip_layers import NODATA, YELLOW
+from chipqa.blocklist.csvformat import BlocklistError, Decision
+from chipqa.blocklist.store import BlocklistStore
 from chipqa.constants import LABEL_CLEAR, LABEL_CLOUD, LABEL_NODATA
-from chipqa.review.blocklist import BlocklistError, BlocklistStore, Decision
 from chipqa.review.fixes import model_label, record_fix
 
 if TYPE_CHECKING:

@@ -28,8 +28,9 @@ from chipqa._qt.keys import (
     keys_help,
     paint_keys_text,
 )
+from chipqa.blocklist.csvformat import BlocklistError
+from chipqa.blocklist.store import REASONS
 from chipqa.render import STRETCHES
-from chipqa.review.blocklist import REASONS, BlocklistError
 from chipqa.review.session import default_reason
 
 if TYPE_CHECKING:

@@ -39,8 +39,8 @@ from qtpy.QtWidgets import (
 from chipqa._qt.chip_layers import VIEWS
 from chipqa._qt.keys import ACTIONS, key_of, keys_help
 from chipqa._qt.scores_table import ScoresTableModel
+from chipqa.blocklist.store import REASONS
 from chipqa.render import STRETCHES
-from chipqa.review.blocklist import REASONS
 from chipqa.review.session import ReviewSession, fraction_text, score_text
 
 if TYPE_CHECKING:

@@ -4,7 +4,7 @@ The widget only lays out Qt controls and wires them to the core:
 :class:`chipqa.review.ReviewProject` knows the dataset's side files and when saved scores
 are fresh, :class:`~chipqa._qt.scoring_job.ScoringJob` scores in a worker thread,
 :class:`chipqa.review.ReviewSession` holds the ordering and the decisions (and announces
-changes through its signals), :class:`chipqa.review.BlocklistStore` writes them,
+changes through its signals), :class:`chipqa.blocklist.store.BlocklistStore` writes them,
 :class:`~chipqa._qt.chip_display.ChipDisplay` draws chips as the background loader
 makes them ready and :class:`~chipqa._qt.gallery.GalleryView` draws pages of them. The
 GUI thread never waits for a chip or a model. What the keys and buttons do is in
@@ -37,12 +37,13 @@ from chipqa._qt.panel_sync import PanelSync
 from chipqa._qt.review_actions import ReviewActions
 from chipqa._qt.review_layout import DEFAULT_MODEL, build_review_ui
 from chipqa._qt.scoring_job import ScoringJob
+from chipqa.blocklist.csvformat import BlocklistError
+from chipqa.blocklist.store import BlocklistStore
 from chipqa.data import ChipDataset
 from chipqa.errors import ChipqaError
 from chipqa.io.paths import side_paths
 from chipqa.predictors import Predictor, load_predictor
-from chipqa.review import BlocklistStore, ChipLoader, ReviewProject, ReviewSession
-from chipqa.review.blocklist import BlocklistError
+from chipqa.review import ChipLoader, ReviewProject, ReviewSession
 from chipqa.scoring import FLAG_DESCRIPTIONS
 from chipqa.scoring.previews import PreviewStore
 from chipqa.scoring.table import scored_threshold

@@ -11,9 +11,10 @@ DESCRIPTION = (
     "Write a copy of DATA in the same layout, ready for any pipeline that reads the "
     "original (torchgeo's CloudCoverDetection, the On Cloud N notebooks): chips blocked in "
     "the blocklist are left out, fixed labels replace the old ones and the metadata CSV "
-    "keeps the rows of the chips exported. Unchanged files are hard-linked where the file "
-    "system allows (no space used; do not edit them in place), else copied. The copy is "
-    "built in a temporary folder and renamed to --out when complete."
+    "keeps the rows of the chips exported. Unchanged files are reflinked (copy-on-write, "
+    "no space used) where the file system has reflinks, else copied, so editing the copy "
+    "never changes the original. The copy is built in a temporary folder and renamed to "
+    "--out when complete."
 )
 
 
@@ -25,7 +26,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="the decisions (default: DATA_chipqa_blocklist.csv beside DATA, if any)",
     )
-    p.add_argument("--copy", action="store_true", help="copy every file instead of hard links")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument(
+        "--copy", action="store_true", help="always copy files (no reflinks, even where possible)"
+    )
+    how.add_argument(
+        "--hardlink",
+        action="store_true",
+        help="hard-link unchanged files where the file system allows (no space used). RISK: "
+        "the copy and the original are then the same files, so editing a file in --out "
+        "(a label fixed by hand) changes the original dataset too",
+    )
     add_quiet_option(p)
 
 
@@ -36,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         args.data,
         args.out,
         blocklist=args.blocklist,
-        copy=args.copy,
+        files="copy" if args.copy else "hardlink" if args.hardlink else "reflink",
         progress=chip_progress(args.quiet),
     )
     if not args.quiet:

@@ -56,8 +56,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from chipqa.blocklist.store import BlocklistStore, default_path
     from chipqa.data.listing import find_chip
-    from chipqa.review.blocklist import BlocklistStore, default_path
     from chipqa.review.fixes import label_profile, predict_label, read_label_file
 
     data = Path(args.data).expanduser()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -101,6 +102,11 @@ def run(args: argparse.Namespace) -> int:
         scale = scale_for_resolution(scene, args.resolution)
     predictor = load_predictor(args.model, device=args.device)
     if args.dn_offset is not None:
+        from chipqa.predictors.base import dn_offset_override
+
+        note = dn_offset_override(predictor, args.dn_offset)
+        if note:
+            print(note, file=sys.stderr)
         predictor.with_dn_offset(args.dn_offset)
     t0 = time.perf_counter()
     out = mask_scene(

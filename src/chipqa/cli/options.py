@@ -145,10 +145,24 @@ def add_scoring_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def dn_offset(text: str) -> int:
+    """``--dn-offset``: a whole number of DN that can be an offset (same rule everywhere)."""
+    from chipqa.predictors.base import dn_offset_problem
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    problem = dn_offset_problem(value)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(problem)
+    return value
+
+
 def add_dn_offset_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--dn-offset",
-        type=int,
+        type=dn_offset,
         default=None,
         metavar="DN",
         help="DN offset of the chips: 1000 for Sentinel-2 L2A of processing baseline "

@@ -54,6 +54,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_cache_option(p)
 
 
+def warn_dn_offset(dataset, offset: int, predictor=None) -> None:
+    """Say on stderr when ``offset`` overrides a checkpoint's, or leaves most of the
+    dataset's pixels at or below zero reflectance (the same for ``score`` and ``train``)."""
+    from chipqa.data.dn_offset import offset_warning
+    from chipqa.predictors.base import dn_offset_override
+
+    for note in (
+        dn_offset_override(predictor, offset) if predictor is not None else None,
+        offset_warning(dataset, offset),
+    ):
+        if note:
+            print(note, file=sys.stderr)
+
+
 def score_with_predictor(dataset, args: argparse.Namespace):
     """Score the dataset with ``--model``; returns the predictor, the scores and seconds."""
     from chipqa.predictors import load_predictor
@@ -62,6 +76,7 @@ def score_with_predictor(dataset, args: argparse.Namespace):
 
     predictor = load_predictor(args.model, device=args.device, compile=args.compile)
     if args.dn_offset is not None:
+        warn_dn_offset(dataset, args.dn_offset, predictor)
         predictor.with_dn_offset(args.dn_offset)
     if args.threshold == "auto" and not args.quiet:
         print(f"calibrating the threshold to the labels with {predictor.name} …", file=sys.stderr)
@@ -102,17 +117,29 @@ def print_errors(scores, limit: int = 10) -> None:
 
 def print_top(scores, n: int) -> None:
     """Print the ``n`` most suspicious chips as a table."""
-    top = scores[scores["error"] == ""].head(n)
+    readable = scores[scores["error"] == ""]
+    top = readable.head(n)
     if not len(top):
+        return
+    if readable["label_cloud_fraction"].isna().all():
+        print(
+            "no chip has a label, so no label can be suspicious: the scores hold the "
+            "model's cloud fraction of each chip (pred_cloud_fraction)"
+        )
         return
     print(f"most suspicious labels (top {len(top)}):")
     print(
         f"{'rank':>5} {'chip_id':<12} {'suspicion':>9} {'IoU':>6} {'label':>6} {'model':>6}  flags"
     )
+
+    def cell(value: float, spec: str, width: int) -> str:
+        return f"{'–' if value != value else format(value, spec):>{width}}"  # nan: a dash
+
     for r in top.itertuples(index=False):
         print(
-            f"{r.rank:>5} {r.chip_id:<12} {r.suspicion:>9.3f} {r.iou:>6.2f} "
-            f"{r.label_cloud_fraction:>6.0%} {r.pred_cloud_fraction:>6.0%}  {r.flags}"
+            f"{r.rank:>5} {r.chip_id:<12} {cell(r.suspicion, '.3f', 9)} {cell(r.iou, '.2f', 6)} "
+            f"{cell(r.label_cloud_fraction, '.0%', 6)} {cell(r.pred_cloud_fraction, '.0%', 6)}"
+            f"  {r.flags}"
         )
 
 

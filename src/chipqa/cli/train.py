@@ -41,6 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import signal
 
+    from chipqa.cli.score import warn_dn_offset
     from chipqa.training import train
 
     def on_term(signum, frame):  # a cancel from the napari plugin or a job scheduler
@@ -50,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
     bar = TrainingBar(args.quiet)
     try:
         dataset = open_dataset_for(args)  # with --cache: trains from the chip cache
+        if args.dn_offset:
+            warn_dn_offset(dataset, args.dn_offset)
         result = train(
             dataset,
             args.out,

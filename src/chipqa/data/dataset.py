@@ -17,12 +17,13 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+from chipqa.blocklist.csvformat import Decision, fix_in_effect
+from chipqa.blocklist.csvread import read_rows
 from chipqa.data.cache import ChipCache
 from chipqa.data.listing import list_flat, list_oncloudn
 from chipqa.data.records import Chip, ChipRecord
 from chipqa.data.tiff import read_chip
 from chipqa.errors import DatasetError
-from chipqa.io.blocklist_csv import Decision, fix_in_effect, read_rows
 from chipqa.io.layout import LAYOUT_HELP, ONCLOUDN, detect_layout
 from chipqa.io.paths import side_paths
 
@@ -66,7 +67,7 @@ class ChipDataset:
             self.fixes_from = None
             return self.apply_fixes({})
         path = side_paths(self.root).blocklist if fixes is True else Path(fixes).expanduser()
-        rows = read_rows(path, missing_ok=fixes is True)
+        rows = read_rows(path, missing_ok=fixes is True, only=set(self.chip_ids))
         self.fixes_from = path
         return self.apply_fixes(fix_files(rows))
 
@@ -78,7 +79,8 @@ class ChipDataset:
             return self.apply_fixes(fix_files(decisions))
         if self.fixes_from is None:
             return []
-        return self.apply_fixes(fix_files(read_rows(self.fixes_from, missing_ok=True)))
+        rows = read_rows(self.fixes_from, missing_ok=True, only=set(self.chip_ids))
+        return self.apply_fixes(fix_files(rows))
 
     def apply_fixes(self, files: Mapping[str, str]) -> list[str]:
         """Make each chip of ``files`` (chip id → fix file name in the dataset's fixes

@@ -408,3 +408,31 @@ def _read_scl(chip_id: str, path: Path, ref) -> np.ndarray | None:
             f"the Scene Classification Layer cannot be read ({exc}); fix or remove SCL.tif",
         ) from exc
     return out
+
+
+def check_written(path: Path) -> None:
+    """Raise OSError unless every block of a just-closed GeoTIFF is on disk whole,
+    at every resolution level (the overviews of a COG too).
+
+    GDAL writes blocks when its cache flushes, and a write that fails then (a full disk)
+    is only logged; the file still opens, with the lost blocks read as empty or cut
+    short. A GeoTIFF written without SPARSE_OK has every block (tile or strip) on disk, so a block
+    without bytes, or one whose bytes would end past the end of the file, means a failed
+    write.
+    """
+    end = path.stat().st_size
+    with rasterio.open(path) as src:
+        levels = len(src.overviews(1))
+    for level in [None, *range(levels)]:
+        kwargs = {} if level is None else {"overview_level": level}
+        with rasterio.open(path, **kwargs) as src:
+            bh, bw = src.block_shapes[0]
+            for i in range(-(-src.height // bh)):
+                for j in range(-(-src.width // bw)):
+                    size = src.block_size(1, i, j)
+                    offset = int(src.get_tag_item(f"BLOCK_OFFSET_{j}_{i}", "TIFF", bidx=1) or 0)
+                    if not size or not offset or offset + size > end:
+                        raise OSError(
+                            f"block {i},{j} of {path.name} was not written whole "
+                            "(is the disk full?)"
+                        )

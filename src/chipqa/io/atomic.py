@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,11 +24,16 @@ def _umask() -> int:
 
 
 def _mode_for(path: Path) -> int:
-    """The permissions a rewrite of ``path`` gets: the old file's, else 0666 less umask."""
+    """The permissions a rewrite of ``path`` gets: the old file's, else 0666 less umask.
+    Only a regular file's count: a link at ``path`` is replaced, not followed (a cache
+    entry linked to ``/dev/zero`` must not make the new file world-writable)."""
     try:
-        return path.stat().st_mode & 0o7777
+        st = os.lstat(path)
     except OSError:
-        return 0o666 & ~_umask()
+        st = None
+    if st is not None and stat.S_ISREG(st.st_mode):
+        return st.st_mode & 0o7777
+    return 0o666 & ~_umask()
 
 
 def _fsync_dir(folder: Path) -> None:

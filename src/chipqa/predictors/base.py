@@ -47,6 +47,33 @@ def to_device(array: np.ndarray, device: torch.device) -> Tensor:
     return t.to(device, non_blocking=True)
 
 
+def dn_offset_problem(offset: int) -> str | None:
+    """Why ``offset`` cannot be the DN offset of Sentinel-2 chips (None: it can). DN =
+    10 000·reflectance + offset, with reflectance from 0 up: an offset below 0 or of
+    10 000 and more cannot be one. The same rule for ``train``, ``score`` and ``mask``."""
+    if 0 <= int(offset) < 10_000:
+        return None
+    return (
+        f"a DN offset must be between 0 and 9 999, not {offset}: DN = 10 000·reflectance + "
+        "offset, so it is 1000 for Sentinel-2 L2A from processing baseline 04.00 on "
+        "(January 2022) and 0 for older products and On Cloud N"
+    )
+
+
+def dn_offset_override(predictor: Predictor, offset: int) -> str | None:
+    """A warning when ``offset`` differs from the DN offset a checkpoint was trained with
+    (None: it does not, or the predictor has no trained offset)."""
+    trained = predictor.trained_dn_offset
+    if trained is None or int(offset) == trained:
+        return None
+    return (
+        f"warning: {predictor.name} was trained on chips with DN offset {trained}; "
+        f"--dn-offset {offset} takes {offset} off these chips instead. Right when they "
+        f"come from another product; for chips like the training chips leave out "
+        "--dn-offset"
+    )
+
+
 class Predictor(ABC):
     """Batches of chips in, per-pixel cloud probability out."""
 
@@ -54,6 +81,8 @@ class Predictor(ABC):
     device: torch.device = torch.device("cpu")
     dn_offset: int = 0
     """DN offset taken off the bands before predicting (see :meth:`with_dn_offset`)."""
+    trained_dn_offset: int | None = None
+    """The DN offset of the chips a checkpoint was trained on (None: not a checkpoint)."""
 
     @abstractmethod
     def predict_proba(self, bands: Tensor) -> Tensor:
@@ -77,8 +106,9 @@ class Predictor(ABC):
         """Predict chips whose DNs carry ``offset`` (Sentinel-2 L2A from processing
         baseline 04.00 on: DN = 10 000·ρ + 1 000): the offset is taken off first, so the
         predictor sees reflectance as it was made for."""
-        if not 0 <= int(offset) < 10_000:
-            raise ValueError(f"a DN offset must be between 0 and 9 999, not {offset}")
+        problem = dn_offset_problem(offset)
+        if problem is not None:
+            raise ValueError(problem)
         self.dn_offset = int(offset)
         return self
 

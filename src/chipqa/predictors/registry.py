@@ -66,6 +66,7 @@ def load_predictor(
         model, info = load_checkpoint(spec, device="cpu")
         name = f"unet-{info.config.encoder}:{Path(spec).name}"
         predictor = UNetPredictor(model, info.config, name=name).to(dev)
+        predictor.trained_dn_offset = int(info.config.dn_offset)
     if not isinstance(predictor, UNetPredictor):
         return predictor
     if compile:

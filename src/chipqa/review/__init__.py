@@ -1,17 +1,14 @@
 """The review loop without a screen: the project (a dataset and its side files), the
-ranked session, the chip loader, the blocklist."""
+ranked session, the chip loader, label fixes and the cleaned export. The blocklist these
+write to is :mod:`chipqa.blocklist`."""
 
-from chipqa.review.blocklist import BlocklistError, BlocklistStore, Decision
 from chipqa.review.loader import ChipLoader, ChipView
 from chipqa.review.project import ReviewProject, scores_are_fresh
 from chipqa.review.session import ReviewSession, fraction_text
 
 __all__ = [
-    "BlocklistError",
-    "BlocklistStore",
     "ChipLoader",
     "ChipView",
-    "Decision",
     "ReviewProject",
     "ReviewSession",
     "fraction_text",

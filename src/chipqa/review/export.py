@@ -8,15 +8,26 @@ layout)::
                 CLEAN/train_metadata.csv (the rows of the chips exported, columns as they were)
     flat:       CLEAN/<chip_id>/… with label.tif
 
-Every file of an exported chip's folder is taken over (bands, ``SCL.tif``, …), hard-
-linked where the file system allows (no space used; the copy shares the files with the
-original, so do not edit them in place) or copied (``copy=True`` always copies). A
-fixed label is copied from its fix file under the label's usual name. Other files at
-the dataset's top level are not taken over.
+Every file of an exported chip's folder is taken over (bands, ``SCL.tif``, …), a link
+by what it points to (a relative link would dangle in the copy). How (``files``):
+
+- ``reflink`` (the default): a copy-on-write clone where the file system has them
+  (Btrfs, XFS, APFS-like; no space used until a file changes) and a plain copy
+  elsewhere. Either way, editing the copy never changes the original.
+- ``copy``: always a plain copy.
+- ``hardlink``: a hard link where the file system allows (no space used), else a copy.
+  The copy and the original are then the same files: writing into ``clean/<id>/…``
+  changes the original dataset too. Only when asked for.
+
+A fixed label is copied from its fix file under the label's usual name, after checking
+that the fix file is this chip's, a file inside the fixes folder (a link leaving it is
+refused) and a readable label on the chip's grid; one that is not stops the export,
+naming the chip and the file. Other files at the dataset's top level are not taken over.
 
 The copy is built in a hidden temporary folder beside ``out`` and renamed to ``out``
 only when it is complete: an error (a full disk) or an interrupt leaves nothing under
-``out``, and the original dataset is only read.
+``out``, and the original dataset is only read. A temporary folder left by an export
+that was killed is removed by the next export beside it.
 """
 
 from __future__ import annotations
@@ -25,17 +36,32 @@ import contextlib
 import csv
 import errno
 import os
+import re
 import secrets
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from chipqa.blocklist.csvread import read_chunk
 from chipqa.data import ChipRecord, open_dataset
+from chipqa.data.dataset import fix_files
 from chipqa.errors import ChipqaError
 from chipqa.io import layout as L
-from chipqa.io.blocklist_csv import read_rows
 from chipqa.io.paths import side_paths
+from chipqa.review.fixes import fix_problem
+
+FILE_MODES = ("reflink", "copy", "hardlink")
+"""How unchanged files go into the export (see the module docstring)."""
+_FICLONE = 0x40049409
+"""Linux ioctl: make a file a copy-on-write clone of another (a reflink)."""
+_NO_CLONE = (errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EINVAL, errno.ENOTTY)
+"""Why a reflink fails where a copy works (no reflinks on this file system)."""
+_TEMP = re.compile(r"\.(?P<name>.+)\.chipqa-export-(?:(?P<pid>\d+)-)?[0-9a-f]{8}")
+_OLD_TEMP_SECONDS = 600.0
+"""A temporary export folder without a process id (chipqa before 0.x named them so),
+untouched this long, is left over from an export that was killed."""
 
 _NO_LINK = (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EACCES)
 """Why a hard link may fail where a copy works (another file system, no links there)."""
@@ -59,6 +85,7 @@ class ExportSummary:
     unknown_blocked: int = 0
     """Blocked chip ids the dataset does not have."""
     linked: int = 0
+    reflinked: int = 0
     copied: int = 0
     metadata_rows: tuple[int, int] | None = None
     """(rows written, rows in the original metadata CSV), or None without one."""
@@ -85,7 +112,10 @@ class ExportSummary:
             lines.append(f"  … and {len(self.unreadable) - 8} more that cannot be read")
         if self.fixed:
             lines.append(f"  labels replaced by fixes: {len(self.fixed)} ({ids(self.fixed)})")
-        lines.append(f"  files: {self.linked} hard-linked, {self.copied} copied")
+        how = [f"{self.reflinked} reflinked (copy-on-write)", f"{self.copied} copied"]
+        if self.linked:
+            how.append(f"{self.linked} hard-linked (shared with the original: do not edit them)")
+        lines.append(f"  files: {', '.join(how)}")
         if self.metadata_rows is not None:
             kept, of = self.metadata_rows
             lines.append(f"  {L.METADATA_NAME}: {kept} of {of} rows kept")
@@ -106,15 +136,39 @@ def _check_out(root: Path, out: Path) -> None:
         )
 
 
-class _Writer:
-    """Puts files into the export: hard links (or copies), counted."""
+def _reflink(src: Path, dst: Path) -> bool:
+    """Make ``dst`` a copy-on-write clone of ``src``; False where the file system cannot."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover (Windows)
+        return False
+    with open(src, "rb") as s, open(dst, "wb") as d:
+        try:
+            fcntl.ioctl(d.fileno(), _FICLONE, s.fileno())
+        except OSError as exc:
+            if exc.errno not in _NO_CLONE:
+                raise
+            ok = False
+        else:
+            ok = True
+    if not ok:
+        os.unlink(dst)
+    return ok
 
-    def __init__(self, copy: bool, summary: ExportSummary):
-        self.copy = copy
+
+class _Writer:
+    """Puts files into the export (see :data:`FILE_MODES`), counted."""
+
+    def __init__(self, files: str, summary: ExportSummary):
+        if files not in FILE_MODES:
+            raise ValueError(f"files must be one of {', '.join(FILE_MODES)}, not {files!r}")
+        self.hardlink = files == "hardlink"
+        self.reflink = files == "reflink"
         self.summary = summary
 
     def place(self, src: Path, dst: Path) -> None:
-        if not self.copy:
+        src = Path(os.path.realpath(src))  # a link's target: a relative link would dangle
+        if self.hardlink:
             try:
                 os.link(src, dst)
                 self.summary.linked += 1
@@ -122,13 +176,80 @@ class _Writer:
             except OSError as exc:
                 if exc.errno not in _NO_LINK:
                     raise
-                self.copy = True  # this file system links nothing: stop trying
+                self.hardlink = False  # this file system links nothing: stop trying
         self.copy_file(src, dst)
 
     def copy_file(self, src: Path, dst: Path) -> None:
+        """A file of the export's own: a reflink where possible, else a copy."""
+        if self.reflink:
+            if _reflink(src, dst):
+                shutil.copystat(src, dst)
+                self.summary.reflinked += 1
+                return
+            self.reflink = False  # no reflinks here: stop trying
         shutil.copyfile(src, dst)
         shutil.copystat(src, dst)
         self.summary.copied += 1
+
+
+def _remove_leftovers(folder: Path) -> None:
+    """Remove the temporary folders of exports that were killed (``kill -9``, a power
+    cut): their process is gone, or (without a process id in the name) they have not
+    changed for :data:`_OLD_TEMP_SECONDS`."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    now = time.time()
+    for e in entries:
+        m = _TEMP.fullmatch(e.name)
+        if not m or not e.is_dir(follow_symlinks=False):
+            continue
+        if m["pid"] is not None:
+            if _alive(int(m["pid"])):
+                continue
+        elif now - e.stat(follow_symlinks=False).st_mtime < _OLD_TEMP_SECONDS:
+            continue
+        shutil.rmtree(e.path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # another user's process
+    return True
+
+
+def _check_fixes(records: list[ChipRecord], out: Path) -> None:
+    """Refuse the export when a fix file that would be exported is not a label of its chip."""
+    problems = [(r.chip_id, p) for r in records if (p := fix_problem(r))]
+    if not problems:
+        return
+    lines = "\n".join(f"  chip {cid!r}: {why}" for cid, why in problems[:10])
+    more = f"\n  … and {len(problems) - 10} more" if len(problems) > 10 else ""
+    raise ChipqaError(
+        f"{len(problems)} label fix(es) cannot be exported:\n{lines}{more}\n"
+        "Fix each chip again (chipqa fix, or in napari), undo its fix or block it, then "
+        f"export again. Nothing was written under {out}"
+    )
+
+
+def _hint(exc: OSError) -> str:
+    """What to do about an error while writing the export."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return "free some space or choose a folder on a disk with more room"
+    if exc.errno == errno.ENOENT:
+        return "a file of the dataset went missing while exporting; check it and export again"
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return (
+            "check the permissions (read the dataset, write beside --out) or choose another folder"
+        )
+    if exc.errno == errno.EBUSY:
+        return "--out is in use (a mount point?); export into a new folder inside it"
+    return "choose another folder"
 
 
 def _chip_files(folder: Path) -> list[Path]:
@@ -191,7 +312,7 @@ def export_dataset(
     out: str | Path,
     *,
     blocklist: str | Path | None = None,
-    copy: bool = False,
+    files: str = "reflink",
     progress: Callable[[int, int], None] | None = None,
 ) -> ExportSummary:
     """Write a cleaned copy of the dataset at ``root`` to ``out`` (see the module docstring).
@@ -202,26 +323,32 @@ def export_dataset(
         blocklist: the decisions (default: the dataset's own blocklist; none there:
             nothing is left out or fixed). Its ``block`` rows are left out, its label
             fixes replace the original labels.
-        copy: copy every file instead of hard-linking the unchanged ones.
+        files: how unchanged files go in: ``reflink`` (copy-on-write clones where the
+            file system has them, else copies), ``copy`` or ``hardlink`` (shared with
+            the original: writing into the copy changes the original).
         progress: called with (chips done, chips) as the export goes.
 
     Raises:
         ChipqaError: ``out`` exists and is not empty, is inside the dataset, or cannot be
             written (a full disk; nothing is left under ``out`` then); the blocklist
-            cannot be read, or was given and does not exist.
+            cannot be read, or was given and does not exist; a fix file that would be
+            exported is not a readable label of its chip.
         DatasetError: ``root`` is not a dataset.
     """
     root, out = Path(root).expanduser(), Path(out).expanduser()
     path = Path(blocklist).expanduser() if blocklist else side_paths(root).blocklist
-    rows = read_rows(path, missing_ok=blocklist is None)
-    dataset = open_dataset(root, cache="off", fixes=path if blocklist else True)
+    dataset = open_dataset(root, cache="off", fixes=False)
+    chunk = read_chunk(path, missing_ok=blocklist is None, only=set(dataset.chip_ids), outside=True)
+    dataset.apply_fixes(fix_files(chunk.latest))
     _check_out(root, out)
-    blocked = {cid for cid, d in rows.items() if d.decision == "block"}
+    blocked = {cid for cid, d in chunk.latest.items() if d.decision == "block"}
     summary = ExportSummary(root, out, dataset.layout, path if path.exists() else None)
-    summary.unknown_blocked = len(blocked - set(dataset.chip_ids))
+    summary.unknown_blocked = len(chunk.blocked_outside)
+    _check_fixes([r for r in dataset if r.chip_id not in blocked and not r.problem], out)
+    writer = _Writer(files, summary)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.chipqa-export-{secrets.token_hex(4)}"
-    writer = _Writer(copy, summary)
+    _remove_leftovers(out.parent)
+    tmp = out.parent / f".{out.name}.chipqa-export-{os.getpid()}-{secrets.token_hex(4)}"
     emptied = False
     try:
         tmp.mkdir()
@@ -259,8 +386,7 @@ def export_dataset(
             where = f" ({exc.filename})" if exc.filename else ""
             raise ChipqaError(
                 f"cannot export {root} to {out}: {what}{where}. Nothing was written under "
-                f"{out}; free some space (hard links need almost none: leave out --copy) "
-                "or choose another folder"
+                f"{out}; {_hint(exc)}"
             ) from exc
         raise
     with contextlib.suppress(OSError):

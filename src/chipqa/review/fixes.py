@@ -26,20 +26,21 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import rasterio
+from rasterio._err import CPLE_BaseError
 from rasterio.errors import RasterioError
 
+from chipqa.blocklist.csvformat import FIX_SOURCES, BlocklistError, Decision, fix_belongs_to
 from chipqa.constants import LABEL_CLEAR, LABEL_CLOUD, LABEL_NODATA, LABEL_VALUES
 from chipqa.data.listing import find_chip
 from chipqa.data.records import ChipRecord
-from chipqa.data.tiff import read_chip, read_label
+from chipqa.data.tiff import check_written, read_chip, read_label
 from chipqa.errors import ChipqaError, ChipReadError
 from chipqa.io.atomic import atomic_replace
-from chipqa.io.blocklist_csv import FIX_SOURCES, BlocklistError, Decision
 from chipqa.io.paths import side_paths
 
 if TYPE_CHECKING:
+    from chipqa.blocklist.store import BlocklistStore
     from chipqa.predictors import Predictor
-    from chipqa.review.blocklist import BlocklistStore
 
 
 class FixError(BlocklistError):
@@ -91,26 +92,24 @@ def checked_label(chip_id: str, label: np.ndarray, profile: Mapping, what: str) 
         )
     if label.dtype == bool:
         label = label.astype(np.uint8)
-    values = np.unique(label)
-    bad = [v for v in values.tolist() if v not in LABEL_VALUES]
+    bad = _bad_values(label)
     if bad:
-        shown = ", ".join(f"{v:g}" for v in bad[:6]) + (" …" if len(bad) > 6 else "")
         raise FixError(
-            f"chip {chip_id!r}: {what} holds values {shown}; a label holds only 0 (clear), "
+            f"chip {chip_id!r}: {what} holds values {bad}; a label holds only 0 (clear), "
             "1 (cloud) and 255 (no label). Convert it first; nothing was recorded"
         )
     return label.astype(np.uint8)
 
 
-def read_label_file(chip_id: str, path: str | Path, profile: Mapping, ref: Path) -> np.ndarray:
-    """A label given as a file (``chipqa fix --label``), checked against the chip: one
-    band, the chip's size, CRS and transform, values 0, 1 and 255 (read as they are
-    stored; the file's nodata tag is not applied).
+def _bad_values(label: np.ndarray) -> str:
+    """The values of ``label`` that are not label values, as text ("" when none); shown
+    to 9 digits, so that 1.0000001 does not read as 1."""
+    bad = [v for v in np.unique(label).tolist() if v not in LABEL_VALUES]
+    return ", ".join(f"{v:.9g}" for v in bad[:6]) + (" …" if len(bad) > 6 else "")
 
-    Raises:
-        FixError: naming the chip and the file, and what differs.
-    """
-    path = Path(path)
+
+def _label_file(path: Path, profile: Mapping, ref: Path) -> tuple[np.ndarray | None, str]:
+    """A label GeoTIFF's one band when it is on the chip's grid, else why not."""
     try:
         with rasterio.open(path) as src:
             count, shape, crs, transform = (
@@ -121,30 +120,75 @@ def read_label_file(chip_id: str, path: str | Path, profile: Mapping, ref: Path)
             )
             data = src.read(1) if count == 1 else None
     except (RasterioError, OSError) as exc:
-        raise FixError(
-            f"chip {chip_id!r}: {path} cannot be read as a GeoTIFF ({exc}); nothing was recorded"
-        ) from exc
-    where = f"{path} (for chip {chip_id!r})"
+        return None, f"cannot be read as a GeoTIFF ({exc})"
     if count != 1:
-        raise FixError(f"{where} has {count} bands; a label has one. Nothing was recorded")
+        return None, f"has {count} bands; a label has one"
     want = (int(profile["height"]), int(profile["width"]))
     if shape != want:
-        raise FixError(
-            f"{where} is {shape[0]}×{shape[1]} pixels but {ref.name} is {want[0]}×{want[1]}; "
-            "a fix must be on the chip's grid. Nothing was recorded"
+        return None, (
+            f"is {shape[0]}×{shape[1]} pixels but {ref.name} is {want[0]}×{want[1]}; "
+            "a fix must be on the chip's grid"
         )
     if crs != profile.get("crs"):
-        raise FixError(
-            f"{where} is in {crs} but {ref.name} is in {profile.get('crs')}; reproject it "
-            "onto the chip's grid. Nothing was recorded"
-        )
+        return None, f"is in {crs} but {ref.name} is in {profile.get('crs')}; reproject it"
     ref_transform = profile.get("transform")
     if ref_transform is not None and not transform.almost_equals(ref_transform, precision=1e-6):
-        raise FixError(
-            f"{where} has a different georeference (transform) than {ref.name}; a fix must "
-            "be on the chip's grid. Nothing was recorded"
+        return None, (
+            f"has a different georeference (transform) than {ref.name}; a fix must be on "
+            "the chip's grid"
         )
-    return checked_label(chip_id, data, profile, str(path))
+    return data, ""
+
+
+def read_label_file(chip_id: str, path: str | Path, profile: Mapping, ref: Path) -> np.ndarray:
+    """A label given as a file (``chipqa fix --label``), checked against the chip: one
+    band, the chip's size, CRS and transform, values 0, 1 and 255 with at least one
+    labelled pixel (read as they are stored; the file's nodata tag is not applied).
+
+    Raises:
+        FixError: naming the chip and the file, and what differs.
+    """
+    path = Path(path)
+    data, problem = _label_file(path, profile, ref)
+    if data is None:
+        raise FixError(f"{path} (for chip {chip_id!r}) {problem}. Nothing was recorded")
+    label = checked_label(chip_id, data, profile, str(path))
+    if (label == LABEL_NODATA).all():
+        raise FixError(
+            f"{path} (for chip {chip_id!r}) labels no pixel (every pixel is 255, no label), "
+            "so the chip could not be scored or trained on; to leave the chip out, block it "
+            "instead. Nothing was recorded"
+        )
+    return label
+
+
+def fix_problem(record: ChipRecord) -> str | None:
+    """Why a fixed chip's fix file cannot stand for its label (None: it can): it must be
+    this chip's fix, a file in the fixes folder (a link there must stay inside it), one
+    band on the chip's grid, only 0, 1 and 255, at least one pixel labelled. Checked
+    before a fix file is copied anywhere (``chipqa export``)."""
+    path = record.label_path
+    if not record.fixed or path is None:
+        return None
+    name = path.name
+    if not fix_belongs_to(record.chip_id, name):
+        return f"the blocklist names {name}, which is not a fix file of chip {record.chip_id!r}"
+    folder = os.path.realpath(path.parent)
+    real = os.path.realpath(path)
+    if os.path.dirname(real) != folder:
+        return f"{path} is a link to {real}, outside the fixes folder {path.parent}"
+    if not os.path.isfile(real):
+        return f"{path} is missing"
+    profile, ref = label_profile(record.original())
+    data, problem = _label_file(path, profile, ref)
+    if data is None:
+        return f"{path} {problem}"
+    bad = _bad_values(data)
+    if bad:
+        return f"{path} holds values {bad}; a label holds only 0, 1 and 255"
+    if (data == LABEL_NODATA).all():
+        return f"{path} labels no pixel (every pixel is 255, no label)"
+    return None
 
 
 def model_label(probability: np.ndarray, threshold: float) -> np.ndarray:
@@ -180,13 +224,27 @@ def _no_data(record: ChipRecord, shape: tuple[int, int]) -> np.ndarray:
     return missing
 
 
+def _check_read_back(path: Path, label: np.ndarray) -> None:
+    """Raise OSError unless ``path`` holds ``label`` whole: GDAL only logs a write that
+    fails when it flushes (a full disk, a file size limit), so what it wrote is read back."""
+    check_written(path)
+    try:
+        with rasterio.open(path) as src:
+            back = src.read(1)
+    except (RasterioError, OSError) as exc:
+        raise OSError(f"{path.name} cannot be read back ({exc}); is the disk full?") from exc
+    if back.shape != label.shape or not np.array_equal(back, label):
+        raise OSError(f"{path.name} does not read back as written; is the disk full?")
+
+
 def write_label(path: Path, label: np.ndarray, profile: Mapping) -> Path:
-    """Write a label GeoTIFF atomically: a temporary file beside ``path``, fsynced, then
-    renamed. On any failure nothing is left under ``path`` or beside it."""
+    """Write a label GeoTIFF atomically: a temporary file beside ``path``, read back,
+    fsynced, then renamed. On any failure nothing is left under ``path`` or beside it."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
         with rasterio.open(tmp, "w", **profile) as dst:
             dst.write(label, 1)
+        _check_read_back(tmp, label)
         atomic_replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -241,12 +299,12 @@ def record_fix(
     try:
         folder.mkdir(exist_ok=True)
         write_label(path, label, profile)
-    except (OSError, RasterioError) as exc:
+    except (OSError, RasterioError, CPLE_BaseError) as exc:
         why = getattr(exc, "strerror", None) or exc
         raise FixError(
             f"cannot write the fixed label of chip {chip_id!r} to {path} ({why}); free some "
-            "space or check the folder's permissions. Nothing was recorded and no earlier "
-            "fix was touched"
+            "space (or raise the file size limit) or check the folder's permissions, then "
+            "fix the chip again. Nothing was recorded and no earlier fix was touched"
         ) from exc
     try:
         return store.decide_fix(

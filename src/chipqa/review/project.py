@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from chipqa.blocklist.store import BlocklistStore
 from chipqa.data import ChipDataset, open_dataset
 from chipqa.errors import ChipqaError
 from chipqa.io.paths import SidePaths, side_paths
-from chipqa.review.blocklist import BlocklistStore
 from chipqa.scoring import read_scores, write_scores
 
 

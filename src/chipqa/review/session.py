@@ -23,7 +23,8 @@ import numpy as np
 import pandas as pd
 from psygnal import Signal
 
-from chipqa.review.blocklist import BlocklistStore, Decision
+from chipqa.blocklist.csvformat import Decision
+from chipqa.blocklist.store import BlocklistStore
 
 INFO_COLUMNS = ("flags", "suspicion", "iou", "label_cloud_fraction", "pred_cloud_fraction", "model")
 

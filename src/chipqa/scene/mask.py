@@ -32,6 +32,7 @@ from rasterio._err import CPLE_BaseError
 from rasterio.windows import Window
 
 from chipqa.constants import BANDS, DEFAULT_THRESHOLD, LABEL_CLOUD, LABEL_NODATA, SCL_NAME
+from chipqa.data.tiff import check_written
 from chipqa.io.atomic import atomic_replace
 from chipqa.io.layout import FEATURES_DIR, FLAT_LABEL_NAME, LABELS_DIR
 from chipqa.predictors import Predictor, to_device
@@ -316,7 +317,7 @@ def mask_scene(
                     chipqa_bands=",".join(sc.band_names),
                     chipqa_scale=str(scale),
                 )
-            _check_written(strips)
+            check_written(strips)
             rasterio.shutil.copy(
                 strips,
                 cog,
@@ -326,7 +327,7 @@ def mask_scene(
                 blocksize=256,
             )
             strips.unlink()
-            _check_written(cog)  # a disk that filled during the copy: keep the old mask
+            check_written(cog)  # a disk that filled during the copy: keep the old mask
             atomic_replace(cog, out)
     except (OSError, rasterio.errors.RasterioError, CPLE_BaseError) as exc:
         raise SceneError(
@@ -334,30 +335,3 @@ def mask_scene(
             f"Check that {out.parent} has free space and is writable, or choose another --out"
         ) from exc
     return out
-
-
-def _check_written(path: Path) -> None:
-    """Raise OSError unless every block of a just-closed tiled GeoTIFF is on disk whole,
-    at every resolution level (the overviews of a COG too).
-
-    GDAL writes blocks when its cache flushes, and a write that fails then (a full disk)
-    is only logged; the file still opens, with the lost blocks read as empty or cut
-    short. A tiled GeoTIFF written without SPARSE_OK has every block on disk, so a block
-    without bytes, or one whose bytes would end past the end of the file, means a failed
-    write.
-    """
-    end = path.stat().st_size
-    with rasterio.open(path) as src:
-        levels = len(src.overviews(1))
-    for level in [None, *range(levels)]:
-        kwargs = {} if level is None else {"overview_level": level}
-        with rasterio.open(path, **kwargs) as src:
-            bh, bw = src.block_shapes[0]
-            for i in range(-(-src.height // bh)):
-                for j in range(-(-src.width // bw)):
-                    size = src.block_size(1, i, j)
-                    offset = int(src.get_tag_item(f"BLOCK_OFFSET_{j}_{i}", "TIFF", bidx=1) or 0)
-                    if not size or not offset or offset + size > end:
-                        raise OSError(
-                            f"block {i},{j} of the mask was not written whole (is the disk full?)"
-                        )

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from chipqa.constants import DEFAULT_THRESHOLD
+from chipqa.constants import DEFAULT_THRESHOLD, LABEL_NODATA
 from chipqa.data import ChipDataset, read_ahead
 from chipqa.predictors import Predictor, to_device
 from chipqa.scoring.batching import chip_batches, default_batch_size
@@ -52,9 +52,17 @@ class Calibration:
     median_iou_default: float
     chips: int
     curve: dict[float, float] = field(default_factory=dict)
+    uniform: int = 0
+    """Chips whose label is all cloud or all clear (they cannot place a threshold)."""
 
     def describe(self) -> str:
         """One line for a terminal or a status bar."""
+        if not self.chips and self.uniform:
+            return (
+                f"threshold auto: each of the {self.uniform} labelled chips sampled is "
+                f"labelled all cloud or all clear, so the labels cannot tell one threshold "
+                f"from another; using {DEFAULT_THRESHOLD}. Give --threshold to choose one"
+            )
         if not self.chips:
             return (
                 f"threshold auto: no labelled chip with cloud to calibrate on; "
@@ -68,7 +76,11 @@ class Calibration:
 
 
 def choose_threshold(
-    tp: np.ndarray, n_pred: np.ndarray, n_target: np.ndarray, candidates=CANDIDATES
+    tp: np.ndarray,
+    n_pred: np.ndarray,
+    n_target: np.ndarray,
+    candidates=CANDIDATES,
+    n_labelled: np.ndarray | None = None,
 ) -> Calibration:
     """The candidate threshold with the highest median per-chip IoU.
 
@@ -76,12 +88,22 @@ def choose_threshold(
         tp, n_pred: ``(N, K)`` counts per chip at each candidate (see
             :func:`~chipqa.stats.batched.threshold_counts`).
         n_target: ``(N,)`` labelled-cloud pixels per chip.
+        n_labelled: ``(N,)`` valid labelled pixels per chip, if known.
 
     Chips whose label and prediction are empty at every threshold say nothing about the
-    threshold and are left out. Ties go to the candidate nearest :data:`DEFAULT_THRESHOLD`.
+    threshold and are left out. When every chip's label is all cloud or all clear
+    (``n_labelled`` given), the labels cannot place a threshold either (all cloud
+    favours the lowest one whatever the model does): :data:`DEFAULT_THRESHOLD` is kept
+    and :attr:`Calibration.uniform` says why. Ties go to the candidate nearest
+    :data:`DEFAULT_THRESHOLD`.
     """
     tp, n_pred = np.asarray(tp, float), np.asarray(n_pred, float)
     n_target = np.asarray(n_target, float)[:, None]
+    if n_labelled is not None and len(n_target):
+        labelled = np.asarray(n_labelled, float)[:, None]
+        uniform = (n_target == 0) | (n_target >= labelled)
+        if uniform.all():
+            return Calibration(DEFAULT_THRESHOLD, math.nan, math.nan, 0, uniform=len(n_target))
     union = n_pred + n_target - tp
     informative = union.max(axis=1) > 0 if len(union) else np.zeros(0, bool)
     iou = np.divide(tp, union, out=np.ones_like(tp), where=union > 0)[informative]
@@ -122,7 +144,7 @@ def iter_calibration(
     batch_size = batch_size or default_batch_size(predictor)
     device = predictor.device
     thresholds = torch.tensor(CANDIDATES, dtype=torch.float32, device=device)
-    tp, n_pred, n_target = [], [], []
+    tp, n_pred, n_target, n_labelled = [], [], [], []
     done = 0
     chips = read_ahead(labelled, dataset.read_record, workers=workers, depth=2 * batch_size)
     for batch, failed in chip_batches(chips, batch_size):
@@ -138,6 +160,7 @@ def iter_calibration(
             tp.append(counts["tp"].cpu().numpy())
             n_pred.append(counts["n_pred"].cpu().numpy())
             n_target.append(counts["n_target"].cpu().numpy())
+            n_labelled.extend(int((c.valid & (c.label != LABEL_NODATA)).sum()) for _, c in batch)
             done += len(batch)
         yield done
     k = len(CANDIDATES)
@@ -145,6 +168,7 @@ def iter_calibration(
         np.concatenate(tp) if tp else np.zeros((0, k)),
         np.concatenate(n_pred) if n_pred else np.zeros((0, k)),
         np.concatenate(n_target) if n_target else np.zeros(0),
+        n_labelled=np.asarray(n_labelled, float),
     )
 
 

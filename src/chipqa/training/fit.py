@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 
 from chipqa.data import ChipDataset, ChipRecord, open_dataset
 from chipqa.predictors import ModelConfig, build_model, save_checkpoint
+from chipqa.predictors.base import dn_offset_problem
 from chipqa.training.config import TrainConfig, TrainingError, TrainResult
 from chipqa.training.data import ChipTrainingSet, EpochSampler, band_statistics, collate
 from chipqa.training.progress import ProgressWriter
@@ -65,6 +66,9 @@ def train(
                 f"the folder of the checkpoint {out} does not exist ({out.parent}); "
                 "create it first or choose another --out"
             )
+        problem = dn_offset_problem(cfg.dn_offset)
+        if problem is not None:
+            raise TrainingError(f"{problem}; nothing was trained")
         accelerator = _check_accelerator(cfg.accelerator)
         records, blocked, unknown = prepare_chips(dataset, blocklist, chips)
         if unknown:

@@ -6,8 +6,8 @@ import random
 from collections.abc import Sequence
 from pathlib import Path
 
+from chipqa.blocklist.csvread import blocked_ids
 from chipqa.data import ChipDataset, ChipRecord
-from chipqa.review.blocklist import blocked_ids
 from chipqa.training.config import TrainingError
 
 

@@ -1,7 +1,7 @@
 """Keeping a blocklist CSV in step with the disk: locking, reading what other writers
 appended, appending rows, rewriting the file atomically.
 
-:class:`BlocklistFile` is the part of :class:`~chipqa.review.blocklist.BlocklistStore`
+:class:`BlocklistFile` is the part of :class:`~chipqa.blocklist.store.BlocklistStore`
 that knows the file; the store adds the decisions, bulk decisions, label fixes and
 undo on top. The rules kept here are those of ``labels/README.md``: rows are appended
 and fsynced under an exclusive lock on ``<name>.lock``; before writing, the rows other
@@ -20,19 +20,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from chipqa.blocklist.csvformat import COLUMNS, UNDONE, BlocklistError, Decision, supersedes
+from chipqa.blocklist.csvread import Chunk, parse_chunk
+from chipqa.blocklist.csvwrite import header_for, render, render_rows
 from chipqa.io.atomic import atomic_write_text
-from chipqa.io.blocklist_csv import (
-    COLUMNS,
-    UNDONE,
-    BlocklistError,
-    Chunk,
-    Decision,
-    parse_chunk,
-    render,
-    render_rows,
-    resolve,
-    supersedes,
-)
+from chipqa.io.chunked import FileBytes
 
 try:  # POSIX advisory locks; on Windows the lock is skipped (single writer assumed)
     import fcntl
@@ -63,16 +55,25 @@ class _FileState:
     torn: bool
     last_bytes: bytes
 
-    def took(self, chunk: Chunk, data: bytes) -> None:
+    def took(self, chunk: Chunk, data: bytes | FileBytes) -> None:
         """Account for ``chunk``, parsed from ``data``, which followed what was read."""
-        whole = data[: chunk.used]
+        end = data[max(0, chunk.used - 64) : chunk.used]  # the last bytes of the whole rows
         self.used += chunk.used
         self.lines += chunk.lines
-        self.n_rows += len(chunk.rows)
-        if whole:
-            self.ends_with_newline = whole.endswith(b"\n")
-            self.last_bytes = (self.last_bytes + whole)[-64:]
+        self.n_rows += chunk.n_rows
+        if end:
+            self.ends_with_newline = end.endswith(b"\n")
+            self.last_bytes = (self.last_bytes + end)[-64:]
         self.torn = chunk.used < len(data)
+
+
+def _appendable(header: list[str], rows: Sequence[Decision]) -> bool:
+    """Whether ``rows`` can be appended to a file with ``header``: chipqa's columns first,
+    in order, and a column for every extra cell of the rows (else the file is rewritten,
+    its extra columns kept)."""
+    if tuple(header[: len(COLUMNS)]) != COLUMNS:
+        return False
+    return all(name in header for d in rows for name in d.extra)
 
 
 @dataclass
@@ -174,18 +175,17 @@ class BlocklistFile:
             ):
                 if st.st_size == seen.used:
                     return
-                f.seek(seen.used)
-                data = f.read()
+                data = FileBytes(f.fileno(), seen.used, st.st_size - seen.used)
                 chunk = parse_chunk(data, self.path, seen.header, seen.lines + 1)
                 seen.took(chunk, data)
             else:
-                data = f.read()
+                data = FileBytes(f.fileno(), 0, st.st_size)
                 chunk = parse_chunk(data, self.path)
                 self._file = _FileState(
                     st.st_dev, st.st_ino, 0, 0, chunk.header, 0, True, False, b""
                 )
                 self._file.took(chunk, data)
-        self._merge(resolve(chunk.rows), count)
+        self._merge(chunk.latest, count)
 
     def _merge(self, rows: Mapping[str, Decision], count: bool) -> None:
         for cid, d in rows.items():
@@ -211,16 +211,16 @@ class BlocklistFile:
                 "write", exc, "Choose another blocklist path; the decisions on disk are unchanged."
             ) from exc
         data = text.encode("utf-8")
-        self._file = _FileState(st.st_dev, st.st_ino, 0, 0, list(COLUMNS), 0, True, False, b"")
-        self._file.took(Chunk([], list(COLUMNS), len(data), data.count(b"\n")), data)
-        self._file.n_rows = len(rows)
+        header = header_for(rows.values())
+        self._file = _FileState(st.st_dev, st.st_ino, 0, 0, header, 0, True, False, b"")
+        self._file.took(Chunk({}, len(rows), header, len(data), data.count(b"\n")), data)
 
     def _append(self, rows: Sequence[Decision]) -> None:
         """Append ``rows`` in one write and fsync them; on failure the file is cut back to
         what it was (none of the rows is on disk then)."""
         f = self._file
         assert f is not None
-        data = render_rows(rows)
+        data = render_rows(rows, f.header)
         if not f.ends_with_newline:
             data = b"\n" + data
         try:
@@ -255,7 +255,7 @@ class BlocklistFile:
         """Put ``rows`` (already stamped, in order) into the file and into memory: one
         append, or one atomic rewrite for a new or hand-written file. Call under the lock."""
         f = self._file
-        if f is None or tuple(f.header) != COLUMNS:  # new file, or a hand-written one
+        if f is None or not _appendable(f.header, rows):  # new file, or a hand-written one
             latest = dict(self._rows)
             for d in rows:
                 latest[d.chip_id] = d

@@ -1,7 +1,7 @@
 """The blocklist: a reviewer's decisions on chips, on disk after every decision.
 
 The file format is documented in ``labels/README.md`` and read by
-:mod:`chipqa.io.blocklist_csv`: a CSV with ``chip_id`` first, then the decision
+:mod:`chipqa.blocklist.csvformat`: a CSV with ``chip_id`` first, then the decision
 (``keep``, ``block``, ``unsure``, ``fix``), the reason, the flags and numbers that were
 on screen, the model that produced them, who decided and when, the rule of a bulk
 decision, and for a label fix its file and source.
@@ -38,9 +38,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from chipqa.io.atomic import atomic_write_text
-from chipqa.io.blocklist_csv import (
-    COLUMNS,
+from chipqa.blocklist.cells import (
+    chip_id_problem,
+    clean_text,
+    fmt_number,
+    now_utc,
+    parse_time,
+    time_after,
+)
+from chipqa.blocklist.csvformat import (
     DECISIONS,
     FIX,
     FIX_SOURCES,
@@ -48,42 +54,20 @@ from chipqa.io.blocklist_csv import (
     UNDONE,
     BlocklistError,
     Decision,
-    blocked_ids,
-    chip_id_problem,
-    clean_text,
+    fix_belongs_to,
     fix_file_problem,
     fix_in_effect,
-    fmt_number,
-    now_utc,
-    parse_blocklist,
-    parse_time,
-    read_blocklist,
     refuse_control,
-    render,
-    time_after,
 )
+from chipqa.blocklist.csvwrite import render
+from chipqa.blocklist.diskfile import BlocklistFile
+from chipqa.io.atomic import atomic_write_text
 from chipqa.io.paths import BLOCKLIST_NAME, side_paths
-from chipqa.review.blocklist_file import BlocklistFile
 
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = [
-    "COLUMNS",
-    "DECISIONS",
-    "FIX_SOURCES",
-    "REASONS",
-    "UNDONE",
-    "BlocklistError",
-    "BlocklistStore",
-    "Decision",
-    "blocked_ids",
-    "default_path",
-    "default_reviewer",
-    "now_utc",
-    "parse_blocklist",
-    "read_blocklist",
-]
+__all__ = ["REASONS", "BlocklistStore", "default_path", "default_reviewer"]
 
 REASONS = ("all_cloud_wrong", "no_cloud_wrong", "shifted", "wrong_chip", "clouds_missing", "other")
 """Reasons offered for a block; free text is accepted too."""
@@ -233,6 +217,8 @@ class BlocklistStore(BlocklistFile):
                         new.decided_at = time_after(previous.decided_at)
                     if carry_fix:
                         _carry_fix(new, previous)
+                    if previous.extra and not new.extra:  # a user's own columns stay
+                        new.extra = dict(previous.extra)
                 pending[cid] = new
                 before = None if previous is None or previous.decision == UNDONE else previous
                 made.append((new, before))
@@ -381,6 +367,8 @@ class BlocklistStore(BlocklistFile):
         if source not in FIX_SOURCES:
             raise ValueError(f"source must be one of {', '.join(FIX_SOURCES)}, not {source!r}")
         problem = fix_file_problem(fix_file)
+        if problem is None and not fix_belongs_to(chip_id, fix_file):
+            problem = f"fix file {fix_file!r} is not a fix of chip {chip_id!r}"
         if problem is not None:
             raise BlocklistError(f"{problem}; no fix was recorded for chip {chip_id!r}")
         row = self._fields(chip_id, "keep", reason, info)
@@ -414,7 +402,7 @@ class BlocklistStore(BlocklistFile):
         def restored(cid: str, before: Decision | None) -> Decision:
             if before is None:
                 return Decision(cid, UNDONE, reviewer=self.reviewer)
-            return Decision(**before.as_row())
+            return before.copy()
 
         def plan() -> list[Decision]:
             todo.clear()
