@@ -1,8 +1,6 @@
 """Pictures of chips: true colour with a fixed stretch, outlines, and contact sheets.
 
-The stretch is fixed (not per chip) so that chips can be compared with each other: a
-dark chip looks dark and an overcast one looks white, as a curator expects.
-"""
+The stretch is fixed (not per chip) so that chips compare: a dark chip looks dark."""
 
 from __future__ import annotations
 
@@ -444,7 +442,7 @@ def contact_sheet(
 
     Each chip gets three panels: true colour; true colour with the label's outline
     (yellow); the model's cloud probability (magenta) with the label's outline. A caption
-    gives the rank, chip id, suspicion, IoU, label and predicted cloud fractions and flags.
+    gives the rank, chip id, suspicion, IoU, why the chip ranks there, and its flags.
 
     Args:
         scores: ranked scores table.
@@ -489,7 +487,9 @@ def contact_sheet(
             sheet.paste(Image.fromarray(panel), (cx + j * (thumb + 2), cy + caption))
         mark = "*" if highlight is not None and r.chip_id in highlight else " "
         line1 = f"{mark}#{r.rank} {r.chip_id}  suspicion {r.suspicion:.2f}  IoU {r.iou:.2f}"
-        line2 = f"label {r.label_cloud_fraction:.0%} cloud, model {r.pred_cloud_fraction:.0%}"
+        line2 = str(getattr(r, "why", "") or "")  # why it ranks here, cut to the cell
+        while draw.textlength(line2, font=small) > cell_w - 2 * pad and len(line2) > 2:
+            line2 = line2[:-2] + "…"
         colour = (255, 190, 120) if mark == "*" else (235, 235, 235)
         draw.text((cx, cy + 1), line1, fill=colour, font=small)
         draw.text((cx, cy + 15), line2, fill=(170, 170, 170), font=small)
