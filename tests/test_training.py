@@ -17,6 +17,7 @@ import rasterio
 import torch
 
 from chipqa.data import build_cache, open_dataset
+from chipqa.io.paths import side_paths
 from chipqa.predictors import ModelConfig, UNetPredictor, load_checkpoint, load_predictor
 from chipqa.review.blocklist import BlocklistStore
 from chipqa.stats.definitions import iou_from_counts
@@ -198,6 +199,9 @@ def test_out_of_fold_scores_each_chip_with_a_model_that_never_saw_it(tiny, tmp_p
             "4",
             "--workers",
             "0",
+            "--threshold",
+            "0.3",
+            "--no-previews",
             "-q",
         ],
         capture_output=True,
@@ -207,6 +211,8 @@ def test_out_of_fold_scores_each_chip_with_a_model_that_never_saw_it(tiny, tmp_p
     assert res.returncode == 0, res.stderr
     df = pd.read_csv(out, keep_default_na=False)
     assert len(df) == 16
+    assert (df["threshold"] == 0.3).all()  # --threshold holds for --folds too
+    assert not side_paths(tiny.root).previews.exists()  # and so does --no-previews
     for fold in (1, 2):
         scored = set(df.loc[df["model"].str.endswith(f"fold{fold}"), "chip_id"])
         _, info = load_checkpoint(tmp_path / "oof.folds" / f"fold{fold}.ckpt")

@@ -96,7 +96,10 @@ def start_painting(w: ChipQAWidget) -> None:
     fixer, view = _fixer_and_view(w)
     if view is None:
         return
-    label = view.label if view.label is not None else (view.prob >= 0.5).astype("uint8")
+    # An unlabelled chip starts from the model's mask at the threshold it was scored at.
+    label = view.label
+    if label is None:
+        label = (view.prob >= w.loader.threshold).astype("uint8")
     layer = fixer.start_painting(
         view.chip_id,
         label,

@@ -40,11 +40,12 @@ from chipqa._qt.scoring_job import ScoringJob
 from chipqa.data import ChipDataset
 from chipqa.errors import ChipqaError
 from chipqa.io.paths import side_paths
-from chipqa.predictors import Predictor, load_predictor
+from chipqa.predictors import Predictor
 from chipqa.review import BlocklistStore, ChipLoader, ReviewProject, ReviewSession
 from chipqa.review.blocklist import BlocklistError
 from chipqa.scoring import FLAG_DESCRIPTIONS
 from chipqa.scoring.previews import PreviewStore
+from chipqa.scoring.settings import ScoringSettings
 from chipqa.scoring.table import scored_threshold
 
 if TYPE_CHECKING:
@@ -64,6 +65,8 @@ class ChipQAWidget(PanelSync, ReviewActions, GalleryActions, QWidget):
         self.viewer = napari_viewer
         self.project: ReviewProject | None = None
         self.predictor: Predictor | None = None
+        self.settings: ScoringSettings | None = None
+        """How the scores under review were made (model, threshold, DN offset)."""
         self.session: ReviewSession | None = None
         self.store: BlocklistStore | None = None
         self.view = SIDE_BY_SIDE
@@ -163,23 +166,28 @@ class ChipQAWidget(PanelSync, ReviewActions, GalleryActions, QWidget):
         try:
             project = ReviewProject.open(text)
             name = self.model_edit.text().strip() or DEFAULT_MODEL
-            predictor = load_predictor(name, device="auto")
+            # The threshold is calibrated to the labels, as `chipqa score` does.
+            predictor, settings = ScoringSettings.create(name).load_predictor("auto")
         except (ChipqaError, ValueError) as exc:
             self.say(str(exc), error=True)
             return False
         self.give_keys_back()
-        self.project, self.predictor = project, predictor
+        self.project, self.predictor, self.settings = project, predictor, settings
         if not self.blocklist_edit.text().strip():
             self.blocklist_edit.setText(str(project.default_blocklist))
         problem = project.use_fixes(self.blocklist_edit.text().strip() or None)
         if problem:
             self.say(problem, error=True)
-        saved = project.saved_scores(predictor.name)
+        saved = project.saved_scores(settings)
         if saved is not None:
-            self.say(f"Loaded scores from {project.scores_path} ({len(saved)} chips).")
-            self.review_scores(saved)
+            scores, self.settings = saved
+            self.say(
+                f"Loaded scores from {project.scores_path} ({len(scores)} chips; "
+                f"{self.settings.describe()})."
+            )
+            self.review_scores(scores)
             return True
-        self._start_scoring(project, predictor)
+        self._start_scoring(project, predictor, settings)
         return True
 
     def _end_review(self, why: str) -> None:
@@ -197,9 +205,11 @@ class ChipQAWidget(PanelSync, ReviewActions, GalleryActions, QWidget):
         self.chip_label.setText(why)
         self.progress_label.setText("")
 
-    def _start_scoring(self, project: ReviewProject, predictor: Predictor) -> None:
-        previews = PreviewStore.for_predictor(project.root, predictor)
-        job = ScoringJob(project.dataset, predictor, previews=previews)
+    def _start_scoring(
+        self, project: ReviewProject, predictor: Predictor, settings: ScoringSettings
+    ) -> None:
+        previews = PreviewStore.for_settings(project.root, settings)
+        job = ScoringJob(project.dataset, predictor, settings, previews=previews)
         job.progressed.connect(self._on_scored)
         job.done.connect(self._on_scoring_done)
         job.aborted.connect(self._on_scoring_aborted)
@@ -224,15 +234,17 @@ class ChipQAWidget(PanelSync, ReviewActions, GalleryActions, QWidget):
     def _on_scoring_done(self, scores: pd.DataFrame) -> None:
         if not self.alive:
             return
+        if self._job is not None:
+            self.settings = self._job.settings  # the threshold as calibrated
         try:
-            self.project.save_scores(scores)
+            self.project.save_scores(scores, self.settings)
         except ChipqaError as exc:
             self.say(
                 f"Scores could not be saved beside the dataset ({exc}); reviewing anyway.",
                 error=True,
             )
         bad = int((scores["error"] != "").sum())
-        msg = f"Scored {len(scores)} chips with {self.predictor.name}."
+        msg = f"Scored {len(scores)} chips with {self.settings.describe()}."
         if bad:
             msg += f" {bad} could not be read (flag 'unreadable'; hover the row for the reason)."
         self.say(msg)
@@ -241,6 +253,8 @@ class ChipQAWidget(PanelSync, ReviewActions, GalleryActions, QWidget):
     def _on_scoring_aborted(self, partial: pd.DataFrame) -> None:
         if not self.alive:
             return
+        if self._job is not None:
+            self.settings = self._job.settings
         self.say(
             f"Scoring cancelled after {len(partial)} of {len(self.dataset)} chips; "
             "the table holds the chips scored so far (they are not saved as scores)."
@@ -279,14 +293,18 @@ class ChipQAWidget(PanelSync, ReviewActions, GalleryActions, QWidget):
             self.model_edit.setText(str(model))
         self._scores = scores
         store = self._open_store()
-        predictor = self.predictor
+        predictor, settings = self.predictor, self.settings
         root = self.dataset.root
+        threshold = (
+            settings.threshold if settings and settings.threshold is not None
+            else scored_threshold(scores)
+        )  # fmt: skip
         loader = ChipLoader(
             self.dataset,
             predictor.predict_numpy if predictor else None,
             stretch=self.stretch_combo.currentText(),
-            threshold=scored_threshold(scores),
-            previews=PreviewStore.for_predictor(root, predictor) if predictor else None,
+            threshold=threshold,
+            previews=PreviewStore.for_settings(root, settings) if settings else None,
         )
         self.display.set_loader(loader)
         self.store = store

@@ -3,7 +3,7 @@ ranked session, the chip loader, the blocklist."""
 
 from chipqa.review.blocklist import BlocklistError, BlocklistStore, Decision
 from chipqa.review.loader import ChipLoader, ChipView
-from chipqa.review.project import ReviewProject, scores_are_fresh
+from chipqa.review.project import ReviewProject
 from chipqa.review.session import ReviewSession, fraction_text
 
 __all__ = [
@@ -15,5 +15,4 @@ __all__ = [
     "ReviewProject",
     "ReviewSession",
     "fraction_text",
-    "scores_are_fresh",
 ]
