@@ -237,6 +237,40 @@ def test_a_batch_of_only_unreadable_chips_is_skipped_not_fatal(tmp_path):
     assert read_progress(tmp_path / "p.jsonl")[0] == []
 
 
+def test_the_module_resets_its_training_metrics_each_epoch_on_its_own(tmp_path):
+    # No JsonProgress callback: the module alone must log each epoch's own metrics.
+    from chipqa.training import CloudSegmenter
+    from chipqa.training._lightning import pl
+    from chipqa.training.data import Batch
+
+    g = torch.Generator().manual_seed(0)
+    bands = torch.rand((2, 4, 32, 32), generator=g) * 3000
+    label = (torch.rand((2, 32, 32), generator=g) > 0.5).to(torch.uint8)
+    batch = Batch(bands, label, torch.ones((2, 32, 32), dtype=torch.bool), [])
+    batches = torch.utils.data.DataLoader(range(2), batch_size=1, collate_fn=lambda _: batch)
+    module = CloudSegmenter(ModelConfig(encoder="resnet18"), lr=1e-3)
+    seen = []
+
+    class Watch(pl.Callback):
+        def on_train_epoch_start(self, trainer, m):
+            seen.append(int(m.train_iou.tp + m.train_iou.fp + m.train_iou.fn))
+
+    trainer = pl.Trainer(
+        max_epochs=2,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[Watch()],
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(module, train_dataloaders=batches)
+    assert seen[0] == 0 and seen[1] == 0  # epoch 2 does not count epoch 1's pixels
+    assert "train_iou" in trainer.callback_metrics and "train_loss" in trainer.callback_metrics
+    assert int(module.train_iou.tp + module.train_iou.fp + module.train_iou.fn) == 0
+
+
 def _copy(tiny, tmp_path):
     """A private copy of the tiny dataset (tests that add a cache or break chips)."""
     return shutil.copytree(tiny.root, tmp_path / "data")
