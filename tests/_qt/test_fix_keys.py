@@ -23,6 +23,10 @@ def root(tmp_path):
     # A no-cloud label on a half-cloudy chip (first by suspicion), and a right one.
     write_chip(out, "wrong", make_bands(40, half, 1), np.zeros((40, 40), np.uint8))
     write_chip(out, "right", make_bands(40, None, 2), np.zeros((40, 40), np.uint8))
+    # Right cloudy labels, so that the threshold calibrated to the labels (as `chipqa
+    # score` does) is a working one, not the highest (where every prediction is empty).
+    for i in (3, 4):
+        write_chip(out, f"cloudy{i}", make_bands(40, half, i), half.astype(np.uint8))
     return out
 
 
