@@ -183,7 +183,7 @@ def test_a_nonsense_blocklist_is_refused_and_kept(make_napari_viewer, qtbot, fre
     w = ChipQAWidget(viewer)
     viewer.window.add_dock_widget(w)
     w.open_dataset(fresh_root, "baseline")
-    qtbot.waitUntil(lambda: not w.scoring_running and w.loader is not None, timeout=60_000)
+    qtbot.waitUntil(lambda: w.project is not None and not w.scoring_running, timeout=60_000)
     assert "not a chipqa blocklist" in w.status.text()
     _press(viewer, qtbot, "k")  # no crash, nothing written
     assert bl.read_text() == "this,is\nnot,a blocklist\n"
@@ -438,7 +438,7 @@ def slow_predictor(monkeypatch):
 
     def install(delay: float, fail: int = 0) -> SlowBaseline:
         predictor = SlowBaseline(delay, fail)
-        monkeypatch.setattr("chipqa._qt.review_widget.load_predictor", lambda *a, **k: predictor)
+        monkeypatch.setattr("chipqa.predictors.load_predictor", lambda *a, **k: predictor)
         monkeypatch.setattr("chipqa._qt.panel_sync.PREFETCH", 0)
         return predictor
 

@@ -30,7 +30,12 @@ def _fixer(w: ChipQAWidget):
         w.say(f"Label fixing is not available in this installation ({exc}).", error=True)
         return None
     if w.fixer is None or getattr(w.fixer, "store", None) is not w.store:
-        w.fixer = LabelFixer(w.viewer, w.store, w.dataset.root, bind_keys=False)
+
+        def record(chip_id, label, **kwargs):  # a painted fix stays on screen
+            advance = kwargs.get("source") != "painted"
+            return w.controller.fix(chip_id, label, advance=advance, **kwargs)
+
+        w.fixer = LabelFixer(w.viewer, w.store, w.dataset.root, bind_keys=False, record=record)
         w.fixer.finished.connect(lambda *_: _painting_over(w))
     return w.fixer
 
@@ -83,10 +88,7 @@ def accept_model(w: ChipQAWidget) -> None:
     except (BlocklistError, OSError, ValueError) as exc:
         w.say(f"The fixed label of {cid} was not saved: {exc}", error=True)
         return
-    w._refresh_fixed_labels()
     w._recorded = f"✓ fix (model's mask) recorded for {cid}"
-    w.session.decided.emit(cid, "fix")
-    w.session.next()
     w._update_badge()
 
 
@@ -129,11 +131,9 @@ def finish(w: ChipQAWidget, *, save: bool) -> None:
         return
     _painting_over(w)
     if save and w.session is not None:
-        w._refresh_fixed_labels()
         w.show_current()
         cid = w.session.current
         w._recorded = f"✓ fix (painted) recorded for {cid}"
-        w.session.decided.emit(cid, "fix")
         w._update_badge()
 
 

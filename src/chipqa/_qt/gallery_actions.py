@@ -44,7 +44,7 @@ class GalleryActions:
         items = self.gallery.decisions(keep_rest=keep_rest)
         if items:
             try:
-                self.session.decide_chips(items)
+                self.controller.decide_chips(items)
             except BlocklistError as exc:
                 self.say(f"Page not saved: {exc}", error=True)
                 return False

@@ -339,7 +339,13 @@ class RetrainPanel(QWidget):
         from chipqa.scoring import read_scores
 
         r = self.review
-        r.review_scores(read_scores(self.oof_scores), model=self.checkpoint)
+        from chipqa.scoring.settings import settings_of_scores
+
+        r.review_scores(
+            read_scores(self.oof_scores),
+            model=self.checkpoint,
+            settings=settings_of_scores(self.oof_scores),
+        )
         r.say(f"Re-scored out-of-fold with {self.folds.value()} folds ({self.oof_scores.name}).")
 
     def _show_result(self, before_name: str, n_val: int) -> None:

@@ -222,7 +222,7 @@ class ReviewActions:
             return
         cid = self.session.current
         try:
-            self.session.decide(decision, reason)
+            self.controller.decide(decision, reason)
         except BlocklistError as exc:
             self.say(f"Not saved: {exc}", error=True)
             return
@@ -273,15 +273,13 @@ class ReviewActions:
         if self.session is None:
             return
         try:
-            cid = self.session.undo()
+            cid = self.controller.undo()  # a fix's label goes back too
         except BlocklistError as exc:
             self.say(f"Undo not saved: {exc}", error=True)
             return
         if cid is None:
             self.status.setText("Nothing to undo.")
             return
-        if self._refresh_fixed_labels():
-            self.show_current()
         n = len(getattr(self.store, "last_undone", None) or [cid])
         self._recorded = f"↶ undid the decision on {cid}" + (f" and {n - 1} more" if n > 1 else "")
         self.status.setText(self._recorded[2:].capitalize() + ".")
@@ -291,16 +289,6 @@ class ReviewActions:
         self._update_badge()
 
     undo = act_undo
-
-    def _refresh_fixed_labels(self: ChipQAWidget) -> list[str]:
-        """Read the label fixes in force again after a fix or an undo, and drop the
-        loaded views of the chips whose label changed; returns those chips."""
-        if self.dataset is None or self.store is None:
-            return []
-        changed = self.dataset.refresh_fixes(self.store.decisions)
-        if changed and self.loader is not None:
-            self.loader.forget(changed)
-        return changed
 
     def _update_badge(self: ChipQAWidget) -> None:
         """The canvas says what is recorded for the chip on it (single-chip views)."""

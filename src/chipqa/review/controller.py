@@ -118,6 +118,10 @@ class ReviewController:
         problem = self.project.use_fixes(path)
         if problem:
             self.message.emit(problem, True)
+        if self.session is not None:
+            self.message.emit(
+                f"Decisions now go to {store.path} ({len(store)} already there).", False
+            )
         self._warn_foreign_ids(store)
         if self.session is not None:
             self.session.store = store
@@ -142,16 +146,6 @@ class ReviewController:
             )
 
     # -- scores ----------------------------------------------------------------------
-    def saved_scores(self, settings: ScoringSettings) -> pd.DataFrame | None:
-        """Review the scores saved beside the dataset when they stand for scoring now
-        with ``settings`` (see :meth:`ReviewProject.saved_scores`); None when not."""
-        saved = self.project.saved_scores(settings) if self.project is not None else None
-        if saved is None:
-            return None
-        scores, resolved = saved
-        self.review(scores, resolved)
-        return scores
-
     def score(self, settings: ScoringSettings, *, device: str = "auto", **kwargs) -> pd.DataFrame:
         """Score the open dataset with ``settings`` here and now (a script's way; the
         napari panel scores in a worker thread and hands the table to :meth:`scored`).

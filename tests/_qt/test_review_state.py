@@ -1,0 +1,60 @@
+"""The review's state in a real napari window: one writer (the controller), and a
+second dataset opened in the same panel starts over."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from tests._qt.test_citizen import _drawn, _open, _press
+
+from chipqa.io.paths import side_paths
+from chipqa.review.blocklist import read_blocklist
+from chipqa.scoring import read_scores
+from chipqa.synth import generate_dataset
+
+pytestmark = pytest.mark.gui
+
+
+def _reopen(w, qtbot, root) -> None:
+    w.open_dataset(root, "baseline")
+    qtbot.waitUntil(lambda: w.session is not None and not w.scoring_running, timeout=60_000)
+    _drawn(w, qtbot)
+
+
+def test_a_second_dataset_does_not_inherit_the_first_ones_blocklist_or_fixes(
+    make_napari_viewer, qtbot, tmp_path
+):
+    first = tmp_path / "first"
+    generate_dataset(first, n_chips=6, size=48, error_rate=0.3, seed=1)
+    second = tmp_path / "second"
+    shutil.copytree(first, second)  # another dataset with the same chip ids
+    viewer = make_napari_viewer(show=True)
+    w = _open(viewer, qtbot, first)
+    mine = tmp_path / "mine.csv"
+    w.blocklist_edit.setText(str(mine))
+    w._on_blocklist_path_edited()
+    blocked = w.session.current
+    _press(viewer, qtbot, "b")
+    _drawn(w, qtbot)
+    fixed = w.session.current
+    _press(viewer, qtbot, "a")  # the model's mask as its label
+    assert {d.decision for d in read_blocklist(mine).values()} == {"block", "fix"}
+    assert w.dataset[fixed].fixed
+    _reopen(w, qtbot, second)
+    assert w.blocklist_edit.text() == str(side_paths(second).blocklist)
+    assert w.store.path == side_paths(second).blocklist
+    assert w.session.progress() == (0, 6)
+    assert not w.dataset[fixed].fixed  # the first dataset's fix is not this one's
+    assert (read_scores(side_paths(second).scores)["error"] == "").all()  # no "fix missing"
+    w.session.goto(blocked)
+    _drawn(w, qtbot)
+    assert "BLOCK" not in w.canvas_text.badge and "recorded" not in w.canvas_text.badge
+    assert w.table_model.data(w.table_model.index(0, 1)) in ("", None)  # no decision shown
+    # The first dataset's blocklist chosen for a dataset of other chips: a warning.
+    other = tmp_path / "other"
+    generate_dataset(other, n_chips=3, size=48, seed=7)
+    _reopen(w, qtbot, other)
+    w.blocklist_edit.setText(str(mine))
+    w._on_blocklist_path_edited()
+    assert "are for chips that other does not have" in w.status.text()
