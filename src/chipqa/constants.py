@@ -52,3 +52,6 @@ DEFAULT_THRESHOLD = 0.5
 """Cloud probability at or above which a pixel is predicted cloud."""
 DEFAULT_TEMPERATURE = 0.1
 """Temperature of the soft minimum behind ``label_quality`` (see :mod:`chipqa.stats`)."""
+PANEL_TITLE_PX = 18
+"""Height of the title strip above each panel of the side-by-side mosaic: the true-colour
+panel's top-left pixel is at row ``PANEL_TITLE_PX``, column 0 of the mosaic."""

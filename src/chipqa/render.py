@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
-from chipqa.constants import LABEL_CLOUD, SCL_CLASSES, SCL_NODATA
+from chipqa.constants import LABEL_CLOUD, PANEL_TITLE_PX, SCL_CLASSES, SCL_NODATA
 from chipqa.data import Chip, ChipDataset
 from chipqa.errors import ChipReadError
 
@@ -306,7 +306,7 @@ def side_by_side(
     valid: np.ndarray,
     *,
     gap: int = 6,
-    title_px: int = 18,
+    title_px: int = PANEL_TITLE_PX,
     scl: np.ndarray | None = None,
 ) -> np.ndarray:
     """One RGB mosaic of a chip: true colour | NIR false colour over label | prediction.

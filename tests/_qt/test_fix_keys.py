@@ -83,3 +83,28 @@ def test_paint_a_label_with_the_review_keys_out_of_the_way(make_napari_viewer, q
     _press_named(viewer, qtbot, "Escape")
     assert not [ly for ly in viewer.layers if isinstance(ly, Labels)]
     assert "right" not in read_blocklist(w.store.path)
+
+
+def test_painting_side_by_side_lands_on_the_true_colour_pixels(make_napari_viewer, qtbot, root):
+    from napari.layers import Labels
+
+    from chipqa._qt.chip_layers import SIDE_BY_SIDE, SIDE_BY_SIDE_LAYER
+
+    viewer = make_napari_viewer(show=True)
+    w = _open(viewer, qtbot, root)
+    assert w.view == SIDE_BY_SIDE
+    _press(viewer, qtbot, "e")
+    (paint,) = [ly for ly in viewer.layers if isinstance(ly, Labels)]
+    mosaic = viewer.layers[SIDE_BY_SIDE_LAYER]
+    # The pixels under the paint layer are the chip's true colour, not the title strip.
+    y, x = (np.asarray(paint.translate) - np.asarray(mosaic.translate)).astype(int)
+    h, wd = paint.data.shape
+    view = w.loader.get(w.session.current)
+    np.testing.assert_array_equal(np.asarray(mosaic.data)[y : y + h, x : x + wd], view.true_colour)
+    # A stroke on the chip's top rows is saved on its top rows.
+    paint.data[:5, :] = 1
+    _press_named(viewer, qtbot, "Return")
+    row = read_blocklist(w.store.path)["wrong"]
+    with rasterio.open(root.parent / f"{root.name}_chipqa_fixes" / row.fix_file) as src:
+        saved = src.read(1)
+    assert (saved[:5] == 1).all()
