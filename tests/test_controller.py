@@ -72,3 +72,23 @@ def test_a_blocklist_of_other_chips_is_used_with_a_warning(tiny_dataset, tmp_pat
     review.switch_blocklist(foreign)
     assert any("1 of the 2 decisions" in m and "'zzzz'" in m for m in heard["messages"])
     assert review.session.store.path == foreign and review.session.progress()[0] == 1
+
+
+def test_the_table_shows_a_fixed_chips_label_share_and_iou_until_it_is_undone(tiny_dataset):
+    review, _ = _opened(tiny_dataset)
+    s = review.session
+    scored = dict(s.row("cccc"))  # overcast, labelled all cloud
+    assert scored["label_cloud_fraction"] == 1.0
+    half = np.zeros((32, 32), np.uint8)
+    half[:, :16] = 1
+    prob = np.zeros((32, 32), np.float32)
+    prob[:, :8] = 0.9
+    review.fix("cccc", half, source="painted", prob=prob)
+    row = s.row("cccc")
+    assert row["label_cloud_fraction"] == 0.5 and row["label_source"] == "fixed"
+    assert row["iou"] == 0.5  # 8 of the 16 labelled columns predicted
+    assert s.scores.set_index("chip_id").at["cccc", "label_cloud_fraction"] == 0.5
+    review.undo()
+    row = s.row("cccc")
+    assert row["label_cloud_fraction"] == 1.0 and row["iou"] == scored["iou"]
+    assert row["label_source"] == scored["label_source"]

@@ -49,13 +49,22 @@ def test_accept_the_models_mask_then_undo_it(make_napari_viewer, qtbot, root):
     with rasterio.open(fixed) as src:
         label = src.read(1)
     assert 0.4 < (label == 1).mean() < 0.6  # the model's half cloud, not the empty label
-    # Back on the chip, the view shows the fixed label, and says it is a fix.
+    # Back on the chip, the view shows the fixed label, and says it is a fix; the panel's
+    # numbers are the fixed label's (not the empty original's) before any re-scoring.
     w.session.goto("wrong")
     _drawn(w, qtbot)
+    share = w.session.row("wrong")["label_cloud_fraction"]
+    assert 0.4 < share < 0.6 and w.session.row("wrong")["iou"] == 1.0
+    qtbot.waitUntil(lambda: f"label {share:.0%}" in w.chip_label.text(), timeout=5_000)
+    assert "label fixed" in w.chip_label.text()
     qtbot.waitUntil(lambda: w.loader.get("wrong").label is not None, timeout=10_000)
     assert (w.loader.get("wrong").label == label).all()
     _press(viewer, qtbot, "z")
     assert "wrong" not in {c for c, d in read_blocklist(w.store.path).items()}
+    assert w.session.row("wrong")["label_cloud_fraction"] == 0.0  # the original's again
+    assert "Undid" in w.status.text()
+    w.session.goto("right")
+    assert "Undid" not in w.status.text()  # said of the chip left behind
     qtbot.waitUntil(lambda: w.loader.is_ready("wrong"), timeout=10_000)
     assert (w.loader.get("wrong").label == 0).all()  # the original label again
     assert fixed.exists()  # a fix file is never deleted
@@ -75,6 +84,7 @@ def test_paint_a_label_with_the_review_keys_out_of_the_way(make_napari_viewer, q
     _press_named(viewer, qtbot, "Return")
     row = read_blocklist(w.store.path)["wrong"]
     assert row.decision == "fix" and row.fix_source == "painted"
+    assert "Painting" not in w.status.text() and "Saved the painted label" in w.status.text()
     assert not [ly for ly in viewer.layers if isinstance(ly, Labels)]
     # Escape throws a painting away.
     w.session.goto("right")

@@ -33,13 +33,29 @@ def _fixer(w: ChipQAWidget):
         return None
     if w.fixer is None or getattr(w.fixer, "store", None) is not w.store:
 
-        def record(chip_id, label, **kwargs):  # a painted fix stays on screen
-            advance = kwargs.get("source") != "painted"
-            return w.controller.fix(chip_id, label, advance=advance, **kwargs)
+        def record(chip_id, label, **kwargs):
+            view = _loaded_view(w, chip_id)
+            return w.controller.fix(
+                chip_id,
+                label,
+                advance=kwargs.get("source") != "painted",  # a painted fix stays on screen
+                prob=getattr(view, "prob", None),  # the table's IoU: the fixed label's
+                **kwargs,
+            )
 
         w.fixer = LabelFixer(w.viewer, w.store, w.dataset.root, bind_keys=False, record=record)
         w.fixer.finished.connect(lambda *_: _painting_over(w))
     return w.fixer
+
+
+def _loaded_view(w: ChipQAWidget, chip_id: str):
+    """The chip's view when it is loaded (never waits), else None."""
+    if w.loader is None:
+        return None
+    fut = w.loader.request(chip_id)
+    if not fut.done() or fut.cancelled() or fut.exception() is not None:
+        return None
+    return fut.result()
 
 
 def _current_view(w: ChipQAWidget):
@@ -140,10 +156,15 @@ def finish(w: ChipQAWidget, *, save: bool) -> None:
         w.show_current()
         cid = w.session.current
         w._recorded = f"✓ fix (painted) recorded for {cid}"
+        w.status.setText(f"Saved the painted label of {cid}.")
         w._update_badge()
+    elif not save:
+        w.status.setText("Painting cancelled; the label is as it was.")
 
 
 def _painting_over(w: ChipQAWidget) -> None:
+    if w.alive and w.status.text().startswith("Painting the label"):
+        w.status.setText("Painting closed; nothing was saved.")  # the layer was deleted
     if w._paint_keys is not None:
         w._paint_keys.unbind()
         w._paint_keys.forget_layers()

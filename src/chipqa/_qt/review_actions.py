@@ -63,6 +63,7 @@ class ReviewActions:
         self.confirm = lambda title, text: confirm_dialog(self, title, text)
         self._help_on = False
         self._recorded = ""
+        self._status_until_moved = False
         self.fixer = None
         self._paint_keys = None
 
@@ -283,6 +284,7 @@ class ReviewActions:
         n = len(getattr(self.store, "last_undone", None) or [cid])
         self._recorded = f"↶ undid the decision on {cid}" + (f" and {n - 1} more" if n > 1 else "")
         self.status.setText(self._recorded[2:].capitalize() + ".")
+        self._status_until_moved = True  # about this chip: gone when another is shown
         if self.in_gallery:
             self.gallery.state = None
             self.gallery.follow(self.session.position)

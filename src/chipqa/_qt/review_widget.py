@@ -366,6 +366,8 @@ class ChipQAWidget(PanelSync, ReviewActions, GalleryActions, QWidget):
         loaded views go, and the chip on screen is drawn again."""
         if self.loader is not None:
             self.loader.forget(chip_ids)
+        self._decided_rows.update(chip_ids)  # their label share and IoU in the table
+        self._schedule_info()
         if self.session is not None and self.session.current in chip_ids:
             self.display.chip_id = None
             self.show_current()

@@ -27,12 +27,16 @@ import numpy as np
 import pandas as pd
 from psygnal import Signal
 
+from chipqa.constants import LABEL_CLOUD, LABEL_NODATA
 from chipqa.errors import ChipqaError
 from chipqa.review.blocklist import BlocklistError, BlocklistStore, Decision
 from chipqa.review.fixes import record_fix
 from chipqa.review.project import ReviewProject
 from chipqa.review.session import ReviewSession
 from chipqa.scoring.settings import ScoringSettings
+
+FIXED_COLUMNS = ("label_cloud_fraction", "iou", "label_source")
+"""The numbers of a chip that a label fix changes in the table (until it is scored again)."""
 
 
 class ReviewController:
@@ -66,6 +70,7 @@ class ReviewController:
         self.settings: ScoringSettings | None = None
         self.scores: pd.DataFrame | None = None
         self.session: ReviewSession | None = None
+        self._scored_rows: dict[str, dict] = {}  # a fixed chip's numbers as scored
 
     @property
     def dataset(self):
@@ -196,6 +201,7 @@ class ReviewController:
         self._set_session(None)
 
     def _set_session(self, session: ReviewSession | None) -> None:
+        self._scored_rows = {}
         old = self.session
         if old is not None:
             old.decided.disconnect(self._relay_decided)
@@ -237,6 +243,7 @@ class ReviewController:
         info: Mapping[str, object] | None = None,
         reason: str = "",
         advance: bool = True,
+        prob: np.ndarray | None = None,
     ) -> Decision:
         """Record ``label`` as the chip's fixed label (see
         :func:`chipqa.review.fixes.record_fix`): counted in the rate, the "undecided
@@ -256,8 +263,25 @@ class ReviewController:
             )  # fmt: skip
 
         d = self.session.record(chip_id, "fix", write, advance=advance)
+        row = self.session.row(chip_id)
+        self._scored_rows.setdefault(chip_id, {k: row.get(k) for k in FIXED_COLUMNS})
+        self.session.update_row(chip_id, self._fixed_numbers(label, prob))
         self._refresh_labels()
         return d
+
+    def _fixed_numbers(self, label: np.ndarray, prob: np.ndarray | None) -> dict:
+        labelled = label != LABEL_NODATA
+        cloud = (label == LABEL_CLOUD) & labelled
+        out = {
+            "label_cloud_fraction": float(cloud.sum() / max(labelled.sum(), 1)),
+            "label_source": "fixed",
+        }
+        if prob is not None and prob.shape == label.shape:
+            threshold = self.settings.threshold_in_force if self.settings else 0.5
+            pred = (prob >= threshold) & labelled
+            union = (pred | cloud).sum()
+            out["iou"] = float((pred & cloud).sum() / union) if union else 1.0
+        return out
 
     def undo(self) -> str | None:
         """Take back the last decision (a fix's label too); returns its chip."""
@@ -270,6 +294,9 @@ class ReviewController:
 
     def _refresh_labels(self) -> list[str]:
         changed = self.dataset.refresh_fixes(self.store.decisions)
+        for chip in changed:  # a fix undone: the numbers as scored again
+            if chip in self._scored_rows and not self.dataset[chip].fixed:
+                self.session.update_row(chip, self._scored_rows.pop(chip))
         if changed:
             self.labels_changed.emit(changed)
         return changed

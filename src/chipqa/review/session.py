@@ -185,6 +185,15 @@ class ReviewSession:
     def row(self, chip_id: str) -> dict:
         return self._records[self._rows[chip_id]]
 
+    def update_row(self, chip_id: str, values: dict) -> None:
+        """Change some of a chip's numbers (its label was fixed: its label share and
+        IoU are the fixed label's now). The ordering is left as it is."""
+        i = self._rows[chip_id]
+        self._records[i].update(values)
+        for key, value in values.items():
+            if key in self.scores.columns:
+                self.scores.at[i, key] = value
+
     def goto(self, chip_id: str) -> str | None:
         with self._announcing():
             if chip_id in self.order:
