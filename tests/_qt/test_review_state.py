@@ -58,3 +58,28 @@ def test_a_second_dataset_does_not_inherit_the_first_ones_blocklist_or_fixes(
     w.blocklist_edit.setText(str(mine))
     w._on_blocklist_path_edited()
     assert "are for chips that other does not have" in w.status.text()
+
+
+def test_a_closed_panel_takes_its_layer_and_reopening_keeps_the_scores_model(
+    make_napari_viewer, qtbot, tmp_path
+):
+    from chipqa._qt.chip_layers import SIDE_BY_SIDE_LAYER
+    from chipqa._qt.review_widget import ChipQAWidget
+
+    root = tmp_path / "data"
+    generate_dataset(root, n_chips=6, size=48, error_rate=0.3, seed=4)
+    viewer = make_napari_viewer(show=True)
+    w = _open(viewer, qtbot, root)  # scored with the baseline, not the default model
+    assert SIDE_BY_SIDE_LAYER in viewer.layers
+    scored = side_paths(root).scores.read_bytes()
+    viewer.window.remove_dock_widget(w)
+    qtbot.wait(50)
+    assert [ly.name for ly in viewer.layers] == []  # nothing of the panel stays behind
+    again = ChipQAWidget(viewer)
+    viewer.window.add_dock_widget(again, name="Chip QA")
+    again.open_dataset(root)  # no model named: the one the scores were made with
+    qtbot.waitUntil(lambda: again.session is not None and not again.scoring_running)
+    _drawn(again, qtbot)
+    assert again.model_edit.text() == "baseline" and again.settings.model == "baseline"
+    assert side_paths(root).scores.read_bytes() == scored  # reused, not scored over
+    assert [ly.name for ly in viewer.layers] == [SIDE_BY_SIDE_LAYER]  # no "side by side [1]"

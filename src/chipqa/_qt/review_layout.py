@@ -132,6 +132,7 @@ def build_review_ui(w: ChipQAWidget) -> None:
         "or a chipqa checkpoint"
     )
     w.model_edit.returnPressed.connect(w.give_keys_back)
+    w.model_edit.textEdited.connect(lambda _text: setattr(w, "_model_chosen", True))
     form.addWidget(QLabel("Model"), 1, 0)
     form.addWidget(w.model_edit, 1, 1)
     form.addWidget(_button("Checkpoint…", w._on_browse_model), 1, 2)

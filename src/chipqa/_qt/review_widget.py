@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
-from qtpy.QtCore import QEvent, Qt
+from qtpy.QtCore import QEvent, Qt, QTimer
 from qtpy.QtWidgets import QWidget
 
 from chipqa._qt import shortcuts
@@ -45,7 +45,7 @@ from chipqa.review import BlocklistStore, ChipLoader, ReviewProject, ReviewSessi
 from chipqa.review.controller import ReviewController
 from chipqa.scoring import FLAG_DESCRIPTIONS
 from chipqa.scoring.previews import PreviewStore
-from chipqa.scoring.settings import ScoringSettings
+from chipqa.scoring.settings import ScoringSettings, settings_of_scores
 from chipqa.scoring.table import scored_threshold
 
 if TYPE_CHECKING:
@@ -68,6 +68,7 @@ class ChipQAWidget(PanelSync, ReviewActions, GalleryActions, QWidget):
         self.predictor: Predictor | None = None
         self._session_shown: ReviewSession | None = None
         self._first_open = False
+        self._model_chosen = False  # the Model field was set by the user or a caller
         self.view = SIDE_BY_SIDE
         self.canvas_text = CanvasText(napari_viewer)
         self.chip_layers = ChipLayers(napari_viewer, self.canvas_text)
@@ -166,6 +167,7 @@ class ChipQAWidget(PanelSync, ReviewActions, GalleryActions, QWidget):
         self.dataset_edit.setText(str(path))
         if model is not None:
             self.model_edit.setText(str(model))
+            self._model_chosen = True
         if score:
             return self._on_score()
         return True
@@ -173,7 +175,18 @@ class ChipQAWidget(PanelSync, ReviewActions, GalleryActions, QWidget):
     def rescore_with(self, model: str | Path) -> bool:
         """Load another model (a name or a checkpoint) and score the open dataset with it."""
         self.model_edit.setText(str(model))
+        self._model_chosen = True
         return self._on_score()
+
+    def _model_of_saved_scores(self, root: str) -> None:
+        """Unless a model was chosen, the Model field takes the model the dataset's saved
+        scores were made with (a retrained checkpoint stays in use when the panel is
+        opened again, instead of the default model scoring over its scores)."""
+        if self._model_chosen:
+            return
+        saved = settings_of_scores(side_paths(Path(root).expanduser()).scores)
+        if saved is not None and (saved.registered or Path(saved.model).is_file()):
+            self.model_edit.setText(saved.model)
 
     def _on_score(self) -> bool:
         if self._job is not None:
@@ -184,6 +197,7 @@ class ChipQAWidget(PanelSync, ReviewActions, GalleryActions, QWidget):
             self.say("Choose a dataset folder first.", error=True)
             return False
         first = self.project is None
+        self._model_of_saved_scores(text)
         try:
             name = self.model_edit.text().strip() or DEFAULT_MODEL
             # The threshold is calibrated to the labels, as `chipqa score` does.
@@ -420,6 +434,8 @@ class ChipQAWidget(PanelSync, ReviewActions, GalleryActions, QWidget):
         self._keys.unbind()
         self._keys.forget_layers()
         self.gallery.close()
+        self.display.set_loader(None)
+        QTimer.singleShot(0, self.chip_layers.detach)  # the panel's layers leave with it
         from chipqa._qt.fix_wiring import close_fixer
 
         close_fixer(self)
