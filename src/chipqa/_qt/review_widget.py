@@ -374,6 +374,7 @@ class ChipQAWidget(PanelSync, ReviewActions, GalleryActions, QWidget):
             done, total = session.progress()
             self.say(f"Resumed: {done} of {total} chips already decided in {store.path}.")
         self.set_view(self.view, force=True)
+        self.retrain.update_estimate()
 
     def _on_labels_changed(self, chip_ids: list[str]) -> None:
         """A fix, its undo or another blocklist changed these chips' labels: their
