@@ -61,3 +61,17 @@ def test_the_manifest_keybindings_are_the_keys_the_panel_binds():
     assert listed == bound
     commands = {c["id"] for c in manifest["commands"] if c["id"].startswith("chipqa.key_")}
     assert commands == set(bound)
+
+
+def test_each_key_is_listed_in_napari_with_what_it_does_in_single_chip_review():
+    import yaml
+
+    from chipqa._qt.keys import ACTIONS
+
+    manifest = yaml.safe_load((ROOT / "napari.yaml").read_text())["contributions"]
+    titles = {c["id"]: c["title"] for c in manifest["commands"]}
+    for a in ACTIONS.values():
+        if a.single:
+            assert titles[a.command] == f"Chip QA: {a.single}", a.name
+    # o shows the gallery: "back to" it would be wrong when the review started side by side.
+    assert "back" not in ACTIONS["open"].single

@@ -83,3 +83,34 @@ def test_a_closed_panel_takes_its_layer_and_reopening_keeps_the_scores_model(
     assert again.model_edit.text() == "baseline" and again.settings.model == "baseline"
     assert side_paths(root).scores.read_bytes() == scored  # reused, not scored over
     assert [ly.name for ly in viewer.layers] == [SIDE_BY_SIDE_LAYER]  # no "side by side [1]"
+
+
+def test_the_keys_line_and_the_status_show_their_whole_text(make_napari_viewer, qtbot, tmp_path):
+    root = tmp_path / "data"
+    generate_dataset(root, n_chips=4, size=48, seed=2)
+    viewer = make_napari_viewer(show=True)
+    w = _open(viewer, qtbot, root)
+    for view in ("gallery", "side by side"):
+        w.set_view(view)
+        qtbot.wait(20)  # the layout follows the new text
+        label = w.keys_label
+        assert label.heightForWidth(label.width()) <= label.height(), view
+
+
+def test_the_help_overlay_is_left_aligned_and_the_badge_back_at_the_right(
+    make_napari_viewer, qtbot, tmp_path
+):
+    from chipqa._qt.chip_layers import text_overlay
+
+    root = tmp_path / "data"
+    generate_dataset(root, n_chips=4, size=48, seed=2)
+    viewer = make_napari_viewer(show=True)
+    w = _open(viewer, qtbot, root)
+    _press(viewer, qtbot, "h")
+    overlay = text_overlay(viewer)
+    assert overlay.visible and "chipqa keys" in overlay.text
+    assert str(overlay.position).endswith("top_left")  # lines of keys read from the left
+    _press(viewer, qtbot, "h")
+    qtbot.waitUntil(lambda: w.canvas_text.badge != "")
+    w.canvas_text.refresh()
+    assert str(overlay.position).endswith("top_right") and "chipqa keys" not in overlay.text

@@ -116,8 +116,11 @@ class CanvasText:
             overlay.text = text
         if overlay.color is None or tuple(overlay.color) != tuple(colour):
             overlay.color = colour
-        if overlay.position != "top_right":
-            overlay.position = "top_right"
+        # The help is a table of keys: left-aligned at the top left (napari aligns the
+        # text to the side it is on); the badge is a short note at the top right.
+        position = "top_left" if self.help_text else "top_right"
+        if overlay.position != position:
+            overlay.position = position
             overlay.font_size = 11
         overlay.visible = True
 
