@@ -114,3 +114,24 @@ def test_the_help_overlay_is_left_aligned_and_the_badge_back_at_the_right(
     qtbot.waitUntil(lambda: w.canvas_text.badge != "")
     w.canvas_text.refresh()
     assert str(overlay.position).endswith("top_right") and "chipqa keys" not in overlay.text
+
+
+def test_the_badge_sits_above_the_chip_not_over_its_panel_titles(
+    make_napari_viewer, qtbot, tmp_path
+):
+    root = tmp_path / "data"
+    generate_dataset(root, n_chips=4, size=48, seed=2)
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1600, 700)  # a wide canvas: the chip fills its height
+    w = _open(viewer, qtbot, root)
+    _press(viewer, qtbot, "k")  # the badge says what was recorded: two lines
+    _drawn(w, qtbot)
+    w.set_view("side by side", force=True)  # fitted again to the canvas as it is now
+    qtbot.waitUntil(lambda: "\n" in w.canvas_text.badge)
+    camera = viewer.camera
+    height = viewer.canvas.size[0]
+    top_on_screen = (0 - camera.center[-2]) * camera.zoom + height / 2
+    # The canvas text can be three lines (the decision, what was just recorded, a note
+    # such as "loading…"); at 11 pt (about 17.6 px a line with its spacing) and the
+    # overlay's padding they must fit above the mosaic's first row (the panel titles).
+    assert top_on_screen >= 3 * 11 * 96 / 72 * 1.2 + 10, height

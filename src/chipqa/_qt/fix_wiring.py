@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from chipqa._qt.chip_layers import SIDE_BY_SIDE
 from chipqa._qt.keys import PAINT_KEYS, KeyBindings, key_table, paint_keys_text
-from chipqa.constants import PANEL_TITLE_PX
+from chipqa.constants import panel_title_px
 from chipqa.review.blocklist import BlocklistError
 
 if TYPE_CHECKING:
@@ -122,7 +122,7 @@ def start_painting(w: ChipQAWidget) -> None:
         label = (view.prob >= w.loader.threshold).astype("uint8")
     # Side by side, the label is painted over the true-colour panel, below its title
     # strip; in the layers view the chip's layers start at the origin.
-    origin = (PANEL_TITLE_PX, 0) if w.view == SIDE_BY_SIDE else (0, 0)
+    origin = (panel_title_px(label.shape[1]), 0) if w.view == SIDE_BY_SIDE else (0, 0)
     layer = fixer.start_painting(
         view.chip_id,
         label,
