@@ -118,3 +118,24 @@ def test_painting_side_by_side_lands_on_the_true_colour_pixels(make_napari_viewe
     with rasterio.open(root.parent / f"{root.name}_chipqa_fixes" / row.fix_file) as src:
         saved = src.read(1)
     assert (saved[:5] == 1).all()
+
+
+def test_painting_an_unlabelled_chip_starts_from_the_mask_at_the_scored_threshold(
+    make_napari_viewer, qtbot, root
+):
+    from napari.layers import Labels
+    from tests.conftest import make_bands, write_chip
+
+    thin = np.zeros((40, 40), bool)
+    thin[5:30, 5:30] = True
+    write_chip(root, "nolabel", make_bands(40, thin, 7), None)
+    viewer = make_napari_viewer(show=True)
+    w = _open(viewer, qtbot, root)
+    w.session.goto("nolabel")
+    _drawn(w, qtbot)
+    w.loader.threshold = 0.3  # as if the chips had been scored (calibrated) at 0.3
+    _press(viewer, qtbot, "e")
+    (paint,) = [ly for ly in viewer.layers if isinstance(ly, Labels)]
+    prob = w.loader.get("nolabel").prob
+    assert ((prob >= 0.3) != (prob >= 0.5)).any()  # the two thresholds differ on this chip
+    np.testing.assert_array_equal(np.asarray(paint.data), (prob >= 0.3).astype(np.uint8))

@@ -130,9 +130,6 @@ class ReviewActions:
         if self._help_on:
             self._show_help()
 
-    def _on_mode_changed(self: ChipQAWidget, mode: str) -> None:
-        self.set_view(mode)
-
     def act_open(self: ChipQAWidget) -> None:
         if self.in_gallery:
             cid = self.gallery.cursor_chip
@@ -145,9 +142,6 @@ class ReviewActions:
     def act_toggle_layers(self: ChipQAWidget) -> None:
         if not self.in_gallery:
             self.set_view(LAYERS if self.view == SIDE_BY_SIDE else SIDE_BY_SIDE)
-
-    def toggle_mode(self: ChipQAWidget) -> None:
-        self.act_toggle_layers()
 
     def set_stretch(self: ChipQAWidget, stretch: str) -> None:
         if self.stretch_combo.currentText() != stretch:
@@ -209,13 +203,9 @@ class ReviewActions:
         if self.in_gallery:
             self.gallery.move(0, 1)
 
-    next_chip, previous_chip = act_next, act_previous
-
     def act_next_undecided(self: ChipQAWidget) -> None:
         if self.session is not None and self.session.next_undecided() is None:
             self.say("Every listed chip has a decision.")
-
-    next_undecided = act_next_undecided
 
     # ------------------------------------------------------------------ single-chip decisions
     def _decide(self: ChipQAWidget, decision: str, reason: str = "") -> None:
@@ -265,11 +255,6 @@ class ReviewActions:
         else:
             self._decide("unsure")
 
-    keep, unsure = act_keep, act_unsure
-
-    def block(self: ChipQAWidget, reason: str | None = None) -> None:
-        self.act_block(reason)
-
     def act_undo(self: ChipQAWidget) -> None:
         if self.session is None:
             return
@@ -289,8 +274,6 @@ class ReviewActions:
             self.gallery.state = None
             self.gallery.follow(self.session.position)
         self._update_badge()
-
-    undo = act_undo
 
     def _update_badge(self: ChipQAWidget) -> None:
         """The canvas says what is recorded for the chip on it (single-chip views)."""
