@@ -66,7 +66,10 @@ def read_real(root: Path) -> dict[str, dict]:
                 bands.append(src.read(1))
                 band_profile = src.profile
         chips[d.name] = {
-            "bands": np.stack(bands), "label": label, "lp": profile, "bp": band_profile
+            "bands": np.stack(bands),
+            "label": label,
+            "lp": profile,
+            "bp": band_profile,
         }
     return chips
 
@@ -119,7 +122,8 @@ def old_rule(df: pd.DataFrame) -> np.ndarray:
 def evaluate(rows: list[dict], truth: dict, group: str, chips: set | None, cl: dict) -> dict:
     """AP and top-k recall by kind of every rule on one set (re-ranked on its own)."""
     keep = [
-        r for r in rows
+        r
+        for r in rows
         if truth[r["chip_id"]][0] in ("", group)
         and (chips is None or r["chip_id"].rsplit("_t", 1)[0] in chips)
     ]
@@ -194,7 +198,9 @@ def synthetic_sets(models, n, size, seed, workdir: Path) -> list[dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--real", type=Path, default=Path(__file__).parents[1] / ".." / "shared" / "real-dev")
+    ap.add_argument(
+        "--real", type=Path, default=Path(__file__).parents[1] / ".." / "shared" / "real-dev"
+    )
     ap.add_argument("--models", nargs="+", default=["pretrained", "baseline"])
     ap.add_argument("--errors", type=int, default=32, help="planted errors per group")
     ap.add_argument("--transforms", type=int, default=8, choices=range(1, 9))
@@ -220,8 +226,10 @@ def main() -> None:
             took = time.perf_counter() - t0
             cl = {} if args.no_cleanlab else cleanlab_scores(ds, predictor, truth)
             rows = table.to_dict("records")
-            print(f"\n{model}: {len(rows)} real chips scored in {took:.0f} s, threshold "
-                  f"{table.threshold.iloc[0]:.2f}")
+            print(
+                f"\n{model}: {len(rows)} real chips scored in {took:.0f} s, threshold "
+                f"{table.threshold.iloc[0]:.2f}"
+            )
             for group in ("gross", "subtle"):
                 for label, chips in (("all real", None), ("On Cloud N", onc)):
                     res = evaluate(rows, truth, group, chips, cl)
@@ -229,7 +237,10 @@ def main() -> None:
         if args.synthetic:
             results += synthetic_sets(args.models, args.synthetic, args.size, args.seed, Path(tmp))
     rules = ["chipqa", "cleanlab softmin", "1 - label_quality", "1 - IoU", "previous rule"]
-    print(f"\n{'set':<24}{'model':<12}{'chips':>6}{'errors':>7}  " + "".join(f"{r:>18}" for r in rules))
+    print(
+        f"\n{'set':<24}{'model':<12}{'chips':>6}{'errors':>7}  "
+        + "".join(f"{r:>18}" for r in rules)
+    )
     for r in results:
         cells = "".join(f"{r[n]['ap']:>18.3f}" if n in r else f"{'—':>18}" for n in rules)
         print(f"{r['set']:<24}{r['model']:<12}{r['chips']:>6}{r['errors']:>7}  {cells}")
@@ -238,7 +249,8 @@ def main() -> None:
         if "top_k" in r["chipqa"]:
             peer = r.get("cleanlab softmin", {}).get("top_k", {})
             kinds = ", ".join(
-                f"{k} {v}" + (f" ({peer[k]})" if k in peer else "") for k, v in r["chipqa"]["top_k"].items()
+                f"{k} {v}" + (f" ({peer[k]})" if k in peer else "")
+                for k, v in r["chipqa"]["top_k"].items()
             )
             print(f"  {r['set']:<22} {r['model']:<11} {kinds}")
     if args.json:

@@ -143,6 +143,18 @@ def main() -> None:
             )
         )
         turns.append((drawn["t"] - t0) * 1000)
+    # k leaves chips flagged label_contradicted undecided: the reviewer looks at each side
+    # by side (j: next undecided) and decides it there.
+    held = [c for c in order if c not in read_blocklist(w.store.path)]
+    if held:
+        w.set_view("side by side")
+        for _ in held:
+            press("j")
+            spin(until=lambda: w.loading is None and w.chip_layers.chip_id == w.session.current)
+            spin(args.dwell)
+            looked += args.dwell
+            press("b" if w.session.current in planted else "k")
+            presses += 2
     gallery_s = time.perf_counter() - t_start
     rows = read_blocklist(w.store.path)
     blocked = {c for c, d in rows.items() if d.decision == "block"}
@@ -155,7 +167,8 @@ def main() -> None:
         f"{presses / n:.3f} presses/chip; {1000 * gallery_s / n:.0f} ms/chip wall "
         f"({1000 * (gallery_s - looked) / n:.0f} ms/chip besides looking); page turn median "
         f"{statistics.median(turns):.0f} ms, p95 {pct(turns, 0.95):.0f} ms, "
-        f"max {max(turns):.0f} ms ({len(turns)} turns)"
+        f"max {max(turns):.0f} ms ({len(turns)} turns); {len(held)} chips flagged "
+        "label_contradicted decided side by side"
     )
 
     # ---------------------------------------------------------------- single chip

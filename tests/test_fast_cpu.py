@@ -257,8 +257,8 @@ def test_scoring_on_the_fast_path_gives_the_torch_path_s_scores(pretrained, tmp_
         slow = score_dataset(dataset, pretrained).set_index("chip_id").sort_index()
     finally:
         pretrained.cpu_runner = runner
-    cols = [c for c in ("iou", "pred_cloud_fraction", "shadow_fraction") if c in fast]
-    assert "iou" in cols
+    cols = ["iou", "pred_cloud_fraction", "pred_shadow_fraction"]
+    assert all(c in fast and c in slow for c in cols)  # the shadow half is compared too
     # One pixel of 4096 flipping at the threshold moves a fraction by 2.4e-4.
     np.testing.assert_allclose(fast[cols].to_numpy(), slow[cols].to_numpy(), atol=1e-3)
 

@@ -3,6 +3,8 @@ draw the model's outline from it instead of calling the model again."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -78,6 +80,34 @@ def test_a_gallery_thumbnail_draws_the_kept_map_without_calling_the_model(root):
         assert store.get(second) is None
         thumb = loader.request_thumbnail(second, 96).result(timeout=60)
         assert calls == [1] and thumb.shape == (96, 96, 3)
+    finally:
+        loader.close()
+
+
+def test_a_preview_older_than_its_chip_bands_is_not_drawn(tmp_path):
+    root = tmp_path / "data"
+    generate_dataset(root, n_chips=2, size=64, seed=5)
+    ds = open_dataset(root)
+    pred = _net_predictor("stale-net")
+    store = PreviewStore.for_predictor(root, pred)
+    score_dataset(ds, pred, threshold=0.5, previews=store, workers=0)
+    rec = ds.records[0]
+    assert store.get(rec.chip_id, rec) is not None
+    band = rec.band_paths[2]
+    band.write_bytes(band.read_bytes())  # the chip's band rewritten after scoring
+    made = store.path(rec.chip_id).stat().st_mtime_ns
+    os.utime(band, ns=(made + 10**9, made + 10**9))
+    assert store.get(rec.chip_id, rec) is None
+    calls = []
+
+    def predict(bands):
+        calls.append(1)
+        return pred.predict_numpy(bands)
+
+    loader = ChipLoader(ds, predict, threshold=0.5, previews=store)
+    try:
+        loader.request_thumbnail(rec.chip_id, 64).result(timeout=60)
+        assert calls == [1]  # predicted again, not drawn from the stale map
     finally:
         loader.close()
 

@@ -80,13 +80,18 @@ def test_the_real_sample_holds_the_real_chips_and_two_planted_errors(tmp_path, m
     root = ensure_real_sample()
     ids = sorted(p.name for p in root.iterdir())
     assert ids == [
-        "oncloudn_1", "oncloudn_1_all_cloud", "oncloudn_3", "oncloudn_3_blob_erased", "oncloudn_4"
+        "oncloudn_1",
+        "oncloudn_1_all_cloud",
+        "oncloudn_3",
+        "oncloudn_3_blob_erased",
+        "oncloudn_4",
     ]
     with rasterio.open(root / "oncloudn_1_all_cloud" / "label.tif") as src:
         assert (src.read(1) == 1).all()
-    with rasterio.open(root / "oncloudn_3" / "label.tif") as a, rasterio.open(
-        root / "oncloudn_3_blob_erased" / "label.tif"
-    ) as b:
+    with (
+        rasterio.open(root / "oncloudn_3" / "label.tif") as a,
+        rasterio.open(root / "oncloudn_3_blob_erased" / "label.tif") as b,
+    ):
         changed = (a.read(1) != b.read(1)).mean()
     assert 0.01 < changed < 0.1
     assert ensure_real_sample() == root  # made once, then reused

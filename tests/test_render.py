@@ -69,3 +69,19 @@ def test_titles_and_legend_of_a_small_chip_stay_inside_their_panels():
             assert (strip[:, -2:] < 100).all(), (r, c)  # no text ink at the right edge
     title, font = fit_text("true colour (B04 B03 B02)", w - 6, 14)
     assert title.startswith("true colour") and font.getlength(title) <= w - 6
+
+
+def test_panel_titles_grow_with_the_chip_so_they_stay_legible_when_shrunk_to_fit():
+    from chipqa.constants import panel_title_px
+    from chipqa.render import side_by_side
+
+    size = 512
+    rgb = np.zeros((size, size, 3), np.uint8)
+    mosaic = side_by_side(rgb, rgb, None, None, np.ones((size, size), bool))
+    top = panel_title_px(size)
+    assert (mosaic[top : top + size, :size] == 0).all()  # the true colour starts below it
+    strip = mosaic[:top, size + 6 :]  # the NIR panel's title
+    rows = np.flatnonzero((strip > 150).any(axis=(1, 2)))
+    # Shown at half size (a 512² chip's mosaic on a laptop screen) the letters are still
+    # about 9 px tall, not the 5 px in which "NIR false colour" read "NIR fa se colcur".
+    assert rows.max() - rows.min() + 1 >= 18

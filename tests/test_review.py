@@ -13,8 +13,9 @@ from chipqa.blocklist.csvread import read_blocklist
 from chipqa.blocklist.store import BlocklistStore
 from chipqa.data import open_dataset
 from chipqa.predictors import SpectralBaseline
-from chipqa.review import ChipLoader, ReviewProject, ReviewSession, scores_are_fresh
+from chipqa.review import ChipLoader, ReviewProject, ReviewSession
 from chipqa.scoring import score_dataset
+from chipqa.scoring.settings import ScoringSettings
 
 
 @pytest.fixture
@@ -198,15 +199,19 @@ def test_saved_scores_are_reused_only_for_the_same_model_and_chips(tiny_dataset)
     assert project.scores_path == tiny_dataset.parent / "ds_scores.csv"
     assert project.default_blocklist == tiny_dataset.parent / "ds_chipqa_blocklist.csv"
     assert project.models_dir == tiny_dataset.parent / "ds_models"
-    assert project.saved_scores("baseline") is None  # nothing saved yet
-    table = score_dataset(project.dataset, SpectralBaseline(), workers=1)
-    project.save_scores(table)
-    assert sorted(project.saved_scores("baseline")["chip_id"]) == ["aaaa", "bbbb", "cccc"]
-    assert project.saved_scores("unet-mobilenet_v2-1") is None  # another model
-    assert not scores_are_fresh(table.iloc[:2], "baseline", ["aaaa", "bbbb", "cccc"])
-    assert not scores_are_fresh(table, "baseline", ["aaaa", "bbbb", "cccc", "dddd"])
+    baseline = ScoringSettings.create("baseline", 0.4)
+    assert project.saved_scores(baseline) is None  # nothing saved yet
+    table = score_dataset(project.dataset, SpectralBaseline(), workers=1, threshold=0.4)
+    project.save_scores(table, baseline)
+    scores, settings = project.saved_scores(baseline)
+    assert sorted(scores["chip_id"]) == ["aaaa", "bbbb", "cccc"] and settings.threshold == 0.4
+    assert project.saved_scores(ScoringSettings.create("pretrained", 0.4)) is None
+    assert project.saved_scores(ScoringSettings.create("baseline", 0.5)) is None
+    project.save_scores(table.iloc[:2], baseline)  # not every chip of the dataset
+    assert project.saved_scores(baseline) is None
+    project.save_scores(table, baseline)
     project.scores_path.write_text("not,a\nscores table\n")
-    assert project.saved_scores("baseline") is None
+    assert project.saved_scores(baseline) is None
 
 
 def test_a_new_filter_starts_at_its_first_row_a_new_sort_keeps_the_chip(scores, tmp_path):

@@ -18,6 +18,7 @@ import torch
 
 from chipqa.blocklist.store import BlocklistStore
 from chipqa.data import build_cache, open_dataset
+from chipqa.io.paths import side_paths
 from chipqa.predictors import ModelConfig, UNetPredictor, load_checkpoint, load_predictor
 from chipqa.stats.definitions import iou_from_counts
 from chipqa.synth import generate_dataset
@@ -198,6 +199,9 @@ def test_out_of_fold_scores_each_chip_with_a_model_that_never_saw_it(tiny, tmp_p
             "4",
             "--workers",
             "0",
+            "--threshold",
+            "0.3",
+            "--no-previews",
             "-q",
         ],
         capture_output=True,
@@ -207,6 +211,8 @@ def test_out_of_fold_scores_each_chip_with_a_model_that_never_saw_it(tiny, tmp_p
     assert res.returncode == 0, res.stderr
     df = pd.read_csv(out, keep_default_na=False)
     assert len(df) == 16
+    assert (df["threshold"] == 0.3).all()  # --threshold holds for --folds too
+    assert not side_paths(tiny.root).previews.exists()  # and so does --no-previews
     for fold in (1, 2):
         scored = set(df.loc[df["model"].str.endswith(f"fold{fold}"), "chip_id"])
         _, info = load_checkpoint(tmp_path / "oof.folds" / f"fold{fold}.ckpt")
@@ -229,6 +235,40 @@ def test_a_batch_of_only_unreadable_chips_is_skipped_not_fatal(tmp_path):
     callback.on_train_batch_end(None, None, {"loss": None}, None, 0)
     writer.close()
     assert read_progress(tmp_path / "p.jsonl")[0] == []
+
+
+def test_the_module_resets_its_training_metrics_each_epoch_on_its_own(tmp_path):
+    # No JsonProgress callback: the module alone must log each epoch's own metrics.
+    from chipqa.training import CloudSegmenter
+    from chipqa.training._lightning import pl
+    from chipqa.training.data import Batch
+
+    g = torch.Generator().manual_seed(0)
+    bands = torch.rand((2, 4, 32, 32), generator=g) * 3000
+    label = (torch.rand((2, 32, 32), generator=g) > 0.5).to(torch.uint8)
+    batch = Batch(bands, label, torch.ones((2, 32, 32), dtype=torch.bool), [])
+    batches = torch.utils.data.DataLoader(range(2), batch_size=1, collate_fn=lambda _: batch)
+    module = CloudSegmenter(ModelConfig(encoder="resnet18"), lr=1e-3)
+    seen = []
+
+    class Watch(pl.Callback):
+        def on_train_epoch_start(self, trainer, m):
+            seen.append(int(m.train_iou.tp + m.train_iou.fp + m.train_iou.fn))
+
+    trainer = pl.Trainer(
+        max_epochs=2,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[Watch()],
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(module, train_dataloaders=batches)
+    assert seen[0] == 0 and seen[1] == 0  # epoch 2 does not count epoch 1's pixels
+    assert "train_iou" in trainer.callback_metrics and "train_loss" in trainer.callback_metrics
+    assert int(module.train_iou.tp + module.train_iou.fp + module.train_iou.fn) == 0
 
 
 def _copy(tiny, tmp_path):

@@ -52,3 +52,14 @@ DEFAULT_THRESHOLD = 0.5
 """Cloud probability at or above which a pixel is predicted cloud."""
 DEFAULT_TEMPERATURE = 0.1
 """Temperature of the soft minimum behind ``label_quality`` (see :mod:`chipqa.stats`)."""
+PANEL_TITLE_PX = 18
+"""Least height of the title strip above each panel of the side-by-side mosaic."""
+
+
+def panel_title_px(width: int) -> int:
+    """Height of the title strip above each panel of the side-by-side mosaic of a chip
+    ``width`` pixels wide: the true-colour panel's top-left pixel is at this row, column
+    0. It grows with the panel so that the title stays legible when the viewer shrinks a
+    large chip's mosaic to fit (14 px letters over a 512 px panel, shown at half size,
+    lost their thin strokes: "NIR fa se colcur")."""
+    return max(PANEL_TITLE_PX, round(width * 0.05))

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
-from chipqa.constants import LABEL_CLOUD, SCL_CLASSES, SCL_NODATA
+from chipqa.constants import LABEL_CLOUD, SCL_CLASSES, SCL_NODATA, panel_title_px
 from chipqa.data import Chip, ChipDataset
 from chipqa.errors import ChipReadError
 
@@ -274,8 +274,7 @@ def scl_legend(width: int, height: int, *, mask_colour: bool = False) -> np.ndar
 
 def fit_text(text: str, width: float, size: int, smallest: int = 8):
     """``(text, font)`` that fit ``width`` pixels: the text at ``size``, else without its
-    "(…)" part, else in a smaller font (down to ``smallest``), else cut short with "…"
-    (a small chip's panel titles and legend stay readable instead of running off)."""
+    "(…)" part, else in a smaller font (down to ``smallest``), else cut short with "…"."""
     candidates = [text, text.split(" (")[0]]
     for font in (_font(px) for px in range(size, smallest - 1, -1)):
         if fits := [t for t in candidates if font.getlength(t) <= width]:
@@ -289,7 +288,7 @@ def fit_text(text: str, width: float, size: int, smallest: int = 8):
 @functools.lru_cache(maxsize=64)
 def _title_strip(text: str, width: int, height: int) -> np.ndarray:
     img = Image.new("RGB", (width, height), (24, 24, 24))
-    text, font = fit_text(text, width - 6, max(10, min(14, height - 4)))
+    text, font = fit_text(text, width - 6, max(10, height - 5))
     ImageDraw.Draw(img).text((3, 2), text, fill=(220, 220, 220), font=font)
     out = np.asarray(img)
     out.flags.writeable = False
@@ -304,7 +303,7 @@ def side_by_side(
     valid: np.ndarray,
     *,
     gap: int = 6,
-    title_px: int = 18,
+    title_px: int | None = None,
     scl: np.ndarray | None = None,
 ) -> np.ndarray:
     """One RGB mosaic of a chip: true colour | NIR false colour over label | prediction.
@@ -316,8 +315,8 @@ def side_by_side(
     is the three-panel review of Sen2Cor against the model.
     """
     h, w = rgb.shape[:2]
-    if prob is None:
-        prob = np.zeros((h, w), np.float32)
+    title_px = title_px or panel_title_px(w)
+    prob = np.zeros((h, w), np.float32) if prob is None else prob
     if scl is None:
         ncol, titles = 2, SIDE_BY_SIDE_TITLES
         panels = [

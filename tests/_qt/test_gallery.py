@@ -82,7 +82,9 @@ def test_a_gallery_page_is_decided_in_one_write_and_undone_as_one_step(
     assert not w.store.path.exists()  # nothing written before the page is saved
     _press(viewer, qtbot, "k")  # keep the rest, save the page, next page
     rows = read_blocklist(w.store.path)
-    expected = {c: ("keep", "") for c in page}
+    # k keeps the undecided rest, except chips their own SCL contradicts (left for a look).
+    contradicted = {c for c in page if "label_contradicted" in w.session.row(c)["flags"]}
+    expected = {c: ("keep", "") for c in page if c not in contradicted}
     expected[page[1]] = ("block", default_reason(w.session.row(page[1])["flags"]))
     expected[page[5]] = ("block", "shifted")
     expected[page[6]] = ("block", default_reason(w.session.row(page[6])["flags"]))
@@ -164,3 +166,41 @@ def test_the_next_page_painted_ahead_shows_decisions_made_meanwhile(
     assert tuple(turned[y + 1, x + 1]) == (235, 70, 70)  # the block's red frame
     g._paint_all()
     np.testing.assert_array_equal(turned, viewer.layers[GALLERY_LAYER].data)
+
+
+def test_undecided_only_next_page_shows_other_chips(make_napari_viewer, qtbot, root):
+    viewer = make_napari_viewer(show=True)
+    w = _gallery(viewer, qtbot, root)
+    w.undecided_check.setChecked(True)
+    qtbot.waitUntil(lambda: w.session.undecided_only and w.gallery.state is not None)
+    first = list(w.gallery.state.chips)
+    _press(viewer, qtbot, "n")  # nothing decided on this page: on to the next one
+    qtbot.waitUntil(lambda: w.gallery.state is not None and w.gallery.state.chips != first)
+    assert not set(w.gallery.state.chips) & set(first)
+    assert w.gallery.state.chips == w.session.order[8:16]
+
+
+def test_k_does_not_keep_a_chip_its_scl_contradicts_unseen(make_napari_viewer, qtbot, root):
+    from chipqa.io.atomic import atomic_write_csv
+    from chipqa.io.paths import side_paths
+    from chipqa.scoring import read_scores
+
+    viewer = make_napari_viewer(show=True)
+    w = _gallery(viewer, qtbot, root)
+    w.close()
+    path = side_paths(root).scores
+    scores = read_scores(path)
+    contradicted = scores["chip_id"].iloc[2]  # on the first page
+    scores.loc[2, "flags"] = "label_contradicted"
+    atomic_write_csv(scores, path)
+    flagged = set(scores.loc[scores["flags"].str.contains("label_contradicted"), "chip_id"])
+    w = _gallery(viewer, qtbot, root)  # the saved scores, with that flag
+    page = list(w.gallery.state.chips)
+    assert contradicted in page
+    _press(viewer, qtbot, "k")
+    rows = read_blocklist(w.store.path)
+    assert not flagged & set(rows)  # left undecided, and said so
+    assert {c for c in page if c not in flagged} <= set(rows)
+    assert (
+        "label_contradicted left undecided" in w.status.text() and contradicted in w.status.text()
+    )

@@ -183,7 +183,7 @@ def test_a_nonsense_blocklist_is_refused_and_kept(make_napari_viewer, qtbot, fre
     w = ChipQAWidget(viewer)
     viewer.window.add_dock_widget(w)
     w.open_dataset(fresh_root, "baseline")
-    qtbot.waitUntil(lambda: not w.scoring_running and w.loader is not None, timeout=60_000)
+    qtbot.waitUntil(lambda: w.project is not None and not w.scoring_running, timeout=60_000)
     assert "not a chipqa blocklist" in w.status.text()
     _press(viewer, qtbot, "k")  # no crash, nothing written
     assert bl.read_text() == "this,is\nnot,a blocklist\n"
@@ -438,7 +438,7 @@ def slow_predictor(monkeypatch):
 
     def install(delay: float, fail: int = 0) -> SlowBaseline:
         predictor = SlowBaseline(delay, fail)
-        monkeypatch.setattr("chipqa._qt.review_widget.load_predictor", lambda *a, **k: predictor)
+        monkeypatch.setattr("chipqa.predictors.load_predictor", lambda *a, **k: predictor)
         monkeypatch.setattr("chipqa._qt.panel_sync.PREFETCH", 0)
         return predictor
 
@@ -498,3 +498,30 @@ def test_a_chip_that_failed_to_load_is_loaded_again_when_revisited(
     np.testing.assert_array_equal(w.chip_layers.layer(TRUE_COLOUR).data, true_colour(chip.bands))
     assert w.chip_layers.layer(SIDE_BY_SIDE_LAYER).metadata["chip_id"] == order[0]
     qtbot.waitUntil(lambda: "cannot be shown" not in w.chip_label.text(), timeout=5_000)
+
+
+def test_retrain_from_the_pretrained_model_names_its_encoder_and_says_how_long(
+    make_napari_viewer, qtbot, fresh_root
+):
+    viewer = make_napari_viewer(show=True)
+    w = _open(viewer, qtbot, fresh_root)
+    p = w.retrain
+    p.device.setCurrentText("cpu")
+    p.init.setCurrentText("random")
+    p.encoder.setCurrentText("mobilenet_v2")
+    p.init.setCurrentText("pretrained")
+    # The box shows the encoder that is trained, and cannot be changed.
+    assert p.encoder.currentText() == "efficientnet-b4" and not p.encoder.isEnabled()
+    args = p._command("train")
+    assert args[args.index("--encoder") + 1] == "efficientnet-b4"
+    p.epochs.setValue(3)
+    assert "16 chips of 48² × 3 epochs" in p.estimate.text() and "on this CPU" in p.estimate.text()
+    assert p.start()
+    try:
+        assert p.checkpoint.name.startswith("unet-efficientnet-b4-")
+        assert "16 chips of 48²" in p.status.text()  # said before any step
+    finally:
+        p.cancel()
+        qtbot.waitUntil(lambda: not p.running, timeout=60_000)
+    p.init.setCurrentText("random")  # the reviewer's own choice comes back
+    assert p.encoder.currentText() == "mobilenet_v2" and p.encoder.isEnabled()

@@ -90,6 +90,11 @@ def _label_colormap(colour):
     )
 
 
+TEXT_MARGIN = 0.1
+"""Share of the canvas left around a chip when it is fitted to the view: the top band
+holds the decision badge, so that it covers neither pixels nor panel titles."""
+
+
 class CanvasText:
     """The one line of text napari shows over the canvas, shared by what chipqa says
     there: the help (``h``) wins over a note (loading, an error), which comes after the
@@ -116,8 +121,11 @@ class CanvasText:
             overlay.text = text
         if overlay.color is None or tuple(overlay.color) != tuple(colour):
             overlay.color = colour
-        if overlay.position != "top_right":
-            overlay.position = "top_right"
+        # The help is a table of keys: left-aligned at the top left (napari aligns the
+        # text to the side it is on); the badge is a short note at the top right.
+        position = "top_left" if self.help_text else "top_right"
+        if overlay.position != position:
+            overlay.position = position
             overlay.font_size = 11
         overlay.visible = True
 
@@ -284,7 +292,7 @@ class ChipLayers:
         self.mode, self.active = mode, True
         viewer_grid(self.viewer).enabled = False
         if self._attach():
-            self.viewer.reset_view()
+            self.viewer.reset_view(margin=TEXT_MARGIN)
 
     def note(self, text: str = "", *, error: bool = False) -> None:
         """A line over the canvas (a chip loading, why a chip cannot be shown); "" hides it."""
@@ -322,7 +330,7 @@ class ChipLayers:
         if card is not None and SIDE_BY_SIDE_LAYER in self._layers:
             self._put(SIDE_BY_SIDE_LAYER, card)
             if self.mode == SIDE_BY_SIDE and self.active:
-                self.viewer.reset_view()
+                self.viewer.reset_view(margin=TEXT_MARGIN)
                 self._shape = None
         self.chip_id = chip_id
 
@@ -363,4 +371,4 @@ class ChipLayers:
         key = (*shape, *view.mosaic.shape)
         if key != self._shape and self.active:
             self._shape = key
-            self.viewer.reset_view()
+            self.viewer.reset_view(margin=TEXT_MARGIN)

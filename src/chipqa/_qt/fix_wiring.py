@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from chipqa._qt.chip_layers import SIDE_BY_SIDE
 from chipqa._qt.keys import PAINT_KEYS, KeyBindings, key_table, paint_keys_text
 from chipqa.blocklist.csvformat import BlocklistError
+from chipqa.constants import panel_title_px
 
 if TYPE_CHECKING:
     from chipqa._qt.review_widget import ChipQAWidget
@@ -30,9 +32,30 @@ def _fixer(w: ChipQAWidget):
         w.say(f"Label fixing is not available in this installation ({exc}).", error=True)
         return None
     if w.fixer is None or getattr(w.fixer, "store", None) is not w.store:
-        w.fixer = LabelFixer(w.viewer, w.store, w.dataset.root, bind_keys=False)
+
+        def record(chip_id, label, **kwargs):
+            view = _loaded_view(w, chip_id)
+            return w.controller.fix(
+                chip_id,
+                label,
+                advance=kwargs.get("source") != "painted",  # a painted fix stays on screen
+                prob=getattr(view, "prob", None),  # the table's IoU: the fixed label's
+                **kwargs,
+            )
+
+        w.fixer = LabelFixer(w.viewer, w.store, w.dataset.root, bind_keys=False, record=record)
         w.fixer.finished.connect(lambda *_: _painting_over(w))
     return w.fixer
+
+
+def _loaded_view(w: ChipQAWidget, chip_id: str):
+    """The chip's view when it is loaded (never waits), else None."""
+    if w.loader is None:
+        return None
+    fut = w.loader.request(chip_id)
+    if not fut.done() or fut.cancelled() or fut.exception() is not None:
+        return None
+    return fut.result()
 
 
 def _current_view(w: ChipQAWidget):
@@ -83,10 +106,7 @@ def accept_model(w: ChipQAWidget) -> None:
     except (BlocklistError, OSError, ValueError) as exc:
         w.say(f"The fixed label of {cid} was not saved: {exc}", error=True)
         return
-    w._refresh_fixed_labels()
     w._recorded = f"✓ fix (model's mask) recorded for {cid}"
-    w.session.decided.emit(cid, "fix")
-    w.session.next()
     w._update_badge()
 
 
@@ -96,10 +116,17 @@ def start_painting(w: ChipQAWidget) -> None:
     fixer, view = _fixer_and_view(w)
     if view is None:
         return
-    label = view.label if view.label is not None else (view.prob >= 0.5).astype("uint8")
+    # An unlabelled chip starts from the model's mask at the threshold it was scored at.
+    label = view.label
+    if label is None:
+        label = (view.prob >= w.loader.threshold).astype("uint8")
+    # Side by side, the label is painted over the true-colour panel, below its title
+    # strip; in the layers view the chip's layers start at the origin.
+    origin = (panel_title_px(label.shape[1]), 0) if w.view == SIDE_BY_SIDE else (0, 0)
     layer = fixer.start_painting(
         view.chip_id,
         label,
+        origin,
         model=w.predictor.name if w.predictor else "",
         info=w.session.info(view.chip_id),
     )
@@ -126,15 +153,18 @@ def finish(w: ChipQAWidget, *, save: bool) -> None:
         return
     _painting_over(w)
     if save and w.session is not None:
-        w._refresh_fixed_labels()
         w.show_current()
         cid = w.session.current
         w._recorded = f"✓ fix (painted) recorded for {cid}"
-        w.session.decided.emit(cid, "fix")
+        w.status.setText(f"Saved the painted label of {cid}.")
         w._update_badge()
+    elif not save:
+        w.status.setText("Painting cancelled; the label is as it was.")
 
 
 def _painting_over(w: ChipQAWidget) -> None:
+    if w.alive and w.status.text().startswith("Painting the label"):
+        w.status.setText("Painting closed; nothing was saved.")  # the layer was deleted
     if w._paint_keys is not None:
         w._paint_keys.unbind()
         w._paint_keys.forget_layers()

@@ -116,6 +116,16 @@ class GalleryView(QObject):
         d = self.session.store.get(chip_id) if self.session is not None else None
         return None if d is None else (d.decision, d.reason)
 
+    def label_share(self, chip_id: str | None) -> float | None:
+        """The cloud share of the chip's label in force (NaN: no label; None: unknown)."""
+        if chip_id is None or self.session is None:
+            return None
+        try:
+            value = self.session.row(chip_id).get("label_cloud_fraction")
+            return float("nan") if value is None or value == "" else float(value)
+        except (KeyError, TypeError, ValueError):
+            return None
+
     @property
     def cursor_chip(self) -> str | None:
         s = self.state
@@ -223,6 +233,7 @@ class GalleryView(QObject):
                 stored=source[2][k] if cid is not None else None,
                 pending=None,
                 cursor=k == state.cursor,
+                label_share=self.label_share(cid),
             )
         self._spare, self._spare_from = spare, source
 
@@ -262,6 +273,7 @@ class GalleryView(QObject):
             stored=self.stored(cid) if cid is not None else None,
             pending=st.pending.get(cid) if cid is not None else None,
             cursor=k == st.cursor and not st.sample,
+            label_share=self.label_share(cid),
         )
 
     def _paint_all(self) -> None:

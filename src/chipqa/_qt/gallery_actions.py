@@ -20,6 +20,10 @@ if TYPE_CHECKING:
 SAMPLE = 24
 """Chips shown as the spot check of a bulk rule."""
 
+CONTRADICTED = "label_contradicted"
+"""The flag of a chip whose label its own Sen2Cor SCL contradicts: ``k`` on a gallery
+page does not keep it unseen."""
+
 
 class GalleryActions:
     """Mixed into :class:`~chipqa._qt.review_widget.ChipQAWidget`."""
@@ -42,9 +46,18 @@ class GalleryActions:
             return False
         st = self.gallery.state
         items = self.gallery.decisions(keep_rest=keep_rest)
+        # A chip whose label its own SCL contradicts is never kept unseen: it stays
+        # undecided for a look side by side.
+        pending = set(st.pending) if st is not None else set()
+        held = [
+            cid
+            for cid, d, _ in items
+            if d == "keep" and cid not in pending and CONTRADICTED in self._flags(cid)
+        ]
+        items = [it for it in items if it[0] not in held]
         if items:
             try:
-                self.session.decide_chips(items)
+                self.controller.decide_chips(items)
             except BlocklistError as exc:
                 self.say(f"Page not saved: {exc}", error=True)
                 return False
@@ -54,6 +67,12 @@ class GalleryActions:
             self.status.setText(
                 f"Saved page {st.index + 1}: {len(items)} decisions ({blocks} blocks) in one "
                 f"write · {decided}/{total} decided."
+                + (
+                    f" {len(held)} chip(s) flagged {CONTRADICTED} left undecided "
+                    f"({', '.join(held)}): open them (o) to decide."
+                    if held
+                    else ""
+                )
             )
         if st is not None:
             st.pending.clear()
@@ -70,12 +89,15 @@ class GalleryActions:
                 return
         n = self.gallery.grid.per_page
         index = st.index
-        if s.undecided_only and delta > 0:
-            delta = 0  # the decided chips left the list: the next ones moved up
+        if s.undecided_only and delta > 0 and not any(c in s.order for c in st.chips):
+            delta = 0  # the whole page was decided and left the list: the next ones moved up
         index = min(max(index + delta, 0), s.page_count(n) - 1)
         self.gallery.state = None
         s.position = min(index * n, max(len(s.order) - 1, 0))
         self.gallery.follow(s.position)
+
+    def _flags(self: ChipQAWidget, chip_id: str) -> set[str]:
+        return set(str(self.session.row(chip_id).get("flags") or "").split(";"))
 
     # ------------------------------------------------------------------ bulk rule
     def bulk_preview(self: ChipQAWidget) -> tuple[list[str], str]:

@@ -3,9 +3,13 @@ the picture (plain numpy and PIL, no Qt), so that the page logic is tested headl
 
 A page is a grid of thumbnails (true colour with the label's outline in yellow and the
 model's mask outline in magenta, see :func:`chipqa.render.thumbnail`). Each cell has a
-frame and a caption that show the chip's decision: written ones in their colour, ones
-pending on this page with an arrow and, for a block, a cross over the picture. The
-cursor is a white frame. Only the cells that change are painted again.
+frame and a two-line caption: the chip and its label's cloud share (an all-cloud label
+outlines the whole thumbnail, a no-cloud label nothing: the share says which), then its
+decision. A written decision has a solid frame in its colour (a block a solid cross); a
+decision pending on this page a dashed frame, a dashed cross and "→ … (not saved)". The
+cursor is a thick white frame and a white caption, unlike any outline. Captions are
+fitted to the cell (a smaller font, then shortened), never cut. Only the cells that
+change are painted again.
 """
 
 from __future__ import annotations
@@ -14,11 +18,14 @@ import functools
 from dataclasses import dataclass, field
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 FRAME = 5
-CAPTION = 18
+CAPTION = 34
+"""Height of a cell's caption: two lines."""
 GAP = 4
+DASH = 8
+"""Length of the dashes of a pending decision's frame."""
 BACKGROUND = 20
 COLOURS = {
     "keep": (90, 200, 90),
@@ -30,22 +37,53 @@ COLOURS = {
 CURSOR = (255, 255, 255)
 
 
-@functools.lru_cache(maxsize=1)
-def _font() -> ImageFont.ImageFont:
-    try:
-        return ImageFont.load_default(size=12)
-    except TypeError:  # Pillow < 10.1
-        return ImageFont.load_default()
-
-
 @functools.lru_cache(maxsize=4096)
-def caption(text: str, width: int, colour: tuple[int, int, int]) -> np.ndarray:
-    """A ``(CAPTION, width, 3)`` strip with ``text`` (drawn once per text and size)."""
-    img = Image.new("RGB", (width, CAPTION), (BACKGROUND + 10,) * 3)
-    ImageDraw.Draw(img).text((3, 2), text, fill=colour, font=_font())
+def caption(
+    lines: tuple[str, ...], width: int, colour: tuple[int, int, int], background: int | tuple = 30
+) -> np.ndarray:
+    """A ``(CAPTION, width, 3)`` strip with up to two ``lines``, each fitted to the width
+    (a smaller font, then shortened with "…"; see :func:`chipqa.render.fit_text`), drawn
+    once per text and size."""
+    from chipqa.render import fit_text
+
+    bg = background if isinstance(background, tuple) else (background,) * 3
+    img = Image.new("RGB", (width, CAPTION), bg)
+    draw = ImageDraw.Draw(img)
+    size = max(10, min(16, CAPTION // 2 - 2))
+    for i, line in enumerate(lines[:2]):
+        text, font = fit_text(line, width - 6, size, smallest=9)
+        draw.text((3, 1 + i * (CAPTION // 2)), text, fill=colour, font=font)
     out = np.asarray(img)
     out.flags.writeable = False
     return out
+
+
+def caption_lines(
+    chip_id: str,
+    label_share: float | None,
+    stored: tuple[str, str] | None,
+    pending: tuple[str, str] | None,
+    loading: bool = False,
+) -> tuple[str, str]:
+    """The two caption lines of a cell: ``"aaaa · label 100%"`` and the decision
+    (``"block: shifted"`` written, ``"→ block: shifted (not saved)"`` pending).
+    ``label_share``: None when not known, NaN for a chip without a label."""
+    first = chip_id
+    if label_share is not None:  # None: not known here; NaN: the chip has no label
+        first += " · no label" if label_share != label_share else f" · label {label_share:.0%}"
+    if pending is not None:
+        what = pending[0] + (f": {pending[1]}" if pending[1] else "")
+        second = f"→ {what} (not saved)"
+    elif stored is not None:
+        second = stored[0] + (f": {stored[1]}" if stored[1] else "")
+    else:
+        second = "loading…" if loading else "no decision"
+    return first, second
+
+
+def _dashed(mask_len: int) -> np.ndarray:
+    """True on the dashes of a dashed line of ``mask_len`` pixels."""
+    return (np.arange(mask_len) // DASH) % 2 == 0
 
 
 @dataclass
@@ -173,8 +211,10 @@ class PageGrid:
         stored: tuple[str, str] | None,
         pending: tuple[str, str] | None,
         cursor: bool,
+        label_share: float | None = None,
     ) -> None:
-        """Paint cell ``k`` of ``page`` in place."""
+        """Paint cell ``k`` of ``page`` in place (``label_share``: the cloud share of
+        the chip's label, said in the caption)."""
         y, x = self.origin(k)
         s, f = self.size, FRAME
         ch, cw = self.cell
@@ -185,9 +225,19 @@ class PageGrid:
         shown = pending or stored
         decision = shown[0] if shown else None
         colour = COLOURS.get(decision, COLOURS[None])
-        cell[: s + 2 * f] = CURSOR if cursor else colour
-        if cursor:  # the decision's colour stays visible inside the cursor's white frame
-            cell[2 : s + 2 * f - 2, 2 : s + 2 * f - 2] = colour
+        side = s + 2 * f
+        frame = cell[:side, :side]
+        if cursor:  # thick white, with the decision's colour as a thin line inside it
+            frame[...] = CURSOR
+            frame[f - 2 : side - f + 2, f - 2 : side - f + 2] = colour
+        else:
+            frame[...] = colour
+            if pending is not None:  # dashed: not written yet
+                gaps = ~_dashed(side)
+                frame[: f - 1, gaps] = BACKGROUND
+                frame[side - f + 1 :, gaps] = BACKGROUND
+                frame[gaps, : f - 1] = BACKGROUND
+                frame[gaps, side - f + 1 :] = BACKGROUND
         inner = cell[f : f + s, f : f + s]
         if thumb is None:
             inner[...] = 45
@@ -195,14 +245,14 @@ class PageGrid:
             inner[...] = thumb[:s, :s]
             if decision == "block":
                 d = np.arange(s)
+                on = _dashed(s) if pending is not None else np.ones(s, bool)
                 for w in range(-2, 3):
                     i = np.clip(d + w, 0, s - 1)
-                    inner[d, i] = colour
-                    inner[d, s - 1 - i] = colour
-        text = chip_id
-        if shown:
-            what = shown[0] + (f": {shown[1]}" if shown[1] else "")
-            text += ("  → " if pending else "  ") + what
-        elif thumb is None:
-            text += "  loading…"
-        cell[s + 2 * f :, : s + 2 * f] = caption(text, s + 2 * f, colour if shown else (210,) * 3)
+                    inner[d[on], i[on]] = colour
+                    inner[d[on], s - 1 - i[on]] = colour
+        lines = caption_lines(chip_id, label_share, stored, pending, loading=thumb is None)
+        if cursor:  # the cursor's caption is white: no outline looks like it
+            strip = caption(lines, side, (20, 20, 20), CURSOR)
+        else:
+            strip = caption(lines, side, colour if shown else (210, 210, 210))
+        cell[side:, :side] = strip

@@ -88,7 +88,7 @@ KEY_ACTIONS: tuple[KeyAction, ...] = (
     KeyAction(
         "next_undecided", ("j",), "next chip without a decision", "page of the next undecided"
     ),
-    KeyAction("open", ("o",), "back to the gallery", "open the cursor chip side by side"),
+    KeyAction("open", ("o",), "the gallery (pages of chips)", "open the cursor chip side by side"),
     KeyAction("toggle_layers", ("g",), "side by side / layers", ""),
     KeyAction("stretch", ("c",), "true colour: fixed / per-chip stretch", "the same"),
     KeyAction("accept_model", ("a",), "fix: take the model's mask as the label", ""),

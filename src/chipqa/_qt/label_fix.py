@@ -10,7 +10,7 @@ painted over them. Return saves and Escape cancels while the layer is selected.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -50,6 +50,10 @@ class LabelFixer:
         store: the blocklist the ``fix`` decisions go to (an undo there takes a fix back).
         dataset_root: the dataset; fixes go into ``<dataset>_chipqa_fixes``.
         bind_keys: bind Return (save) and Escape (cancel) on the painting layer.
+        record: how a fix is recorded: ``record(chip_id, label, source=, model=, info=,
+            reason=)`` (the review controller's :meth:`~chipqa.review.controller.
+            ReviewController.fix`, so that a fix is a decision of the review); default:
+            :func:`chipqa.review.fixes.record_fix` into ``store``.
 
     Signals:
         finished(chip_id): painting ended, saved or cancelled.
@@ -64,9 +68,11 @@ class LabelFixer:
         dataset_root: str | Path,
         *,
         bind_keys: bool = True,
+        record: Callable[..., Decision] | None = None,
     ):
         self.viewer = viewer
         self.store = store
+        self._record = record or self._record_in_store
         self.dataset_root = Path(dataset_root)
         self.bind_keys = bind_keys
         self.layer = None
@@ -75,6 +81,9 @@ class LabelFixer:
         self._model = ""
         self._info: dict | None = None
         viewer.layers.events.removed.connect(self._on_removed)
+
+    def _record_in_store(self, chip_id: str, label: np.ndarray, **kwargs) -> Decision:
+        return record_fix(self.store, self.dataset_root, chip_id, label, **kwargs)
 
     @property
     def painting(self) -> bool:
@@ -96,10 +105,9 @@ class LabelFixer:
         Raises:
             BlocklistError: the mask does not fit the chip, or cannot be written.
         """
-        return record_fix(
-            self.store, self.dataset_root, chip_id, model_label(probability, threshold),
-            source="model", model=model, info=info,
-            reason=f"model mask at threshold {threshold:g}",
+        return self._record(
+            chip_id, model_label(probability, threshold), source="model", model=model,
+            info=info, reason=f"model mask at threshold {threshold:g}",
         )  # fmt: skip
 
     def start_painting(
@@ -163,9 +171,8 @@ class LabelFixer:
         label = self.painted_label()
         if label is None:
             return None
-        d = record_fix(
-            self.store, self.dataset_root, self.chip_id, label,  # type: ignore[arg-type]
-            source="painted", model=self._model, info=self._info,
+        d = self._record(
+            self.chip_id, label, source="painted", model=self._model, info=self._info,
         )  # fmt: skip
         self.finished.emit(self._close())
         return d

@@ -30,6 +30,9 @@ class PanelSync:
     """Mixed into :class:`~chipqa._qt.review_widget.ChipQAWidget`."""
 
     def _on_current_changed(self: ChipQAWidget, _chip_id: str | None) -> None:
+        if self._status_until_moved:  # "Undid …" was about the chip left behind
+            self._status_until_moved = False
+            self.status.setText("")
         self.show_current()
 
     def _on_decided(self: ChipQAWidget, chip_id: str, _decision: str) -> None:

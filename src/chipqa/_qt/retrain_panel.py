@@ -34,7 +34,9 @@ from qtpy.QtWidgets import (
 from chipqa._qt.train_curve import TrainCurve
 from chipqa.io.paths import side_paths
 from chipqa.predictors import RECOMMENDED_ENCODERS, read_checkpoint
+from chipqa.predictors.pretrained import ENCODER as PRETRAINED_ENCODER
 from chipqa.training import read_progress
+from chipqa.training.estimate import describe_seconds, rough_training_seconds
 
 if TYPE_CHECKING:
     from chipqa._qt.review_widget import ChipQAWidget
@@ -96,6 +98,14 @@ class RetrainPanel(QWidget):
         form.addRow("Device", self.device)
         form.addRow("Batch size", self.batch)
         lay.addLayout(form)
+        self._chosen_encoder = self.encoder.currentText()
+        self.init.currentTextChanged.connect(self._on_init_changed)
+        self._on_init_changed(self.init.currentText())
+        self.estimate = QLabel("")
+        self.estimate.setWordWrap(True)
+        lay.addWidget(self.estimate)
+        for changed in (self.epochs.valueChanged, self.device.currentTextChanged):
+            changed.connect(lambda *_: self.update_estimate())
         row = QHBoxLayout()
         self.train_btn = QPushButton("Train on chips not blocked")
         self.train_btn.clicked.connect(self.start)
@@ -119,6 +129,51 @@ class RetrainPanel(QWidget):
         self.timer.setInterval(POLL_MS)
         self.timer.timeout.connect(self._poll)
 
+    # ------------------------------------------------------------------ settings
+    def _on_init_changed(self, init: str) -> None:
+        """Fine-tuning the pretrained model trains its own encoder: the box says which
+        and cannot be changed; training from random weights takes the one chosen."""
+        pretrained = init == "pretrained"
+        if pretrained:
+            if self.encoder.isEnabled():
+                self._chosen_encoder = self.encoder.currentText()
+            self.encoder.setCurrentText(PRETRAINED_ENCODER)
+        else:
+            self.encoder.setCurrentText(self._chosen_encoder)
+        self.encoder.setEnabled(not pretrained)
+        self.update_estimate()
+
+    @property
+    def encoder_name(self) -> str:
+        """The encoder the run trains (the pretrained model's own when fine-tuning)."""
+        if self.init.currentText() == "pretrained":
+            return PRETRAINED_ENCODER
+        return self.encoder.currentText().strip()
+
+    def update_estimate(self) -> str:
+        """Say about how long a run with these settings takes (before it starts)."""
+        r = getattr(self, "review", None)
+        text = ""
+        session = getattr(r, "session", None)
+        if session is not None and len(session.scores):
+            blocked = sum(
+                1 for c in session.scores["chip_id"] if (d := session.store.get(c)) and
+                d.decision == "block"
+            )  # fmt: skip
+            n = len(session.scores) - blocked
+            size = int(session.scores["height"].median()) if "height" in session.scores else 0
+            device = {"gpu": "cuda"}.get(self.device.currentText(), self.device.currentText())
+            sec = rough_training_seconds(n, size, self.epochs.value(), device)
+            text = f"{n} chips of {size}² × {self.epochs.value()} epochs: " + (
+                f"{describe_seconds(sec)} on this CPU (rough; the curve shows the time "
+                "left once it runs)."
+                if sec is not None
+                else "no estimate on a GPU; the curve shows the time left once it runs."
+            )
+        if hasattr(self, "estimate"):
+            self.estimate.setText(text)
+        return text
+
     # ------------------------------------------------------------------ running
     @property
     def running(self) -> bool:
@@ -137,7 +192,7 @@ class RetrainPanel(QWidget):
             "--init",
             self.init.currentText(),
             "--encoder",
-            self.encoder.currentText().strip(),
+            self.encoder_name,
             "--epochs",
             str(self.epochs.value()),
             "--train-batch-size",
@@ -165,7 +220,8 @@ class RetrainPanel(QWidget):
             self._say(f"Cannot create {out_dir}: {exc}", error=True)
             return False
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        self.checkpoint = out_dir / f"unet-{self.encoder.currentText().strip()}-{stamp}.ckpt"
+        self.checkpoint = out_dir / f"unet-{self.encoder_name}-{stamp}.ckpt"
+        self.update_estimate()
         self.oof_scores = out_dir / f"scores-oof{self.folds.value()}-{stamp}.csv"
         self.before_model = r.predictor
         self.before_iou = self.after_iou = None
@@ -191,7 +247,7 @@ class RetrainPanel(QWidget):
         what = (
             "Training" if kind == "train" else f"Out-of-fold scoring ({self.folds.value()} folds)"
         )
-        self._say(f"{what} started in a separate process…")
+        self._say(f"{what} started in a separate process… {self.estimate.text()}".strip())
         self.timer.start()
 
     def cancel(self) -> None:
@@ -339,7 +395,13 @@ class RetrainPanel(QWidget):
         from chipqa.scoring import read_scores
 
         r = self.review
-        r.review_scores(read_scores(self.oof_scores), model=self.checkpoint)
+        from chipqa.scoring.settings import settings_of_scores
+
+        r.review_scores(
+            read_scores(self.oof_scores),
+            model=self.checkpoint,
+            settings=settings_of_scores(self.oof_scores),
+        )
         r.say(f"Re-scored out-of-fold with {self.folds.value()} folds ({self.oof_scores.name}).")
 
     def _show_result(self, before_name: str, n_val: int) -> None:

@@ -64,6 +64,7 @@ class ReviewActions:
         self.confirm = lambda title, text: confirm_dialog(self, title, text)
         self._help_on = False
         self._recorded = ""
+        self._status_until_moved = False
         self.fixer = None
         self._paint_keys = None
 
@@ -130,9 +131,6 @@ class ReviewActions:
         if self._help_on:
             self._show_help()
 
-    def _on_mode_changed(self: ChipQAWidget, mode: str) -> None:
-        self.set_view(mode)
-
     def act_open(self: ChipQAWidget) -> None:
         if self.in_gallery:
             cid = self.gallery.cursor_chip
@@ -145,9 +143,6 @@ class ReviewActions:
     def act_toggle_layers(self: ChipQAWidget) -> None:
         if not self.in_gallery:
             self.set_view(LAYERS if self.view == SIDE_BY_SIDE else SIDE_BY_SIDE)
-
-    def toggle_mode(self: ChipQAWidget) -> None:
-        self.act_toggle_layers()
 
     def set_stretch(self: ChipQAWidget, stretch: str) -> None:
         if self.stretch_combo.currentText() != stretch:
@@ -209,13 +204,9 @@ class ReviewActions:
         if self.in_gallery:
             self.gallery.move(0, 1)
 
-    next_chip, previous_chip = act_next, act_previous
-
     def act_next_undecided(self: ChipQAWidget) -> None:
         if self.session is not None and self.session.next_undecided() is None:
             self.say("Every listed chip has a decision.")
-
-    next_undecided = act_next_undecided
 
     # ------------------------------------------------------------------ single-chip decisions
     def _decide(self: ChipQAWidget, decision: str, reason: str = "") -> None:
@@ -223,7 +214,7 @@ class ReviewActions:
             return
         cid = self.session.current
         try:
-            self.session.decide(decision, reason)
+            self.controller.decide(decision, reason)
         except BlocklistError as exc:
             self.say(f"Not saved: {exc}", error=True)
             return
@@ -265,43 +256,25 @@ class ReviewActions:
         else:
             self._decide("unsure")
 
-    keep, unsure = act_keep, act_unsure
-
-    def block(self: ChipQAWidget, reason: str | None = None) -> None:
-        self.act_block(reason)
-
     def act_undo(self: ChipQAWidget) -> None:
         if self.session is None:
             return
         try:
-            cid = self.session.undo()
+            cid = self.controller.undo()  # a fix's label goes back too
         except BlocklistError as exc:
             self.say(f"Undo not saved: {exc}", error=True)
             return
         if cid is None:
             self.status.setText("Nothing to undo.")
             return
-        if self._refresh_fixed_labels():
-            self.show_current()
         n = len(getattr(self.store, "last_undone", None) or [cid])
         self._recorded = f"↶ undid the decision on {cid}" + (f" and {n - 1} more" if n > 1 else "")
         self.status.setText(self._recorded[2:].capitalize() + ".")
+        self._status_until_moved = True  # about this chip: gone when another is shown
         if self.in_gallery:
             self.gallery.state = None
             self.gallery.follow(self.session.position)
         self._update_badge()
-
-    undo = act_undo
-
-    def _refresh_fixed_labels(self: ChipQAWidget) -> list[str]:
-        """Read the label fixes in force again after a fix or an undo, and drop the
-        loaded views of the chips whose label changed; returns those chips."""
-        if self.dataset is None or self.store is None:
-            return []
-        changed = self.dataset.refresh_fixes(self.store.decisions)
-        if changed and self.loader is not None:
-            self.loader.forget(changed)
-        return changed
 
     def _update_badge(self: ChipQAWidget) -> None:
         """The canvas says what is recorded for the chip on it (single-chip views)."""

@@ -74,6 +74,29 @@ def _key(action: str) -> str:
     return key_of(action) or "none (set one in Preferences → Shortcuts)"
 
 
+class WrappingLabel(QLabel):
+    """A word-wrapped label never shorter than its text needs at its width (nor than
+    ``least`` pixels)."""
+
+    def __init__(self, text: str, least: int):
+        super().__init__(text)
+        self.setWordWrap(True)
+        self._least = least
+        self._fit()
+
+    def _fit(self) -> None:
+        need = self.heightForWidth(max(self.width(), 1))
+        self.setMinimumHeight(max(self._least, need))
+
+    def setText(self, text: str) -> None:  # noqa: N802 (Qt API)
+        super().setText(text)
+        self._fit()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        super().resizeEvent(event)
+        self._fit()
+
+
 def show_keys(w: ChipQAWidget) -> None:
     """Show the keys in force on ``w``'s buttons, in their tooltips and the keys line."""
     for b in w.key_buttons:
@@ -132,6 +155,7 @@ def build_review_ui(w: ChipQAWidget) -> None:
         "or a chipqa checkpoint"
     )
     w.model_edit.returnPressed.connect(w.give_keys_back)
+    w.model_edit.textEdited.connect(lambda _text: setattr(w, "_model_chosen", True))
     form.addWidget(QLabel("Model"), 1, 0)
     form.addWidget(w.model_edit, 1, 1)
     form.addWidget(_button("Checkpoint…", w._on_browse_model), 1, 2)
@@ -251,14 +275,12 @@ def build_review_ui(w: ChipQAWidget) -> None:
     row.addStretch(1)
     lay.addLayout(row)
 
-    w.keys_label = QLabel("")
-    w.keys_label.setWordWrap(True)
+    # At least this tall (so the panel does not jump as messages come and go), taller
+    # when the text needs it: a fixed height cut the gallery's keys line off.
+    w.keys_label = WrappingLabel("", 5 * line + 4)
     w.keys_label.setTextFormat(Qt.TextFormat.RichText)
     lay.addWidget(w.keys_label)
-    w.status = QLabel("Choose a dataset folder and press “Open & score”.")
-    w.status.setWordWrap(True)
-    w.status.setFixedHeight(3 * line + 4)
-    w.keys_label.setFixedHeight(5 * line + 4)
+    w.status = WrappingLabel("Choose a dataset folder and press “Open & score”.", 3 * line + 4)
     lay.addWidget(w.status)
     show_keys(w)
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
-from qtpy.QtCore import QEvent, Qt
+from qtpy.QtCore import QEvent, Qt, QTimer
 from qtpy.QtWidgets import QWidget
 
 from chipqa._qt import shortcuts
@@ -37,15 +37,16 @@ from chipqa._qt.panel_sync import PanelSync
 from chipqa._qt.review_actions import ReviewActions
 from chipqa._qt.review_layout import DEFAULT_MODEL, build_review_ui
 from chipqa._qt.scoring_job import ScoringJob
-from chipqa.blocklist.csvformat import BlocklistError
 from chipqa.blocklist.store import BlocklistStore
 from chipqa.data import ChipDataset
 from chipqa.errors import ChipqaError
 from chipqa.io.paths import side_paths
-from chipqa.predictors import Predictor, load_predictor
+from chipqa.predictors import Predictor
 from chipqa.review import ChipLoader, ReviewProject, ReviewSession
+from chipqa.review.controller import ReviewController
 from chipqa.scoring import FLAG_DESCRIPTIONS
 from chipqa.scoring.previews import PreviewStore
+from chipqa.scoring.settings import ScoringSettings, settings_of_scores
 from chipqa.scoring.table import scored_threshold
 
 if TYPE_CHECKING:
@@ -63,10 +64,12 @@ class ChipQAWidget(PanelSync, ReviewActions, GalleryActions, QWidget):
     def __init__(self, napari_viewer: napari.Viewer):
         super().__init__()
         self.viewer = napari_viewer
-        self.project: ReviewProject | None = None
+        self.controller = ReviewController()
+        """The review's state and its only writer (dataset, blocklist, scores, session)."""
         self.predictor: Predictor | None = None
-        self.session: ReviewSession | None = None
-        self.store: BlocklistStore | None = None
+        self._session_shown: ReviewSession | None = None
+        self._first_open = False
+        self._model_chosen = False  # the Model field was set by the user or a caller
         self.view = SIDE_BY_SIDE
         self.canvas_text = CanvasText(napari_viewer)
         self.chip_layers = ChipLayers(napari_viewer, self.canvas_text)
@@ -75,7 +78,6 @@ class ChipQAWidget(PanelSync, ReviewActions, GalleryActions, QWidget):
         self.gallery = GalleryView(napari_viewer, self.canvas_text)
         self.gallery.clicked.connect(self.gallery_click)
         self._job: ScoringJob | None = None
-        self._scores: pd.DataFrame | None = None
         self.alive = True
         self._docked = False
         self._info_pending = False
@@ -90,11 +92,33 @@ class ChipQAWidget(PanelSync, ReviewActions, GalleryActions, QWidget):
         self.gallery.on_created.append(self._keys.add_layer)
         self.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
         self.destroyed.connect(self._teardown)
+        c = self.controller
+        c.message.connect(lambda text, error: self.say(text, error=error))
+        c.dataset_changed.connect(self._on_dataset_changed)
+        c.session_changed.connect(self._on_session_changed)
+        c.labels_changed.connect(self._on_labels_changed)
 
     # ------------------------------------------------------------------ state others read
     @property
+    def project(self) -> ReviewProject | None:
+        return self.controller.project
+
+    @property
     def dataset(self) -> ChipDataset | None:
-        return self.project.dataset if self.project is not None else None
+        return self.controller.dataset
+
+    @property
+    def session(self) -> ReviewSession | None:
+        return self.controller.session
+
+    @property
+    def store(self) -> BlocklistStore | None:
+        return self.controller.store
+
+    @property
+    def settings(self) -> ScoringSettings | None:
+        """How the scores under review were made (model, threshold, DN offset)."""
+        return self.controller.settings
 
     @property
     def loader(self) -> ChipLoader | None:
@@ -144,6 +168,7 @@ class ChipQAWidget(PanelSync, ReviewActions, GalleryActions, QWidget):
         self.dataset_edit.setText(str(path))
         if model is not None:
             self.model_edit.setText(str(model))
+            self._model_chosen = True
         if score:
             return self._on_score()
         return True
@@ -151,7 +176,18 @@ class ChipQAWidget(PanelSync, ReviewActions, GalleryActions, QWidget):
     def rescore_with(self, model: str | Path) -> bool:
         """Load another model (a name or a checkpoint) and score the open dataset with it."""
         self.model_edit.setText(str(model))
+        self._model_chosen = True
         return self._on_score()
+
+    def _model_of_saved_scores(self, root: str) -> None:
+        """Unless a model was chosen, the Model field takes the model the dataset's saved
+        scores were made with (a retrained checkpoint stays in use when the panel is
+        opened again, instead of the default model scoring over its scores)."""
+        if self._model_chosen:
+            return
+        saved = settings_of_scores(side_paths(Path(root).expanduser()).scores)
+        if saved is not None and (saved.registered or Path(saved.model).is_file()):
+            self.model_edit.setText(saved.model)
 
     def _on_score(self) -> bool:
         if self._job is not None:
@@ -161,46 +197,63 @@ class ChipQAWidget(PanelSync, ReviewActions, GalleryActions, QWidget):
         if not text:
             self.say("Choose a dataset folder first.", error=True)
             return False
+        first = self.project is None
+        self._model_of_saved_scores(text)
         try:
-            project = ReviewProject.open(text)
             name = self.model_edit.text().strip() or DEFAULT_MODEL
-            predictor = load_predictor(name, device="auto")
+            # The threshold is calibrated to the labels, as `chipqa score` does.
+            predictor, settings = ScoringSettings.create(name).load_predictor("auto")
+            self._first_open = first and bool(self.blocklist_edit.text().strip())
+            project = self.controller.open_dataset(text)
         except (ChipqaError, ValueError) as exc:
             self.say(str(exc), error=True)
             return False
         self.give_keys_back()
-        self.project, self.predictor = project, predictor
-        if not self.blocklist_edit.text().strip():
-            self.blocklist_edit.setText(str(project.default_blocklist))
-        problem = project.use_fixes(self.blocklist_edit.text().strip() or None)
-        if problem:
-            self.say(problem, error=True)
-        saved = project.saved_scores(predictor.name)
+        self.predictor = predictor
+        self.controller.switch_blocklist(self.blocklist_edit.text().strip() or None)
+        saved = project.saved_scores(settings)
         if saved is not None:
-            self.say(f"Loaded scores from {project.scores_path} ({len(saved)} chips).")
-            self.review_scores(saved)
+            scores, resolved = saved
+            self.say(
+                f"Loaded scores from {project.scores_path} ({len(scores)} chips; "
+                f"{resolved.describe()})."
+            )
+            self.controller.review(scores, resolved)
             return True
-        self._start_scoring(project, predictor)
+        self._start_scoring(project, predictor, settings)
         return True
+
+    def _on_dataset_changed(self, project: ReviewProject) -> None:
+        """Another dataset (or the same one listed again): its own blocklist path unless
+        one was typed before the first dataset was opened; nothing recorded shown."""
+        if not self._first_open:
+            self.blocklist_edit.setText(str(self.controller.blocklist_path))
+        self._first_open = False
+        self._recorded = ""
+        self.progress_bar.setValue(0)
 
     def _end_review(self, why: str) -> None:
         """Nothing of the previous review stays live while another one is prepared: no
         session, no chip on the canvas, keys that only say so."""
-        self._set_session(None)
-        self.store = None
+        self.controller.close_review()
+        self.chip_layers.note(why)
+        self.chip_label.setText(why)
+
+    def _clear_review(self) -> None:
         self.display.set_loader(None)
         self.gallery.set_source(None, None)
         if self.chip_layers.chip_id is not None:
             self.chip_layers.clear("")
         self.gallery.detach()
         self.canvas_text.badge = ""
-        self.chip_layers.note(why)
-        self.chip_label.setText(why)
+        self.canvas_text.refresh()
         self.progress_label.setText("")
 
-    def _start_scoring(self, project: ReviewProject, predictor: Predictor) -> None:
-        previews = PreviewStore.for_predictor(project.root, predictor)
-        job = ScoringJob(project.dataset, predictor, previews=previews)
+    def _start_scoring(
+        self, project: ReviewProject, predictor: Predictor, settings: ScoringSettings
+    ) -> None:
+        previews = PreviewStore.for_settings(project.root, settings)
+        job = ScoringJob(project.dataset, predictor, settings, previews=previews)
         job.progressed.connect(self._on_scored)
         job.done.connect(self._on_scoring_done)
         job.aborted.connect(self._on_scoring_aborted)
@@ -222,32 +275,36 @@ class ChipQAWidget(PanelSync, ReviewActions, GalleryActions, QWidget):
         if self.alive:
             self.progress_bar.setValue(done)
 
+    def _blocklist_as_typed(self) -> None:
+        """A blocklist path typed while scoring ran is taken up now (an unusable one is
+        tried again when the scores are reviewed)."""
+        typed = self.blocklist_edit.text().strip()
+        store = self.store
+        if typed and store is not None and Path(typed).expanduser() != store.path:
+            self.controller.switch_blocklist(typed)
+
     def _on_scoring_done(self, scores: pd.DataFrame) -> None:
         if not self.alive:
             return
-        try:
-            self.project.save_scores(scores)
-        except ChipqaError as exc:
-            self.say(
-                f"Scores could not be saved beside the dataset ({exc}); reviewing anyway.",
-                error=True,
-            )
+        self._blocklist_as_typed()
+        settings = self._job.settings  # the threshold as calibrated
         bad = int((scores["error"] != "").sum())
-        msg = f"Scored {len(scores)} chips with {self.predictor.name}."
+        msg = f"Scored {len(scores)} chips with {settings.describe()}."
         if bad:
             msg += f" {bad} could not be read (flag 'unreadable'; hover the row for the reason)."
         self.say(msg)
-        self.review_scores(scores)
+        self.controller.scored(scores, settings)
 
     def _on_scoring_aborted(self, partial: pd.DataFrame) -> None:
         if not self.alive:
             return
+        self._blocklist_as_typed()
         self.say(
             f"Scoring cancelled after {len(partial)} of {len(self.dataset)} chips; "
             "the table holds the chips scored so far (they are not saved as scores)."
         )
         if len(partial):
-            self.review_scores(partial)
+            self.controller.review(partial, self._job.settings)
 
     def _on_scoring_error(self, exc: Exception) -> None:
         if self.alive:
@@ -264,42 +321,45 @@ class ChipQAWidget(PanelSync, ReviewActions, GalleryActions, QWidget):
             self._job.cancel()
 
     # ------------------------------------------------------------------ review
-    def _open_store(self) -> BlocklistStore | None:
-        try:
-            return self.project.open_store(self.blocklist_edit.text().strip() or None)
-        except BlocklistError as exc:
-            self.say(
-                f"{exc} Decisions are disabled until a usable blocklist path is chosen.", error=True
-            )
-            return None
-
-    def review_scores(self, scores: pd.DataFrame, *, model: str | Path | None = None) -> None:
+    def review_scores(
+        self,
+        scores: pd.DataFrame,
+        *,
+        model: str | Path | None = None,
+        settings: ScoringSettings | None = None,
+    ) -> None:
         """Review the open dataset in the order of ``scores`` (decisions go to the blocklist
-        shown). ``model`` only names the model the scores came from in the Model field."""
+        shown). ``model`` only names the model the scores came from in the Model field;
+        ``settings``: how they were made (default: the settings in force)."""
         if model is not None:
             self.model_edit.setText(str(model))
-        self._scores = scores
-        store = self._open_store()
-        predictor = self.predictor
-        root = self.dataset.root
+        self.controller.review(scores, settings)
+
+    def _on_session_changed(self, session: ReviewSession | None) -> None:
+        """The controller has a new session (or none): draw it."""
+        self._set_session(session)
+        if session is None:
+            self._clear_review()
+            return
+        predictor, settings = self.predictor, self.settings
+        threshold = (
+            settings.threshold if settings and settings.threshold is not None
+            else scored_threshold(session.scores)
+        )  # fmt: skip
         loader = ChipLoader(
             self.dataset,
             predictor.predict_numpy if predictor else None,
             stretch=self.stretch_combo.currentText(),
-            threshold=scored_threshold(scores),
-            previews=PreviewStore.for_predictor(root, predictor) if predictor else None,
+            threshold=threshold,
+            previews=PreviewStore.for_settings(self.dataset.root, settings) if settings else None,
         )
         self.display.set_loader(loader)
-        self.store = store
-        self._set_session(None if store is None else ReviewSession(scores, store))
-        self.gallery.set_source(self.session, loader)
+        self.gallery.set_source(session, loader)
         self.chip_layers.note("")
-        if self.session is None:
-            return
         self.flag_combo.blockSignals(True)
         self.flag_combo.clear()
         self.flag_combo.addItem("all flags", None)
-        for f in self.session.flags_present:
+        for f in session.flags_present:
             self.flag_combo.addItem(f, f)
             tip = FLAG_DESCRIPTIONS.get(f, "")
             self.flag_combo.setItemData(
@@ -310,40 +370,45 @@ class ChipQAWidget(PanelSync, ReviewActions, GalleryActions, QWidget):
         self.undecided_check.setChecked(False)
         self.undecided_check.blockSignals(False)
         self._sync_sort_indicator()
+        store = session.store
         if store.merged_from_elsewhere or len(store):
-            done, total = self.session.progress()
+            done, total = session.progress()
             self.say(f"Resumed: {done} of {total} chips already decided in {store.path}.")
         self.set_view(self.view, force=True)
+        self.retrain.update_estimate()
+
+    def _on_labels_changed(self, chip_ids: list[str]) -> None:
+        """A fix, its undo or another blocklist changed these chips' labels: their
+        loaded views go, and the chip on screen is drawn again."""
+        if self.loader is not None:
+            self.loader.forget(chip_ids)
+        self._decided_rows.update(chip_ids)  # their label share and IoU in the table
+        self._schedule_info()
+        if self.session is not None and self.session.current in chip_ids:
+            self.display.chip_id = None
+            self.show_current()
 
     def _set_session(self, session: ReviewSession | None) -> None:
-        old = self.session
+        old = self._session_shown
         if old is not None:
             old.current_changed.disconnect(self._on_current_changed)
             old.decided.disconnect(self._on_decided)
             old.undone.disconnect(self._on_table_changed)
             old.order_changed.disconnect(self._on_order_changed)
-        self.session = session
+        self._session_shown = session
         self.table_model.set_session(session)
         if session is not None:
             self.table.resizeColumnsToContents()  # once: not on every change (slow)
-        if session is not None:
             session.current_changed.connect(self._on_current_changed)
             session.decided.connect(self._on_decided)
             session.undone.connect(self._on_table_changed)
             session.order_changed.connect(self._on_order_changed)
 
     def _on_blocklist_path_edited(self) -> None:
-        if self._scores is None:
-            return
-        if self.session is None:  # the previous path was unusable: start now
-            if self._job is None:
-                self.review_scores(self._scores)
-            return
-        store = self._open_store()
-        if store is None:
-            return
-        self.store = self.session.store = store
-        self.say(f"Decisions now go to {store.path} ({len(store)} already there).")
+        if self.project is None or self._job is not None:
+            return  # taken up when the dataset is opened, or when scoring ends
+        self.controller.switch_blocklist(self.blocklist_edit.text().strip() or None)
+        self._update_badge()
 
     # ------------------------------------------------------------------ lifecycle
     def showEvent(self, event) -> None:  # noqa: N802 (Qt API)
@@ -371,6 +436,8 @@ class ChipQAWidget(PanelSync, ReviewActions, GalleryActions, QWidget):
         self._keys.unbind()
         self._keys.forget_layers()
         self.gallery.close()
+        self.display.set_loader(None)
+        QTimer.singleShot(0, self.chip_layers.detach)  # the panel's layers leave with it
         from chipqa._qt.fix_wiring import close_fixer
 
         close_fixer(self)

@@ -79,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
     from chipqa.render import contact_sheet
     from chipqa.scoring import write_scores
     from chipqa.scoring.evaluate import read_truth, report_against_truth
+    from chipqa.scoring.settings import write_settings
 
     if args.view == "yes":  # asked for the viewer: say at once when it cannot open
         from chipqa.cli.display import NO_DISPLAY_HINT, display_problem, napari_missing
@@ -92,8 +93,9 @@ def run(args: argparse.Namespace) -> int:
     folder = Path(args.folder)
     data, truth_dir = _make_or_reuse(folder, args)
     dataset = open_dataset(data)
-    predictor, scores, seconds = score_with_predictor(dataset, args)
+    predictor, scores, settings, seconds = score_with_predictor(dataset, args)
     scores_path = write_scores(scores, folder / "scores.csv")
+    write_settings(scores_path, settings, dataset)
     print_errors(scores)
     truth = read_truth(truth_dir / "planted_errors.csv")
     report = report_against_truth(scores, truth)

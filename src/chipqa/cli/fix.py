@@ -7,7 +7,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from chipqa.cli.options import add_dataset_argument, add_quiet_option, fraction
+from chipqa.cli.options import (
+    add_dataset_argument,
+    add_dn_offset_option,
+    add_quiet_option,
+    fraction,
+)
 from chipqa.constants import DEFAULT_THRESHOLD
 
 HELP = "correct a chip's label from the model's mask or a file, keeping the original"
@@ -34,16 +39,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--model",
-        default="baseline",
-        help="with --from-model: 'baseline' (default), 'pretrained', or a chipqa checkpoint",
+        default=None,
+        help="with --from-model: 'pretrained', 'baseline' or a chipqa checkpoint (default: "
+        "the model the dataset's scores were made with, else 'pretrained')",
     )
     p.add_argument(
         "--threshold",
         type=fraction,
-        default=DEFAULT_THRESHOLD,
-        help=f"with --from-model: probability at or above which a pixel is cloud "
-        f"(default {DEFAULT_THRESHOLD})",
+        default=None,
+        help="with --from-model: probability at or above which a pixel is cloud (default: "
+        f"the threshold the dataset's scores were made at, else {DEFAULT_THRESHOLD})",
     )
+    add_dn_offset_option(p)
     p.add_argument("--device", default="auto", help="with --from-model: auto, cpu, cuda, …")
     p.add_argument(
         "--blocklist",
@@ -64,11 +71,19 @@ def run(args: argparse.Namespace) -> int:
     record = find_chip(data, args.chip_id)  # an unknown chip stops here, naming it
     blocklist = Path(args.blocklist).expanduser() if args.blocklist else default_path(data)
     store = BlocklistStore(blocklist, dataset_root=data)
+    settings, cloud = None, 0.0
     if args.from_model:
-        from chipqa.predictors import load_predictor
+        from chipqa.io.paths import side_paths
+        from chipqa.scoring.settings import settings_for_fix
 
-        predictor = load_predictor(args.model, device=args.device)
-        label = predict_label(record, predictor, args.threshold)
+        settings, where = settings_for_fix(
+            side_paths(data).scores, args.model, args.threshold, args.dn_offset
+        )
+        predictor, settings = settings.load_predictor(args.device)
+        threshold = settings.threshold_in_force
+        if not args.quiet:
+            print(f"chip {args.chip_id}: {settings.describe()} ({where})")
+        label = predict_label(record, predictor, threshold)
         cloud = float((label == 1).mean())
         decision = store.fix(
             args.chip_id,
@@ -76,15 +91,16 @@ def run(args: argparse.Namespace) -> int:
             source="model",
             model=predictor.name,
             info={"pred_cloud_fraction": cloud},
-            reason=args.reason or f"model mask at threshold {args.threshold:g}",
+            reason=args.reason or f"model mask at threshold {threshold:g}",
         )
     else:
         profile, ref = label_profile(record)
         label = read_label_file(args.chip_id, args.label, profile, ref)
         decision = store.fix(args.chip_id, label, source="file", reason=args.reason)
     if not args.quiet:
+        cloud_text = f", {cloud:.1%} cloud" if settings else ""
         print(
-            f"chip {args.chip_id}: fixed label ({decision.fix_source}) written to "
+            f"chip {args.chip_id}: fixed label ({decision.fix_source}{cloud_text}) written to "
             f"{store.fix_path(args.chip_id)}; fix recorded in {store.path}"
         )
         if blocklist != default_path(data):

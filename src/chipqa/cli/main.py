@@ -27,6 +27,12 @@ COMMANDS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
+    parser, _ = _build_parsers()
+    return parser
+
+
+def _build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    subparsers = {}
     parser = argparse.ArgumentParser(
         prog="chipqa",
         description="Find wrong cloud masks in Sentinel-2 chip datasets.",
@@ -37,12 +43,29 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=command.HELP, description=command.DESCRIPTION)
         command.add_arguments(p)
         p.set_defaults(func=command.run)
-    return parser
+        subparsers[name] = p
+    return parser, subparsers
+
+
+def reject_unknown(p: argparse.ArgumentParser, extra: list[str]) -> None:
+    """Stop with a message naming the first option ``p`` does not know, and the
+    closest one it does (``--thresold`` → ``--threshold``)."""
+    import difflib
+
+    unknown = [a.split("=", 1)[0] for a in extra if a.startswith("-")]
+    if not unknown:
+        p.error(f"unrecognized arguments: {' '.join(extra)}")
+    known = [o for a in p._actions for o in a.option_strings if o.startswith("--")]
+    close = difflib.get_close_matches(unknown[0], known, n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]}?" if close else f" (see `{p.prog} --help`)"
+    p.error(f"unknown option {unknown[0]}{hint}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    parser, subparsers = _build_parsers()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        reject_unknown(subparsers[args.command], extra)
     try:
         return args.func(args)
     except (ChipqaError, ValueError, FileExistsError) as exc:

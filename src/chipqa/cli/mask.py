@@ -90,8 +90,8 @@ def _report_scl(out: Path, args: argparse.Namespace, model: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from chipqa.predictors import load_predictor
     from chipqa.scene import check_output, mask_scene, open_scene, scale_for_resolution
+    from chipqa.scoring.settings import ScoringSettings
 
     scene = open_scene(args.scene)
     if args.scl is not None:
@@ -100,14 +100,14 @@ def run(args: argparse.Namespace) -> int:
     scale = args.scale
     if args.resolution is not None:
         scale = scale_for_resolution(scene, args.resolution)
-    predictor = load_predictor(args.model, device=args.device)
+    settings = ScoringSettings.create(args.model, dn_offset=args.dn_offset, previews=False)
+    predictor, settings = settings.load_predictor(args.device)
     if args.dn_offset is not None:
         from chipqa.predictors.base import dn_offset_override
 
         note = dn_offset_override(predictor, args.dn_offset)
         if note:
             print(note, file=sys.stderr)
-        predictor.with_dn_offset(args.dn_offset)
     t0 = time.perf_counter()
     out = mask_scene(
         scene,

@@ -68,17 +68,26 @@ def warn_dn_offset(dataset, offset: int, predictor=None) -> None:
             print(note, file=sys.stderr)
 
 
+def settings_from_args(args: argparse.Namespace):
+    """The :class:`~chipqa.scoring.settings.ScoringSettings` the options ask for."""
+    from chipqa.scoring.settings import ScoringSettings
+
+    return ScoringSettings.create(
+        args.model, args.threshold, args.dn_offset, getattr(args, "previews", True)
+    )
+
+
 def score_with_predictor(dataset, args: argparse.Namespace):
-    """Score the dataset with ``--model``; returns the predictor, the scores and seconds."""
-    from chipqa.predictors import load_predictor
+    """Score the dataset with ``--model``; returns the predictor, the scores, the
+    settings they were made with (threshold resolved) and seconds."""
     from chipqa.scoring import score_dataset
     from chipqa.scoring.previews import PreviewStore
+    from chipqa.scoring.table import scored_threshold
 
-    predictor = load_predictor(args.model, device=args.device, compile=args.compile)
+    predictor, settings = settings_from_args(args).load_predictor(args.device, compile=args.compile)
     if args.dn_offset is not None:
         warn_dn_offset(dataset, args.dn_offset, predictor)
-        predictor.with_dn_offset(args.dn_offset)
-    if args.threshold == "auto" and not args.quiet:
+    if settings.threshold_policy == "auto" and not args.quiet:
         print(f"calibrating the threshold to the labels with {predictor.name} …", file=sys.stderr)
     t0 = time.perf_counter()
     scores = score_dataset(  # progress=True: a bar on a terminal, silent otherwise
@@ -86,19 +95,16 @@ def score_with_predictor(dataset, args: argparse.Namespace):
         predictor,
         batch_size=args.batch_size,
         workers=args.workers,
-        threshold=args.threshold,
+        threshold=settings.score_threshold,
         progress=not args.quiet,
-        previews=(
-            PreviewStore.for_predictor(dataset.root, predictor)
-            if getattr(args, "previews", True)
-            else None
-        ),
+        previews=PreviewStore.for_settings(dataset.root, settings) if settings.previews else None,
     )
     seconds = time.perf_counter() - t0
     calibration = scores.attrs.get("calibration")
     if calibration is not None and not args.quiet:
         print(calibration.describe())
-    return predictor, scores, seconds
+    settings = settings.resolved(threshold=scored_threshold(scores, settings.threshold_in_force))
+    return predictor, scores, settings, seconds
 
 
 def print_errors(scores, limit: int = 10) -> None:
@@ -144,12 +150,17 @@ def print_top(scores, n: int) -> None:
 
 
 def _score_out_of_fold(dataset, args: argparse.Namespace, out: Path):
-    """``--folds K``: train K U-Nets and score each chip with one that never saw it."""
+    """``--folds K``: train K U-Nets and score each chip with one that never saw it,
+    at ``--threshold`` (auto: calibrated per fold on its held-out chips), with
+    ``--dn-offset`` and ``--no-previews`` as for one model."""
+    from chipqa.scoring.settings import AUTO, FIXED, ScoringSettings
+    from chipqa.scoring.table import scored_threshold
     from chipqa.training import ProgressWriter
     from chipqa.training.oof import score_out_of_fold
 
     bar = TrainingBar(args.quiet)
     writer = ProgressWriter(args.progress, echo=bar)
+    auto = args.threshold == "auto"
     try:
         scores = score_out_of_fold(
             dataset,
@@ -160,12 +171,21 @@ def _score_out_of_fold(dataset, args: argparse.Namespace, out: Path):
             device=args.device,
             batch_size=args.batch_size,
             echo=lambda ev: writer.emit(ev.pop("event"), **ev),
+            threshold=args.threshold,
+            previews=getattr(args, "previews", True),
         )
         writer.emit("done", scores=str(out))
     finally:
         bar.close()
         writer.close()
-    return scores
+    settings = ScoringSettings(
+        model=f"oof-k{args.folds}-{args.encoder}",
+        threshold_policy=AUTO if auto else FIXED,
+        threshold=scored_threshold(scores),
+        dn_offset=args.dn_offset or 0,
+        previews=getattr(args, "previews", True),
+    )
+    return scores, settings
 
 
 def write_scores_or_fallback(scores, out: Path) -> tuple[Path, str | None]:
@@ -201,6 +221,20 @@ def write_scores_or_fallback(scores, out: Path) -> tuple[Path, str | None]:
     return fallback, why
 
 
+def _write_settings(written: Path, settings, dataset) -> None:
+    """Write the settings beside the scores (a failure only costs a re-score later)."""
+    from chipqa.scoring.settings import write_settings
+
+    try:
+        write_settings(written, settings, dataset)
+    except OSError as exc:
+        print(
+            f"chipqa score: warning: cannot write the scoring settings beside {written} "
+            f"({exc}); the plugin will score again instead of reusing these scores",
+            file=sys.stderr,
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     from chipqa.io.paths import side_paths
 
@@ -214,23 +248,24 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.folds:
         t0 = time.perf_counter()
-        scores = _score_out_of_fold(dataset, args, out)
+        scores, settings = _score_out_of_fold(dataset, args, out)
         name, device = f"{args.folds}-fold out-of-fold U-Nets", args.device
         seconds = time.perf_counter() - t0
     else:
-        predictor, scores, seconds = score_with_predictor(dataset, args)
+        predictor, scores, settings, seconds = score_with_predictor(dataset, args)
         name, device = predictor.name, predictor.device
     try:
         written, why = write_scores_or_fallback(scores, out)
     except ChipqaError as exc:  # the run's scores are lost: a failure, not a usage error
         print(f"chipqa score: error: {exc}", file=sys.stderr)
         return 1
+    _write_settings(written, settings, dataset)
     print_errors(scores)
     if not args.quiet:
         print_top(scores, args.top)
         print(
-            f"scored {len(scores)} chips with {name} on {device} in {seconds:.1f} s; "
-            f"wrote {written}"
+            f"scored {len(scores)} chips with {name} on {device} in {seconds:.1f} s "
+            f"({settings.describe()}); wrote {written}"
         )
     if why is not None:
         print(

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from chipqa.errors import CheckpointError
 from chipqa.predictors.base import Predictor, resolve_device
 from chipqa.predictors.baseline import SpectralBaseline
 from chipqa.predictors.checkpoint import load_checkpoint
@@ -34,6 +35,37 @@ def register(name: str, factory: Factory, description: str = "") -> None:
 def available() -> dict[str, str]:
     """Registered predictor names and what each is."""
     return {name: desc for name, (_, desc) in sorted(_REGISTRY.items())}
+
+
+def unknown_model_error(spec: str | Path) -> CheckpointError:
+    """The error for a model that is neither registered nor a file: it lists the
+    registered names and suggests the closest one (``pretrainde`` → ``pretrained``)."""
+    import difflib
+
+    names = list(available())
+    close = difflib.get_close_matches(str(spec), names, n=1, cutoff=0.6)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    return CheckpointError(
+        f"unknown model '{spec}': {hint}it is neither a registered model "
+        f"({', '.join(names)}) nor a checkpoint file"
+    )
+
+
+def check_model_spec(spec: str | Path) -> None:
+    """Raise a clear error for a model that is neither registered nor a file.
+
+    Raises:
+        CheckpointError: a bare word that is not registered (the message lists the
+            registered names and suggests the closest) or a missing checkpoint path.
+    """
+    if str(spec) in _REGISTRY:
+        return
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return
+    if path.suffix or len(path.parts) > 1:
+        raise CheckpointError(f"checkpoint {path} does not exist (give a .ckpt file or 'baseline')")
+    raise unknown_model_error(spec)
 
 
 def load_predictor(
@@ -63,6 +95,7 @@ def load_predictor(
     if entry is not None:
         predictor = entry[0](dev)
     else:
+        check_model_spec(spec)
         model, info = load_checkpoint(spec, device="cpu")
         name = f"unet-{info.config.encoder}:{Path(spec).name}"
         predictor = UNetPredictor(model, info.config, name=name).to(dev)

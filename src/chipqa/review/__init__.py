@@ -3,7 +3,7 @@ ranked session, the chip loader, label fixes and the cleaned export. The blockli
 write to is :mod:`chipqa.blocklist`."""
 
 from chipqa.review.loader import ChipLoader, ChipView
-from chipqa.review.project import ReviewProject, scores_are_fresh
+from chipqa.review.project import ReviewProject
 from chipqa.review.session import ReviewSession, fraction_text
 
 __all__ = [
@@ -12,5 +12,4 @@ __all__ = [
     "ReviewProject",
     "ReviewSession",
     "fraction_text",
-    "scores_are_fresh",
 ]

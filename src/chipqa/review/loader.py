@@ -162,7 +162,9 @@ class ChipLoader:
             v = full.result()
             if v.chip is not None:
                 return thumbnail(v.true_colour, v.label, v.prob, size, threshold=self.threshold)
-        prob = self.previews.get(chip_id) if self.previews is not None else None
+        prob = None
+        if self.previews is not None and chip_id in self.dataset:
+            prob = self.previews.get(chip_id, self.dataset[chip_id])
         try:
             if prob is None:
                 chip, prob = self._read_and_predict(chip_id)

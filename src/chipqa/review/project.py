@@ -2,12 +2,12 @@
 
 :class:`ReviewProject` knows where a dataset's scores, blocklist, cache and retrained
 models go (:func:`chipqa.io.paths.side_paths`) and when scores saved earlier can be
-reused instead of scoring again. No Qt: the napari widget, the CLI and scripts share it.
+reused instead of scoring again (:mod:`chipqa.scoring.settings`). No Qt: the napari
+widget, the CLI and scripts share it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
@@ -17,18 +17,7 @@ from chipqa.data import ChipDataset, open_dataset
 from chipqa.errors import ChipqaError
 from chipqa.io.paths import SidePaths, side_paths
 from chipqa.scoring import read_scores, write_scores
-
-
-def scores_are_fresh(scores: pd.DataFrame, model: str, chip_ids: Iterable[str]) -> bool:
-    """Whether a saved scores table can stand for scoring ``chip_ids`` with ``model`` now.
-
-    It can when every row was scored by that model (by name: a retrained checkpoint has
-    a new name) and it holds exactly the dataset's chips, no more and no fewer.
-    """
-    if "model" not in scores or "chip_id" not in scores:
-        return False
-    models = set(scores["model"].dropna().astype(str))
-    return models == {model} and set(scores["chip_id"].astype(str)) == set(chip_ids)
+from chipqa.scoring.settings import ScoringSettings, saved_settings_match, write_settings
 
 
 class ReviewProject:
@@ -70,26 +59,41 @@ class ReviewProject:
         return self.paths.models
 
     # -- scores ------------------------------------------------------------------
-    def saved_scores(self, model: str) -> pd.DataFrame | None:
-        """The scores saved beside the dataset, if they are fresh for ``model`` (see
-        :func:`scores_are_fresh`); None when there are none, they cannot be read, or they
-        are stale."""
+    def saved_scores(
+        self, settings: ScoringSettings
+    ) -> tuple[pd.DataFrame, ScoringSettings] | None:
+        """The scores saved beside the dataset and the settings they were made with
+        (the threshold resolved), when they stand for scoring now with ``settings``:
+        the same model (a checkpoint by its content), threshold policy and DN offset,
+        the same chips, label fixes in force and chip files. None otherwise (none
+        saved, unreadable, or stale)."""
         path = self.scores_path
         if not path.is_file():
+            return None
+        resolved = saved_settings_match(path, settings, self.dataset)
+        if resolved is None:
             return None
         try:
             scores = read_scores(path)
         except ChipqaError:
             return None
-        return scores if scores_are_fresh(scores, model, self.dataset.chip_ids) else None
+        if set(scores["chip_id"].astype(str)) != set(self.dataset.chip_ids):
+            return None
+        return scores, resolved
 
-    def save_scores(self, scores: pd.DataFrame) -> Path:
-        """Write the scores beside the dataset (atomically; spreadsheet-safe cells).
+    def save_scores(self, scores: pd.DataFrame, settings: ScoringSettings) -> Path:
+        """Write the scores beside the dataset (atomically; spreadsheet-safe cells), then
+        the settings they were made with and the data's fingerprint.
 
         Raises:
             ScoresWriteError: the file cannot be written (the message says why).
         """
-        return write_scores(scores, self.scores_path)
+        path = write_scores(scores, self.scores_path)
+        try:
+            write_settings(path, settings, self.dataset)
+        except OSError:
+            pass  # without them the scores are only not reused: scored again next time
+        return path
 
     # -- decisions ---------------------------------------------------------------
     def use_fixes(self, blocklist: str | Path | None = None) -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import numpy as np
@@ -186,6 +186,15 @@ class ReviewSession:
     def row(self, chip_id: str) -> dict:
         return self._records[self._rows[chip_id]]
 
+    def update_row(self, chip_id: str, values: dict) -> None:
+        """Change some of a chip's numbers (its label was fixed: its label share and
+        IoU are the fixed label's now). The ordering is left as it is."""
+        i = self._rows[chip_id]
+        self._records[i].update(values)
+        for key, value in values.items():
+            if key in self.scores.columns:
+                self.scores.at[i, key] = value
+
     def goto(self, chip_id: str) -> str | None:
         with self._announcing():
             if chip_id in self.order:
@@ -245,13 +254,28 @@ class ReviewSession:
         cid = self.current
         if cid is None:
             return None
+        return self.record(
+            cid, decision, lambda: self.store.decide(cid, decision, reason, info=self.info(cid))
+        )
+
+    def record(
+        self, chip_id: str, decision: str, write: Callable[[], Decision], *, advance: bool = True
+    ) -> Decision:
+        """Record the decision ``write()`` writes on ``chip_id`` (a label fix writes its
+        file and its row), as :meth:`decide` does: counted in the rate, announced, the
+        chip leaves an "undecided only" list, and the cursor moves on from it (when
+        auto-advancing and ``advance``).
+
+        Raises:
+            BlocklistError: ``write`` failed (nothing changes then).
+        """
         with self._announcing():
-            d = self.store.decide(cid, decision, reason, info=self.info(cid))
+            d = write()
             self._decided_times.append(time.monotonic())
-            self.decided.emit(cid, decision)
+            self.decided.emit(chip_id, decision)
             if self.undecided_only:
                 self._apply()  # the chip leaves the list; the cursor now points at the next one
-            elif self.auto_advance and self.order:
+            elif advance and self.auto_advance and self.order and self.current == chip_id:
                 self._position = min(self._position + 1, len(self.order) - 1)
         return d
 

@@ -90,8 +90,14 @@ def mask_probability(values: np.ndarray, classes: bool) -> tuple[np.ndarray, np.
 
 
 def mask_cloud(values: np.ndarray, classes: bool, threshold: float) -> np.ndarray:
-    """Where a chipqa mask's uint8 values say cloud (probability at or above ``threshold``)."""
-    return values == LABEL_CLOUD if classes else values >= threshold * 100
+    """Where a chipqa mask's uint8 values say cloud (probability at or above ``threshold``).
+
+    A percent mask holds each probability rounded to a whole percent, so the threshold
+    is rounded the same way: at 0.55 a pixel written as 55 is cloud (comparing with
+    ``0.55 * 100``, which is 55.000000000000007, would call it clear)."""
+    if classes:
+        return values == LABEL_CLOUD
+    return values >= int(np.rint(threshold * 100))
 
 
 # ------------------------------------------------------------ what a mask may not overwrite

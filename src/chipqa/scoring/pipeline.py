@@ -25,7 +25,6 @@ from chipqa.scoring.batching import chip_batches, default_batch_size, default_wo
 from chipqa.scoring.calibrate import Calibration, iter_calibration
 from chipqa.scoring.previews import PreviewStore, preview_maps
 from chipqa.scoring.table import finalize
-from chipqa.stats.detectors import batch_detectors, chip_detectors
 from chipqa.stats import (
     chip_stats,
     cpu_kernels,
@@ -33,6 +32,7 @@ from chipqa.stats import (
     scl_stats,
     shadow_fraction,
 )
+from chipqa.stats.detectors import batch_detectors, chip_detectors
 
 
 @dataclass
@@ -107,7 +107,10 @@ def _batch_stats_on_device(prob, chips: list[Chip], valid, threshold: float) -> 
         label = torch.from_numpy(np.stack([c.label for c in chips])).to(device, non_blocking=True)
         stats = chip_stats(prob, label, valid, threshold=threshold)
         stats.update(
-            {k: torch.from_numpy(v) for k, v in batch_detectors(prob, label, valid, threshold).items()}
+            {
+                k: torch.from_numpy(v)
+                for k, v in batch_detectors(prob, label, valid, threshold).items()
+            }
         )
         if chips[0].scl is not None:
             scl = torch.from_numpy(np.stack([c.scl for c in chips])).to(device)

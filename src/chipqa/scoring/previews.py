@@ -8,8 +8,10 @@ each (area-averaged, 8 bits), one ``.npy`` file per chip under
 the full-size side-by-side view still predicts the chip itself.
 
 A preview is a cache: written atomically without fsync, read back only when it is
-whole and of the model asked for (the folder is named after the model and its DN
-offset); anything else is ignored and the chip is predicted as before.
+whole, of the model asked for (the folder is named after the model's identity, a
+checkpoint's content hash included, and its DN offset: see
+:meth:`chipqa.scoring.settings.ScoringSettings.preview_key`) and newer than the chip's
+band files; anything else is ignored and the chip is predicted as before.
 """
 
 from __future__ import annotations
@@ -40,9 +42,10 @@ def preview_maps(prob: torch.Tensor, valid: torch.Tensor) -> np.ndarray:
     return (p.clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy()
 
 
-def model_folder(model: str, dn_offset: int = 0) -> str:
-    """A folder name for one model's previews: readable, and unique through a hash."""
-    key = f"{model}|dn{int(dn_offset)}"
+def model_folder(model: str, dn_offset: int = 0, key: str | None = None) -> str:
+    """A folder name for one model's previews: readable, and unique through a hash of
+    ``key`` (default: the model's name and DN offset)."""
+    key = key or f"{model}|dn{int(dn_offset)}"
     readable = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(model).name)[:48].strip("._") or "model"
     return f"{readable}-{hashlib.sha1(key.encode()).hexdigest()[:10]}"
 
@@ -64,9 +67,20 @@ class PreviewStore:
 
     @classmethod
     def for_predictor(cls, dataset_root: str | Path, predictor) -> PreviewStore:
+        """The previews of an in-memory predictor, by its name and DN offset (the
+        commands and the plugin use :meth:`for_settings`, which knows a checkpoint's
+        content)."""
         return cls.for_dataset(
             dataset_root, predictor.name, int(getattr(predictor, "dn_offset", 0) or 0)
         )
+
+    @classmethod
+    def for_settings(cls, dataset_root: str | Path, settings) -> PreviewStore:
+        """The previews of the model of ``settings`` (a
+        :class:`~chipqa.scoring.settings.ScoringSettings`): two checkpoints with one
+        file name get two folders."""
+        folder = model_folder(settings.model, key=settings.preview_key())
+        return cls(side_paths(dataset_root).previews / folder)
 
     def path(self, chip_id: str) -> Path:
         return self.folder / f"{chip_id}.npy"
@@ -90,12 +104,27 @@ class PreviewStore:
         for cid, p in zip(chip_ids, previews, strict=True):
             self.put(cid, p)
 
-    def get(self, chip_id: str) -> np.ndarray | None:
-        """The chip's preview as float32 probabilities, or None (none kept, or unreadable)."""
+    def get(self, chip_id: str, record=None) -> np.ndarray | None:
+        """The chip's preview as float32 probabilities, or None (none kept, unreadable,
+        or, given the chip's ``record``, older than one of its band files)."""
+        path = self.path(chip_id)
         try:
-            p = np.load(self.path(chip_id), allow_pickle=False)
+            if record is not None and _older_than_bands(path, record):
+                return None
+            p = np.load(path, allow_pickle=False)
         except (OSError, ValueError, EOFError):
             return None
         if p.dtype != np.uint8 or p.ndim != 2:
             return None
         return p.astype(np.float32) / 255.0
+
+
+def _older_than_bands(path: Path, record) -> bool:
+    """Whether a band file of ``record`` changed after the preview at ``path`` was made
+    (ctime too: a copy that keeps the old mtime still counts as a change)."""
+    made = os.stat(path).st_mtime_ns
+    for band in record.band_paths:
+        st = os.stat(band)
+        if max(st.st_mtime_ns, st.st_ctime_ns) > made:
+            return True
+    return False

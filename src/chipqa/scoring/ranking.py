@@ -158,8 +158,7 @@ def explain(row: dict, column: str, z: float) -> tuple[str, str]:
         )
     if column == "extra_region":
         return "extra_region", (
-            f"a {_pct(row['extra_region'])} region labelled cloud is clear to the model "
-            f"({summary})"
+            f"a {_pct(row['extra_region'])} region labelled cloud is clear to the model ({summary})"
         )
     if column == "edge_offset":
         s = row.get("edge_offset", math.nan)
@@ -174,7 +173,10 @@ def explain(row: dict, column: str, z: float) -> tuple[str, str]:
             f"(IoU +{gain:.2f} when shrunk)"
         )
     if column == "scl_disagreement":
-        return "scl", f"label disagrees with Sen2Cor's SCL (IoU {row['iou_label_scl']:.2f}; {summary})"
+        return (
+            "scl",
+            f"label disagrees with Sen2Cor's SCL (IoU {row['iou_label_scl']:.2f}; {summary})",
+        )
     return "soft_quality", (
         f"the model confidently contradicts part of the label (soft label quality "
         f"{row.get('centred_quality', math.nan):.2f}; {summary})"

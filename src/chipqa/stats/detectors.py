@@ -112,7 +112,9 @@ def detector_row(acc: np.ndarray, hist_all: np.ndarray, hist_pred: np.ndarray) -
     }
 
 
-def chip_detectors(prob: np.ndarray, label: np.ndarray, valid: np.ndarray, threshold: float) -> dict:
+def chip_detectors(
+    prob: np.ndarray, label: np.ndarray, valid: np.ndarray, threshold: float
+) -> dict:
     """The detectors of one chip on a CPU (numba): ``prob`` ``(H, W)`` float32, ``label``
     uint8 (0, 1, 255), ``valid`` bool."""
     from chipqa.stats import detector_kernels as k

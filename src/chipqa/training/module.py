@@ -90,6 +90,8 @@ class CloudSegmenter(pl.LightningModule):
         self.train_loss, self.val_loss = torchmetrics.MeanMetric(), torchmetrics.MeanMetric()
         self.skipped_chips: set[str] = set()
         self.val_metrics: dict[str, float] = {}
+        self.train_metrics: dict[str, float] | None = None
+        """The last finished epoch's training metrics (None while an epoch runs)."""
 
     def forward(self, bands: Tensor) -> Tensor:
         """Cloud logits ``(B, H, W)`` for DNs ``(B, C, H, W)``."""
@@ -138,12 +140,22 @@ class CloudSegmenter(pl.LightningModule):
         loss_metric.reset()
         return {f"{stage}_iou": iou, f"{stage}_loss": loss}
 
+    def on_train_epoch_start(self) -> None:
+        self.train_metrics = None
+        self.train_iou.reset()
+        self.train_loss.reset()
+
     def finish_train_epoch(self) -> dict[str, float]:
-        """Log and return the epoch's training metrics (called by the progress callback,
-        whose hook runs before the module's own ``on_train_epoch_end``)."""
-        m = self.epoch_metrics("train")
-        self.log_dict(m)  # the same on every process already
-        return m
+        """Log, reset and return the epoch's training metrics, once per epoch: the
+        module does it at the end of each epoch itself; a callback whose hook runs
+        before the module's (the progress callback) gets the same figures."""
+        if self.train_metrics is None:
+            self.train_metrics = self.epoch_metrics("train")
+            self.log_dict(self.train_metrics)  # the same on every process already
+        return self.train_metrics
+
+    def on_train_epoch_end(self) -> None:
+        self.finish_train_epoch()
 
     def on_validation_epoch_end(self) -> None:
         self.val_metrics = self.epoch_metrics("val")

@@ -17,6 +17,7 @@ import pandas as pd
 from chipqa.data import ChipDataset
 from chipqa.predictors import load_predictor
 from chipqa.scoring.pipeline import iter_scores
+from chipqa.scoring.previews import PreviewStore
 from chipqa.scoring.table import finalize
 from chipqa.training.config import TrainConfig
 from chipqa.training.fit import train
@@ -33,6 +34,8 @@ def score_out_of_fold(
     device: str = "auto",
     batch_size: int | None = None,
     echo: Callable[[dict], None] | None = None,
+    threshold: float | str = "auto",
+    previews: bool = True,
 ) -> pd.DataFrame:
     """Train ``k`` models and score each chip with the one that did not train on it.
 
@@ -45,6 +48,10 @@ def score_out_of_fold(
         device: where scoring runs.
         batch_size: chips per scoring batch (None: 64 on a GPU, else 8).
         echo: receives progress events, each with a ``fold`` key added.
+        threshold: a probability, or ``"auto"``: each fold's model is calibrated to the
+            labels of the chips it scores (see :mod:`chipqa.scoring.calibrate`).
+        previews: keep each chip's probability map for the gallery (under the fold
+            model's name, beside the dataset).
 
     Returns:
         The ranked scores table; ``model`` says ``unet-<encoder>:oof-k<K>/fold<i>``.
@@ -75,6 +82,14 @@ def score_out_of_fold(
         )
         predictor = load_predictor(ckpt, device=device)
         predictor.name = f"unet-{cfg.encoder}:oof-k{k}/fold{i}"
-        for batch_rows in iter_scores(dataset, predictor, batch_size=batch_size, chip_ids=held_out):
+        store = PreviewStore.for_predictor(dataset.root, predictor) if previews else None
+        for batch_rows in iter_scores(
+            dataset,
+            predictor,
+            batch_size=batch_size,
+            chip_ids=held_out,
+            threshold=threshold,
+            previews=store,
+        ):
             rows.extend(batch_rows)
     return finalize(rows)
