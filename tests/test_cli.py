@@ -33,6 +33,8 @@ def test_score_writes_a_ranked_table_with_planted_errors_on_top(synth_set, tmp_p
     assert constant and constant <= set(df["chip_id"].head(len(bad)))
     text = capsys.readouterr().out
     assert "most suspicious labels" in text and str(out) in text
+    top = df.iloc[0]
+    assert top["why"] and top["why"] in text  # each chip's reason, in words
 
 
 def test_score_keeps_going_past_broken_chips_and_says_which(synth_set, tmp_path, capsys):

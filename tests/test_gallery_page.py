@@ -51,3 +51,10 @@ def test_the_cursor_is_unlike_an_all_cloud_outline_and_pending_unlike_written():
     assert (top_written == top_written[0]).all()  # a solid frame
     assert len(np.unique(top_pending, axis=0)) > 1  # a dashed one
     assert not np.array_equal(written[FRAME : side - FRAME], pending[FRAME : side - FRAME])
+
+
+def test_an_undecided_cell_says_why_the_chip_ranks_there_and_a_decision_replaces_it():
+    why = "a 6% cloud region the model sees is missing from the label"
+    assert caption_lines("aaaa", 0.4, None, None, why=why) == ("aaaa · label 40%", why)
+    assert caption_lines("aaaa", 0.4, ("keep", ""), None, why=why)[1] == "keep"
+    assert caption_lines("aaaa", 0.4, None, None, loading=True, why=why)[1] == "loading…"

@@ -33,7 +33,7 @@ def test_installed_package_carries_the_manifest_napari_finds():
     pm.discover()
     manifest = pm.get_manifest("chipqa")
     assert [w.display_name for w in manifest.contributions.widgets] == ["Chip QA"]
-    assert manifest.contributions.sample_data[0].key == "synthetic"
+    assert [s.key for s in manifest.contributions.sample_data] == ["synthetic", "real_oncloudn"]
 
 
 def test_the_reader_declines_what_is_not_a_dataset(tmp_path, tiny_dataset):

@@ -279,3 +279,14 @@ def test_a_gallery_page_toggles_and_what_saving_it_writes():
     g.paint(page, 0, chip_id="a", thumb=thumb, stored=None, pending=("block", "x"), cursor=False)
     y, x = g.origin(0)
     assert tuple(page[y, x]) == (235, 70, 70)  # a red frame for a block
+
+
+def test_a_blocks_default_reason_follows_the_detector_that_ranked_the_chip():
+    from chipqa.review.session import default_reason
+
+    assert default_reason("low_iou", "missing_region") == "clouds_missing"
+    assert default_reason("all_cloud_label;low_iou", "all_cloud_contradicted") == "all_cloud_wrong"
+    assert default_reason("", "edge_tight") == "edge_off"
+    # scores written before the detectors: the flags decide, as before
+    assert default_reason("no_cloud_label", None) == "no_cloud_wrong"
+    assert default_reason("", "") == "other"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import time
 
 import numpy as np
@@ -86,6 +87,11 @@ def test_layers_show_the_chip_the_keys_go_to(make_napari_viewer, qtbot, fresh_ro
     layer = w.chip_layers.layer
     # Side by side: the mosaic alone is in the viewer (napari's reset view fits it).
     assert [ly.name for ly in viewer.layers] == [SIDE_BY_SIDE_LAYER]
+    # the panel says why the chip ranks first, as the scores table does
+    why = w.session.row(order[0])["why"]
+    assert why
+    shown = f"why: <b>{html.escape(why)}</b>"
+    qtbot.waitUntil(lambda: shown in w.chip_label.text(), timeout=5_000)
 
     def shown_is(chip_id):
         assert w.session.current == chip_id

@@ -116,6 +116,15 @@ class GalleryView(QObject):
         d = self.session.store.get(chip_id) if self.session is not None else None
         return None if d is None else (d.decision, d.reason)
 
+    def why(self, chip_id: str | None) -> str:
+        """Why the chip ranks where it does (the scores' ``why``), or ""."""
+        if chip_id is None or self.session is None:
+            return ""
+        try:
+            return str(self.session.row(chip_id).get("why") or "")
+        except KeyError:
+            return ""
+
     def label_share(self, chip_id: str | None) -> float | None:
         """The cloud share of the chip's label in force (NaN: no label; None: unknown)."""
         if chip_id is None or self.session is None:
@@ -234,6 +243,7 @@ class GalleryView(QObject):
                 pending=None,
                 cursor=k == state.cursor,
                 label_share=self.label_share(cid),
+                why=self.why(cid),
             )
         self._spare, self._spare_from = spare, source
 
@@ -274,6 +284,7 @@ class GalleryView(QObject):
             pending=st.pending.get(cid) if cid is not None else None,
             cursor=k == st.cursor and not st.sample,
             label_share=self.label_share(cid),
+            why=self.why(cid),
         )
 
     def _paint_all(self) -> None:
@@ -365,8 +376,9 @@ class GalleryView(QObject):
         cid = st.chips[k]
         any_reason = reason is None
         if reason is None:
+            row = self.session.row(cid)
             reason = (
-                default_reason(self.session.row(cid).get("flags")) if decision == "block" else ""
+                default_reason(row.get("flags"), row.get("detector")) if decision == "block" else ""
             )
         st.toggle(k, decision, reason, self.stored(cid), any_reason=any_reason)
         self.repaint(k)

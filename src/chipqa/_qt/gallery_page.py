@@ -64,9 +64,11 @@ def caption_lines(
     stored: tuple[str, str] | None,
     pending: tuple[str, str] | None,
     loading: bool = False,
+    why: str = "",
 ) -> tuple[str, str]:
     """The two caption lines of a cell: ``"aaaa · label 100%"`` and the decision
-    (``"block: shifted"`` written, ``"→ block: shifted (not saved)"`` pending).
+    (``"block: shifted"`` written, ``"→ block: shifted (not saved)"`` pending) or, while
+    there is none, why the chip ranks where it does (the scores' ``why``).
     ``label_share``: None when not known, NaN for a chip without a label."""
     first = chip_id
     if label_share is not None:  # None: not known here; NaN: the chip has no label
@@ -77,7 +79,7 @@ def caption_lines(
     elif stored is not None:
         second = stored[0] + (f": {stored[1]}" if stored[1] else "")
     else:
-        second = "loading…" if loading else "no decision"
+        second = "loading…" if loading else (why or "no decision")
     return first, second
 
 
@@ -212,9 +214,10 @@ class PageGrid:
         pending: tuple[str, str] | None,
         cursor: bool,
         label_share: float | None = None,
+        why: str = "",
     ) -> None:
         """Paint cell ``k`` of ``page`` in place (``label_share``: the cloud share of
-        the chip's label, said in the caption)."""
+        the chip's label, and ``why``: why it ranks there, said in the caption)."""
         y, x = self.origin(k)
         s, f = self.size, FRAME
         ch, cw = self.cell
@@ -250,7 +253,7 @@ class PageGrid:
                     i = np.clip(d + w, 0, s - 1)
                     inner[d[on], i[on]] = colour
                     inner[d[on], s - 1 - i[on]] = colour
-        lines = caption_lines(chip_id, label_share, stored, pending, loading=thumb is None)
+        lines = caption_lines(chip_id, label_share, stored, pending, thumb is None, why)
         if cursor:  # the cursor's caption is white: no outline looks like it
             strip = caption(lines, side, (20, 20, 20), CURSOR)
         else:

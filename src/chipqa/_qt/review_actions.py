@@ -233,7 +233,8 @@ class ReviewActions:
         picked = self.reason_combo.currentText().strip()
         if picked and picked != FROM_FLAG:
             return picked
-        return default_reason(self.session.row(chip_id).get("flags"))
+        row = self.session.row(chip_id)
+        return default_reason(row.get("flags"), row.get("detector"))
 
     def act_keep(self: ChipQAWidget) -> None:
         if self.in_gallery:

@@ -15,6 +15,7 @@ box or the table the review keys still go to the viewer (a focused combo box wou
 
 from __future__ import annotations
 
+import html
 import math
 from typing import TYPE_CHECKING
 
@@ -312,6 +313,7 @@ def chip_info_html(session: ReviewSession, chip_id: str) -> str:
         f" · suspicion <b>{score_text(row.get('suspicion')) or '–'}</b> · IoU {_num(row, 'iou')}"
         f"<br>cloud: label {fraction_text(row.get('label_cloud_fraction'))},"
         f" model {fraction_text(row.get('pred_cloud_fraction'))}{extra}"
+        f"<br>why: <b>{html.escape(str(row.get('why') or '–'))}</b>"
         f"<br>decision: <b>{decision}</b>"
         f"<br>flags: {str(row.get('flags') or '–').replace(';', ' ')}"
     )

@@ -18,6 +18,7 @@ COLUMNS = (
     ("iou", "IoU"),
     ("label_cloud_fraction", "label"),
     ("pred_cloud_fraction", "model"),
+    ("why", "why"),
     ("flags", "flags"),
 )
 ROW_COLOURS = {
@@ -71,6 +72,7 @@ class ScoresTableModel(QAbstractTableModel):
                 _number(row.get("iou")),
                 fraction_text(row.get("label_cloud_fraction")),
                 fraction_text(row.get("pred_cloud_fraction")),
+                str(row.get("why") or ""),
                 flags,
             )
             self._text[cid] = text

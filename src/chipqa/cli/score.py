@@ -135,7 +135,7 @@ def print_top(scores, n: int) -> None:
         return
     print(f"most suspicious labels (top {len(top)}):")
     print(
-        f"{'rank':>5} {'chip_id':<12} {'suspicion':>9} {'IoU':>6} {'label':>6} {'model':>6}  flags"
+        f"{'rank':>5} {'chip_id':<12} {'suspicion':>9} {'IoU':>6} {'label':>6} {'model':>6}  why"
     )
 
     def cell(value: float, spec: str, width: int) -> str:
@@ -145,7 +145,7 @@ def print_top(scores, n: int) -> None:
         print(
             f"{r.rank:>5} {r.chip_id:<12} {cell(r.suspicion, '.3f', 9)} {cell(r.iou, '.2f', 6)} "
             f"{cell(r.label_cloud_fraction, '.0%', 6)} {cell(r.pred_cloud_fraction, '.0%', 6)}"
-            f"  {r.flags}"
+            f"  {getattr(r, 'why', '') or r.flags}"
         )
 
 

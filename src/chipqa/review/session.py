@@ -26,7 +26,16 @@ from psygnal import Signal
 from chipqa.blocklist.csvformat import Decision
 from chipqa.blocklist.store import BlocklistStore
 
-INFO_COLUMNS = ("flags", "suspicion", "iou", "label_cloud_fraction", "pred_cloud_fraction", "model")
+INFO_COLUMNS = (
+    "flags",
+    "suspicion",
+    "why",
+    "detector",
+    "iou",
+    "label_cloud_fraction",
+    "pred_cloud_fraction",
+    "model",
+)
 
 FLAG_REASONS = (
     ("all_cloud_label", "all_cloud_wrong"),
@@ -37,9 +46,16 @@ FLAG_REASONS = (
 """A block's default reason from the chip's flags, first match wins (else ``other``)."""
 
 
-def default_reason(flags: object) -> str:
-    """The block reason a chip's own flags suggest: an all-cloud label →
-    ``all_cloud_wrong``, a no-cloud label → ``no_cloud_wrong``, … else ``other``."""
+def default_reason(flags: object, detector: object = None) -> str:
+    """The block reason a chip's scores suggest: first the detector its ``why`` names
+    (:data:`chipqa.scoring.ranking.DETECTOR_REASONS`: a missing cloud region →
+    ``clouds_missing``, a contradicted all-cloud label → ``all_cloud_wrong``, …), else its
+    flags (an all-cloud label → ``all_cloud_wrong``, …), else ``other``."""
+    from chipqa.scoring.ranking import DETECTOR_REASONS
+
+    reason = DETECTOR_REASONS.get(str(detector or ""))
+    if reason:
+        return reason
     words = set(str(flags or "").split(";"))
     for flag, reason in FLAG_REASONS:
         if flag in words:

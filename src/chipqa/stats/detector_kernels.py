@@ -183,8 +183,10 @@ def detector_counts(prob, label, valid, thr, lo, hi, core_r, max_offset, inv_tem
         acc[D_EXTRA] += n_extra
         acc[D_LQ_NUM] += num
         acc[D_LQ_DEN] += den
-    acc[D_MISS_CORE] = _core(miss, core_r) if acc[D_MISS] > 0 else 0.0
-    acc[D_EXTRA_CORE] = _core(extra, core_r) if acc[D_EXTRA] > 0 else 0.0
+    # a core needs (r+1)² pixels at least (a corner, where outside counts as in)
+    least = (core_r + 1) * (core_r + 1)
+    acc[D_MISS_CORE] = _core(miss, core_r) if acc[D_MISS] >= least else 0.0
+    acc[D_EXTRA_CORE] = _core(extra, core_r) if acc[D_EXTRA] >= least else 0.0
     n = acc[D_N]
     if not (edge_min * n <= acc[D_LABEL] <= (1 - edge_min) * n):
         return acc, hist_all, hist_pred  # no edge to fit (see edge_fit's caller)
