@@ -17,7 +17,6 @@ from chipqa._qt.train_curve import (
     CurveData,
     TrainCurve,
     format_eta,
-    nice_ticks,
 )
 from chipqa.training.progress import ProgressWriter
 
@@ -162,12 +161,6 @@ def test_time_left_in_words(seconds, text):
     assert format_eta(seconds) == text
 
 
-def test_ticks_are_round_and_cover_the_values():
-    assert nice_ticks(0.58, 1.6, 4) == [0.5, 1.0, 1.5, 2.0]
-    assert nice_ticks(0, 3, 4, least_step=1.0) == [0, 1, 2, 3]
-    assert nice_ticks(0, 1, 8, least_step=1.0) == [0, 1]  # whole epochs only
-
-
 # ------------------------------------------------------------------ the widget (Xvfb)
 def _rgb(hex_colour: str) -> np.ndarray:
     return np.array([int(hex_colour[i : i + 2], 16) for i in (1, 3, 5)])
@@ -200,9 +193,32 @@ def curve(qtbot):
     return w
 
 
+def _drawn_at(widget: TrainCurve, epoch: float, iou: float) -> tuple[float, float]:
+    """(row, column) where the axes say ``epoch`` (bottom) and ``iou`` (right) are."""
+    r = widget.plot_rect
+    (x0, x1), (y0, y1) = (widget.plot_item.getAxis(a).range for a in ("bottom", "right"))
+    return r.bottom() - (iou - y0) / (y1 - y0) * r.height(), r.left() + (epoch - x0) / (
+        x1 - x0
+    ) * r.width()
+
+
+def _iou_row_at(widget: TrainCurve, epoch: float) -> float:
+    """The mean row of the IoU pixels within 4 columns of ``epoch`` (its dot there)."""
+    iou = _pixels(widget, IOU_COLOUR)
+    near = iou[np.abs(iou[:, 1] - _drawn_at(widget, epoch, 0.0)[1]) <= 4]
+    assert len(near) > 5
+    return near[:, 0].mean()
+
+
 @pytest.mark.gui
 def test_the_curve_draws_falling_loss_and_rising_iou(curve, qtbot):
-    curve.add_events(run_events())
+    curve.add_events(run_events()[:6])  # the first epoch: its IoU 0.16 is low on a 0-1 axis
+    qtbot.wait(10)
+    lo, hi = curve.plot_item.getAxis("right").range
+    assert -0.05 <= lo <= 0 and 1 <= hi <= 1.05  # IoU's own axis runs from 0 to 1
+    assert abs(_iou_row_at(curve, 1.0) - _drawn_at(curve, 1.0, VAL_IOU[0])[0]) < 4
+    assert curve.line.text().startswith("epoch 1/3 · about 16 s left · loss 1.050")
+    curve.add_events(run_events()[6:])
     qtbot.wait(10)
     iou, loss = _pixels(curve, IOU_COLOUR), _pixels(curve, EPOCH_LOSS_COLOUR)
     steps = _pixels(curve, STEP_LOSS_COLOUR)
@@ -212,11 +228,27 @@ def test_the_curve_draws_falling_loss_and_rising_iou(curve, qtbot):
     assert right[:, 0].mean() < left[:, 0].mean() - 20  # IoU rises: higher on the right
     left, right = loss[loss[:, 1] < mid], loss[loss[:, 1] > mid]
     assert right[:, 0].mean() > left[:, 0].mean() + 20  # loss falls: lower on the right
-    # the last epoch's IoU (0.81) is drawn at 81 % of the height on the right axis
-    r = curve.plot_rect
-    top_right = iou[iou[:, 1] > r.right() - 6]
-    assert abs(top_right[:, 0].mean() - (r.bottom() - 0.81 * r.height())) < 5
-    assert "about 0 s" not in curve.summary() and "epoch 3/3" in curve.summary()
+    # the last epoch's IoU (0.81) is drawn where the right axis reads 0.81, at epoch 3
+    assert abs(_iou_row_at(curve, 3.0) - _drawn_at(curve, 3.0, VAL_IOU[2])[0]) < 4
+    # every step's loss is on the curve: its first and last steps are drawn where they lie
+    first, last = steps[steps[:, 1] == steps[:, 1].min()], steps[steps[:, 1] == steps[:, 1].max()]
+    assert abs(first[:, 1].min() - _drawn_at(curve, 1 / STEPS, 0)[1]) < 3
+    assert abs(last[:, 1].max() - _drawn_at(curve, EPOCHS, 0)[1]) < 3
+    assert "about 0 s" not in curve.summary() and curve.line.text().startswith("epoch 3/3")
+
+
+@pytest.mark.gui
+def test_each_fold_starts_a_fresh_curve_in_the_window(curve, qtbot):
+    curve.add_events(run_events(t0=0.0, fold=1, folds=3) + [done_event(0.7, fold=1, folds=3)])
+    qtbot.wait(10)
+    assert len(_pixels(curve, IOU_COLOUR)) > 30 and len(_pixels(curve, EPOCH_LOSS_COLOUR)) > 30
+    curve.add_events(run_events(t0=100.0, fold=2, folds=3)[:3])  # start, two steps
+    qtbot.wait(10)
+    assert len(_pixels(curve, IOU_COLOUR)) == 0 and len(_pixels(curve, EPOCH_LOSS_COLOUR)) == 0
+    steps = _pixels(curve, STEP_LOSS_COLOUR)  # the new fold's first two steps only
+    assert len(steps) > 5 and steps[:, 1].max() < _drawn_at(curve, 0.6, 0)[1]
+    assert curve.line.text().startswith("fold 2/3 · epoch 1/3 · about")
+    assert "(all folds)" in curve.toolTip()
 
 
 @pytest.mark.gui
@@ -243,7 +275,9 @@ def test_a_narrow_low_curve_still_draws(curve, qtbot):
     curve.add_events(run_events())
     curve.resize(220, 160)
     qtbot.wait(10)
+    assert curve.width() == 220  # the long line above the plot does not widen a narrow dock
     assert len(_pixels(curve, IOU_COLOUR)) > 10
+    assert curve.line.text().startswith("epoch 3/3") and curve.line.text().endswith("…")
 
 
 # ------------------------------------------------------------------ in the Retrain panel

@@ -264,8 +264,8 @@ class RetrainPanel(QWidget):
         events, self._offset = read_progress(self.progress_path, self._offset)
         for ev in events:
             self.last_events.append(ev)
-            self.curve.add_event(ev)
             self._show_event(ev)
+        self.curve.add_events(events)  # one redraw for all the lines read
 
     def _show_event(self, ev: dict) -> None:
         from napari.utils import progress

@@ -2,11 +2,12 @@
 
 :class:`CurveData` turns the trainer's progress events (see
 :class:`chipqa.training.progress.ProgressWriter`) into plain series of ``(epoch, value)``
-points; it has no Qt and can be tested alone. :class:`TrainCurve` paints it with
-QPainter: the training loss of every step (faint, and smoothed), the training loss of
-every epoch and the validation IoU of every epoch (the training IoU when the run has no
-validation chips). Loss is read on the left axis, scaled to its values; IoU on the right
-one, from 0 to 1. The line above the plot gives the latest values and the time left.
+points; it has no Qt and can be tested alone. :class:`TrainCurve` shows it in a
+pyqtgraph plot: the training loss of every step (faint, and smoothed), the training loss
+of every epoch and the validation IoU of every epoch (the training IoU when the run has
+no validation chips). Loss is read on the left axis, scaled to its values; IoU on the
+right one, from 0 to 1, in a second view linked to the first one's x axis. The line above
+the plot gives the latest values and the time left.
 
 The x axis is in epochs: step ``s`` of a run with ``n`` steps per epoch lies at ``s / n``,
 and the point of epoch ``e`` (counted from 0) at ``e + 1``, where that epoch ends. An
@@ -20,9 +21,11 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 
-from qtpy.QtCore import QPointF, QRectF, QSize, Qt
-from qtpy.QtGui import QColor, QPainter, QPainterPath, QPalette, QPen, QPolygonF
-from qtpy.QtWidgets import QSizePolicy, QStyle, QStyleOption, QWidget
+import numpy as np
+import pyqtgraph as pg
+from qtpy.QtCore import QEvent, QPoint, QRectF, QSize, Qt
+from qtpy.QtGui import QColor, QPalette
+from qtpy.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 Point = tuple[float, float]
 
@@ -30,6 +33,7 @@ STEP_LOSS_COLOUR = "#ff9f43"  # orange: the loss of every step
 EPOCH_LOSS_COLOUR = "#e8590c"  # dark orange: the mean loss of every epoch
 IOU_COLOUR = "#22b8cf"  # cyan: IoU of every epoch (right axis)
 NO_RUN_HINT = "No run yet: press Train to see the loss and the IoU here."
+IOU_PADDING = 0.04  # the IoU axis runs a little past 0 and 1: dots at 1.0 stay whole
 
 
 # ------------------------------------------------------------------ model (no Qt)
@@ -55,40 +59,6 @@ def format_eta(seconds: float | None) -> str:
     if minutes < 90:
         return f"about {minutes} min left"
     return f"about {minutes // 60} h {minutes % 60:02d} min left"
-
-
-def thin(points: Sequence[Point], most: int) -> list[Point]:
-    """At most ``most`` points: consecutive points averaged in equal groups (a line
-    with more points than pixels looks the same, and draws faster)."""
-    if most < 1 or len(points) <= most:
-        return list(points)
-    out = []
-    for i in range(most):
-        group = points[i * len(points) // most : (i + 1) * len(points) // most]
-        out.append((sum(p[0] for p in group) / len(group), sum(p[1] for p in group) / len(group)))
-    return out
-
-
-def nice_ticks(lo: float, hi: float, count: int = 4, least_step: float = 0.0) -> list[float]:
-    """Round tick values (steps of 1, 2, 2.5 or 5 times a power of ten) covering
-    ``[lo, hi]``, about ``count`` of them; the first is ≤ lo and the last ≥ hi."""
-    if hi <= lo:
-        hi = lo + 1.0
-    raw = max((hi - lo) / max(count, 1), least_step, 1e-12)
-    power = 10 ** math.floor(math.log10(raw))
-    step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw * (1 - 1e-9))
-    first = math.floor(lo / step + 1e-9) * step
-    last = math.ceil(hi / step - 1e-9) * step
-    n = round((last - first) / step)
-    return [round(first + i * step, 12) + 0.0 for i in range(n + 1)]  # no -0.0
-
-
-def tick_label(value: float, step: float) -> str:
-    """``value`` with as many decimals as the tick ``step`` needs."""
-    decimals = 0
-    while decimals < 6 and abs(step * 10**decimals - round(step * 10**decimals)) > 1e-6:
-        decimals += 1
-    return f"{value:.{decimals}f}"
 
 
 class CurveData:
@@ -269,16 +239,70 @@ class CurveData:
 
 
 # ------------------------------------------------------------------ widget
+def _xy(points: Sequence[Point]) -> tuple[np.ndarray, np.ndarray]:
+    xy = np.asarray(points, dtype=float).reshape(-1, 2)
+    return xy[:, 0], xy[:, 1]
+
+
+def _pen(colour: str, width: float, alpha: int = 255):
+    c = QColor(colour)
+    c.setAlpha(alpha)
+    return pg.mkPen(c, width=width)
+
+
+def _dots(colour: str) -> dict:
+    return {"symbol": "o", "symbolSize": 7, "symbolBrush": colour, "symbolPen": None}
+
+
 class TrainCurve(QWidget):
     """Loss and IoU of the training run as it goes (see the module's docstring)."""
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.model = CurveData()
-        self.plot_rect: QRectF | None = None  # where the series were last drawn
         self.setMinimumHeight(160)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-        self.setToolTip(NO_RUN_HINT)
+        self.line = QLabel()  # the summary above the plot, or the hint when no run is shown
+        self.plot = pg.PlotWidget()
+        self.legend = QLabel()
+        for label in (self.line, self.legend):  # cut, not widening a narrow dock
+            label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(4, 2, 4, 2)
+        lay.setSpacing(2)
+        lay.addWidget(self.line)
+        lay.addWidget(self.plot, 1)
+        lay.addWidget(self.legend)
+
+        item = self.plot_item = self.plot.getPlotItem()
+        item.setMenuEnabled(False)
+        item.setMouseEnabled(x=False, y=False)
+        item.hideButtons()
+        item.setDownsampling(auto=True, mode="mean")  # more steps than pixels: averaged
+        item.setClipToView(True)
+        item.showGrid(y=True, alpha=0.15)
+        item.showAxis("right")
+        self.iou_view = pg.ViewBox(enableMenu=False)  # IoU: its own 0-1 axis on the right
+        self.iou_view.setMouseEnabled(x=False, y=False)
+        item.scene().addItem(self.iou_view)
+        item.getAxis("right").linkToView(self.iou_view)
+        self.iou_view.setXLink(item)
+        self.iou_view.setYRange(0.0, 1.0, padding=IOU_PADDING)
+        item.getViewBox().sigResized.connect(self._follow_plot)
+
+        self.step_line = item.plot(pen=_pen(STEP_LOSS_COLOUR, 1.0, 90), antialias=True)
+        self.smooth_line = item.plot(
+            pen=_pen(STEP_LOSS_COLOUR, 1.5), antialias=True, **_dots(STEP_LOSS_COLOUR)
+        )
+        self.epoch_line = item.plot(
+            pen=_pen(EPOCH_LOSS_COLOUR, 2.0), antialias=True, **_dots(EPOCH_LOSS_COLOUR)
+        )
+        self.iou_line = pg.PlotDataItem(
+            pen=_pen(IOU_COLOUR, 2.0), antialias=True, **_dots(IOU_COLOUR)
+        )
+        self.iou_view.addItem(self.iou_line)
+        self._apply_palette()
+        self._refresh()
 
     def sizeHint(self) -> QSize:
         return QSize(320, 220)
@@ -286,165 +310,96 @@ class TrainCurve(QWidget):
     def minimumSizeHint(self) -> QSize:
         return QSize(200, 160)
 
+    # ---------------------------------------------------------------- events in
     def add_event(self, ev: dict) -> None:
-        """Take one progress event and repaint when it changed the curve."""
+        """Take one progress event and redraw when it changed the curve."""
         if self.model.add(ev):
-            self.setToolTip(self.model.summary())
-            self.update()
+            self._refresh()
 
     def add_events(self, events: Iterable[dict]) -> None:
-        for ev in events:
-            self.add_event(ev)
+        """Take several progress events and redraw once."""
+        changed = [self.model.add(ev) for ev in events]
+        if any(changed):
+            self._refresh()
 
     def clear(self) -> None:
         """Empty the curve (a new run starts)."""
         self.model.clear()
-        self.setToolTip(NO_RUN_HINT)
-        self.update()
+        self._refresh()
 
     def summary(self) -> str:
         return self.model.summary()
 
-    # ---------------------------------------------------------------- painting
-    def paintEvent(self, event) -> None:
-        p = QPainter(self)
-        try:
-            self._paint(p)
-        finally:
-            p.end()
+    @property
+    def plot_rect(self) -> QRectF | None:
+        """Where the series are drawn, in this widget's pixels; None while only the hint
+        shows."""
+        if self.plot.isHidden():
+            return None
+        vb = self.plot_item.getViewBox()
+        rect = QRectF(self.plot.mapFromScene(vb.sceneBoundingRect()).boundingRect())
+        return rect.translated(self.plot.mapTo(self, QPoint(0, 0)).toPointF())
 
-    def _paint(self, p: QPainter) -> None:
-        opt = QStyleOption()
-        opt.initFrom(self)
-        self.style().drawPrimitive(QStyle.PrimitiveElement.PE_Widget, opt, p, self)
-        p.setRenderHint(QPainter.RenderHint.Antialiasing)
-        self.plot_rect = None
+    # ---------------------------------------------------------------- drawing
+    def _refresh(self) -> None:
         m = self.model
-        fm = p.fontMetrics()
-        lh = fm.height()
-        text = self.palette().color(QPalette.ColorRole.WindowText)
-        box = QRectF(self.rect()).adjusted(4, 2, -4, -2)
-        p.setPen(text)
-        line = fm.elidedText(m.summary(), Qt.TextElideMode.ElideRight, int(box.width()))
-        if m.state == "idle" and m.empty:
-            p.drawText(box, Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, NO_RUN_HINT)
+        idle = m.state == "idle" and m.empty
+        self.setToolTip(m.summary())
+        self.plot.setHidden(idle)
+        self.legend.setHidden(idle)
+        self._show_line()
+        if idle:
             return
-        p.drawText(QRectF(box.left(), box.top(), box.width(), lh), Qt.AlignmentFlag.AlignLeft, line)
-        left = fm.horizontalAdvance("0.000") + 8
-        right = fm.horizontalAdvance("0.5") + 8
-        plot = QRectF(
-            box.left() + left,
-            box.top() + lh + 8,
-            box.width() - left - right,
-            box.height() - 3 * lh - 14,
+        self.step_line.setData(*_xy(m.steps))
+        self.smooth_line.setData(*_xy(m.smoothed))
+        self.smooth_line.setSymbol("o" if len(m.smoothed) == 1 else None)  # one step: a dot
+        self.epoch_line.setData(*_xy(m.epoch_loss))
+        self.iou_line.setData(*_xy(m.iou))
+        self.plot_item.setXRange(0.0, m.x_end(), padding=0.02)
+        iou = "val IoU" if m.iou_on == "validation" else "train IoU"
+        self.legend.setText(
+            f"<span style='color:{STEP_LOSS_COLOUR}'>━━</span> loss/step&nbsp;&nbsp; "
+            f"<span style='color:{EPOCH_LOSS_COLOUR}'>━●━</span> loss/epoch&nbsp;&nbsp; "
+            f"<span style='color:{IOU_COLOUR}'>━●━</span> {iou}&nbsp;&nbsp; · x: epoch"
         )
-        if plot.width() < 40 or plot.height() < 20:
-            return
-        self.plot_rect = plot
-        ticks = self._loss_range()
-        x_end = m.x_end()
 
-        def at(pt: Point, lo: float = ticks[0], hi: float = ticks[-1]) -> QPointF:
-            x = plot.left() + pt[0] / x_end * plot.width()
-            return QPointF(x, plot.bottom() - (pt[1] - lo) / (hi - lo) * plot.height())
+    def _show_line(self) -> None:
+        """The summary on one line, cut at the end in a narrow dock (the tooltip has it
+        all); the hint, wrapped and centred, while no run is shown."""
+        idle = self.plot.isHidden()
+        self.line.setWordWrap(idle)
+        align = Qt.AlignmentFlag.AlignCenter if idle else Qt.AlignmentFlag.AlignLeft
+        self.line.setAlignment(align)
+        text = self.model.summary()
+        if not idle:
+            width = max(self.width() - 8, 40)
+            text = self.line.fontMetrics().elidedText(text, Qt.TextElideMode.ElideRight, width)
+        self.line.setText(text)
 
-        self._axes(p, plot, ticks, x_end, text, lh)
-        self._legend(p, QRectF(box.left(), box.bottom() - lh, box.width(), lh), text)
-        if m.empty:
-            p.setPen(text)
-            p.drawText(plot, Qt.AlignmentFlag.AlignCenter, "waiting for the first step…")
-            return
-        p.save()
-        p.setClipRect(plot.adjusted(-4, -4, 4, 4))
-        most = max(int(plot.width()) * 2, 2)
-        step_colour = QColor(STEP_LOSS_COLOUR)
-        faint = QColor(step_colour)
-        faint.setAlpha(90)
-        self._line(p, [at(pt) for pt in thin(m.steps, most)], faint, 1.0)
-        smoothed = [at(pt) for pt in thin(m.smoothed, most)]
-        self._line(p, smoothed, step_colour, 1.5, dots=len(smoothed) == 1)
-        epoch_pts = [at(pt) for pt in m.epoch_loss]
-        self._line(p, epoch_pts, QColor(EPOCH_LOSS_COLOUR), 2.0, dots=True)
-        iou_pts = [at(pt, 0.0, 1.0) for pt in m.iou]  # IoU: the right axis, 0 to 1
-        self._line(p, iou_pts, QColor(IOU_COLOUR), 2.0, dots=True)
-        p.restore()
+    def _follow_plot(self) -> None:
+        """Keep the IoU view over the loss view when the plot is resized (pyqtgraph's
+        MultiplePlotAxes example)."""
+        self.iou_view.setGeometry(self.plot_item.getViewBox().sceneBoundingRect())
+        self.iou_view.linkedViewChanged(self.plot_item.getViewBox(), self.iou_view.XAxis)
 
-    def _loss_range(self) -> list[float]:
-        """The loss axis's ticks: round values around every loss shown."""
-        values = [y for _, y in self.model.steps] + [y for _, y in self.model.epoch_loss]
-        if not values:
-            return [0.0, 1.0]
-        lo, hi = min(values), max(values)
-        if hi - lo < 1e-9:  # one value: a band around it
-            pad = max(abs(hi) * 0.1, 0.05)
-            lo, hi = (max(lo - pad, 0.0) if lo >= 0 else lo - pad), hi + pad
-        return nice_ticks(lo, hi, 4)
-
-    def _axes(
-        self, p: QPainter, plot: QRectF, ticks: list[float], x_end: float, text: QColor, lh: int
-    ) -> None:
-        grid = QColor(text)
-        grid.setAlpha(40)
+    def _apply_palette(self) -> None:
+        """The plot in the dock's colours (napari's theme), tick labels in their series'."""
+        pal = self.palette()
+        text = pal.color(QPalette.ColorRole.WindowText)
+        self.plot.setBackground(pal.color(QPalette.ColorRole.Window))
         frame = QColor(text)
         frame.setAlpha(110)
-        lo, hi = ticks[0], ticks[-1]
-        step = ticks[1] - ticks[0] if len(ticks) > 1 else 1.0
-        w = plot.left() - 4
-        for v in ticks:
-            y = plot.bottom() - (v - lo) / (hi - lo) * plot.height()
-            p.setPen(QPen(grid, 1))
-            p.drawLine(QPointF(plot.left(), y), QPointF(plot.right(), y))
-            p.setPen(QColor(EPOCH_LOSS_COLOUR))
-            r = QRectF(0, y - lh / 2, w - 2, lh)
-            p.drawText(r, Qt.AlignmentFlag.AlignRight, tick_label(v, step))
-        p.setPen(QColor(IOU_COLOUR))
-        for v, label in ((0.0, "0"), (0.5, "0.5"), (1.0, "1")):
-            y = plot.bottom() - v * plot.height()
-            p.drawText(QRectF(plot.right() + 4, y - lh / 2, 60, lh), label)
-        for v in nice_ticks(0, x_end, max(int(plot.width() // 70), 1), 1.0):
-            if v > x_end + 1e-9:
-                continue
-            x = plot.left() + v / x_end * plot.width()
-            p.setPen(QPen(frame, 1))
-            p.drawLine(QPointF(x, plot.bottom()), QPointF(x, plot.bottom() + 3))
-            r = QRectF(x - 30, plot.bottom() + 4, 60, lh)
-            p.drawText(r, Qt.AlignmentFlag.AlignHCenter, tick_label(v, 1.0))
-        p.setPen(QPen(frame, 1))
-        p.setBrush(Qt.BrushStyle.NoBrush)
-        p.drawRect(plot)
+        for side, colour in (("left", EPOCH_LOSS_COLOUR), ("right", IOU_COLOUR), ("bottom", None)):
+            axis = self.plot_item.getAxis(side)
+            axis.setPen(pg.mkPen(frame))
+            axis.setTextPen(pg.mkPen(colour or text))
 
-    def _legend(self, p: QPainter, row: QRectF, text: QColor) -> None:
-        fm = p.fontMetrics()
-        x = row.left()
-        y = row.center().y()
-        iou = "val IoU" if self.model.iou_on == "validation" else "train IoU"
-        entries = (
-            (STEP_LOSS_COLOUR, 1.5, False, "loss/step"),
-            (EPOCH_LOSS_COLOUR, 2.0, True, "loss/epoch"),
-            (IOU_COLOUR, 2.0, True, iou),
-        )
-        for colour, width, dot, label in entries:
-            self._line(p, [QPointF(x, y), QPointF(x + 16, y)], QColor(colour), width)
-            if dot:
-                self._line(p, [QPointF(x + 8, y)], QColor(colour), width, dots=True)
-            p.setPen(text)
-            p.drawText(QRectF(x + 20, row.top(), 400, row.height()), label)
-            x += 20 + fm.horizontalAdvance(label) + 12
-        if x + fm.horizontalAdvance("epoch") < row.right():  # the x axis's title, if room
-            p.setPen(text)
-            p.drawText(row, Qt.AlignmentFlag.AlignRight, "epoch")
+    def changeEvent(self, event) -> None:
+        theme = event.type() in (QEvent.Type.PaletteChange, QEvent.Type.StyleChange)
+        if theme and hasattr(self, "plot_item"):  # not while __init__ builds the plot
+            self._apply_palette()
+        super().changeEvent(event)
 
-    @staticmethod
-    def _line(
-        p: QPainter, pts: list[QPointF], colour: QColor, width: float, dots: bool = False
-    ) -> None:
-        if len(pts) > 1:
-            p.setPen(QPen(colour, width))
-            p.setBrush(Qt.BrushStyle.NoBrush)
-            p.drawPolyline(QPolygonF(pts))
-        if dots:
-            path = QPainterPath()
-            for pt in pts:
-                path.addEllipse(pt, width + 1.5, width + 1.5)
-            p.setPen(Qt.PenStyle.NoPen)
-            p.fillPath(path, colour)
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._show_line()
