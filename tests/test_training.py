@@ -213,6 +213,7 @@ def test_out_of_fold_scores_each_chip_with_a_model_that_never_saw_it(tiny, tmp_p
     assert len(df) == 16
     assert (df["threshold"] == 0.3).all()  # --threshold holds for --folds too
     assert not side_paths(tiny.root).previews.exists()  # and so does --no-previews
+    assert df["model"].str.startswith("unet-resnet18:oof-k2/fold").all()
     for fold in (1, 2):
         scored = set(df.loc[df["model"].str.endswith(f"fold{fold}"), "chip_id"])
         _, info = load_checkpoint(tmp_path / "oof.folds" / f"fold{fold}.ckpt")

@@ -179,13 +179,20 @@ def _score_out_of_fold(dataset, args: argparse.Namespace, out: Path):
         bar.close()
         writer.close()
     settings = ScoringSettings(
-        model=f"oof-k{args.folds}-{args.encoder}",
+        model=f"oof-k{args.folds}-{_trained_encoder(scores, args.encoder)}",
         threshold_policy=AUTO if auto else FIXED,
         threshold=scored_threshold(scores),
         dn_offset=args.dn_offset or 0,
         previews=getattr(args, "previews", True),
     )
     return scores, settings
+
+
+def _trained_encoder(scores, asked: str) -> str:
+    """The encoder the folds' checkpoints hold (``unet-<encoder>:oof-…`` in the model
+    column): with ``--init pretrained`` it is the pretrained model's, not ``--encoder``."""
+    models = [str(m) for m in scores.get("model", []) if str(m).startswith("unet-")]
+    return models[0].split(":", 1)[0].removeprefix("unet-") if models else asked
 
 
 def write_scores_or_fallback(scores, out: Path) -> tuple[Path, str | None]:

@@ -81,7 +81,9 @@ def score_out_of_fold(
             log_dir=work / f"fold{i}.logs",
         )
         predictor = load_predictor(ckpt, device=device)
-        predictor.name = f"unet-{cfg.encoder}:oof-k{k}/fold{i}"
+        # the checkpoint's own encoder: --init pretrained trains efficientnet-b4
+        encoder = getattr(getattr(predictor, "config", None), "encoder", cfg.encoder)
+        predictor.name = f"unet-{encoder}:oof-k{k}/fold{i}"
         store = PreviewStore.for_predictor(dataset.root, predictor) if previews else None
         for batch_rows in iter_scores(
             dataset,
