@@ -211,7 +211,12 @@ def main() -> None:
     ap.add_argument("--no-cleanlab", action="store_true")
     args = ap.parse_args()
 
-    real = read_real(args.real.resolve())
+    real = read_real(args.real.resolve()) if args.real.is_dir() else {}
+    if not real:
+        raise SystemExit(
+            f"no real chips in {args.real} (folders with B02.tif … B08.tif and label.tif); "
+            "pass --real with the real-dev folder"
+        )
     onc = {n for n in real if n.startswith("oncloudn")}
     results = []
     with tempfile.TemporaryDirectory() as tmp:

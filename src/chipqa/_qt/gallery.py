@@ -117,13 +117,15 @@ class GalleryView(QObject):
         return None if d is None else (d.decision, d.reason)
 
     def why(self, chip_id: str | None) -> str:
-        """Why the chip ranks where it does (the scores' ``why``), or ""."""
+        """Why the chip ranks where it does (the scores' ``why``) when a detector makes
+        it unusual, else "" (a caption has no room for "nothing unusual")."""
         if chip_id is None or self.session is None:
             return ""
         try:
-            return str(self.session.row(chip_id).get("why") or "")
+            row = self.session.row(chip_id)
         except KeyError:
             return ""
+        return str(row.get("why") or "") if row.get("detector") else ""
 
     def label_share(self, chip_id: str | None) -> float | None:
         """The cloud share of the chip's label in force (NaN: no label; None: unknown)."""

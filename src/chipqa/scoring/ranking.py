@@ -7,10 +7,11 @@ edge sit a few pixels outside the model's, a hazy region makes every chip's labe
 quality a little lower. Each detector's value is turned into a robust z-score — its
 distance from the dataset's median in units of the median absolute deviation (×1.4826,
 the standard deviation for normal data), never smaller than the detector's
-:data:`FLOORS` — and a chip ranks by its **largest** z-score: far out on any one
+floor in :data:`DETECTORS` — and a chip ranks by its **largest** z-score: far out on any one
 detector is suspicious, whichever kind of error it is.
 
-``suspicion = logistic((z − 3) / 2)``: 0.5 at three robust standard deviations, in
+``suspicion = 0.5 + 0.5 · d / (|d| + 6)`` with ``d = z − 3``: 0.5 at three robust standard
+deviations, 0.91 at 30, 0.97 at 100 (it does not saturate at three decimals), in
 (0, 1), in the same order as ``z`` (kept in the ``outlier_z`` column). Chips that
 nothing makes unusual keep the order of their largest z-score.
 
@@ -93,7 +94,8 @@ def rank_scores(df: pd.DataFrame) -> pd.DataFrame:
     top = [_reason_detector(zrow) for zrow in z.to_dict("records")]
     df = df.copy()
     df["outlier_z"] = zmax
-    df["suspicion"] = 1.0 / (1.0 + np.exp(-(zmax.to_numpy(float) - REPORT_Z) / 2.0))
+    d = zmax.to_numpy(float) - REPORT_Z
+    df["suspicion"] = 0.5 + 0.5 * d / (np.abs(d) + 6.0)
     detectors, whys = [], []
     for row, col, zz in zip(df.to_dict("records"), top, zmax, strict=True):
         name, text = explain(row, col, zz)
