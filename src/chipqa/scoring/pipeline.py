@@ -103,15 +103,11 @@ def score_batch(
 
 def _batch_stats_on_device(prob, chips: list[Chip], valid, threshold: float) -> list[dict]:
     device = prob.device
+    detectors: dict[str, np.ndarray] = {}  # already on the host, in float64
     if chips[0].label is not None:
         label = torch.from_numpy(np.stack([c.label for c in chips])).to(device, non_blocking=True)
         stats = chip_stats(prob, label, valid, threshold=threshold)
-        stats.update(
-            {
-                k: torch.from_numpy(v)
-                for k, v in batch_detectors(prob, label, valid, threshold).items()
-            }
-        )
+        detectors = batch_detectors(prob, label, valid, threshold)
         if chips[0].scl is not None:
             scl = torch.from_numpy(np.stack([c.scl for c in chips])).to(device)
             stats.update(scl_stats(prob >= threshold, label == LABEL_CLOUD, scl, valid))
@@ -120,7 +116,7 @@ def _batch_stats_on_device(prob, chips: list[Chip], valid, threshold: float) -> 
             "pred_cloud_fraction": predicted_fraction(prob, valid, threshold),
             "valid_fraction": valid.reshape(len(chips), -1).float().mean(1),
         }
-    host = {k: v.float().cpu().numpy() for k, v in stats.items()}
+    host = {k: v.float().cpu().numpy() for k, v in stats.items()} | detectors
     return [{k: float(v[i]) for k, v in host.items()} for i in range(len(chips))]
 
 
