@@ -112,8 +112,8 @@ def main() -> None:
     # ---------------------------------------------------------------- gallery
     for name in ("gallery_blocklist.csv", "single_blocklist.csv"):  # fresh ones each run
         (root.parent / name).unlink(missing_ok=True)
-    w.blocklist_edit.setText(str(root.parent / "gallery_blocklist.csv"))
-    w._on_blocklist_path_edited()
+    w.scoring.blocklist_edit.setText(str(root.parent / "gallery_blocklist.csv"))
+    w.scoring.take_blocklist_path()
     w.session.position = 0
     w.set_view("gallery")
     spin(until=lambda: w.gallery.state is not None and not w.gallery._missing)
@@ -173,8 +173,8 @@ def main() -> None:
 
     # ---------------------------------------------------------------- single chip
     w.set_view("side by side")
-    w.blocklist_edit.setText(str(root.parent / "single_blocklist.csv"))
-    w._on_blocklist_path_edited()
+    w.scoring.blocklist_edit.setText(str(root.parent / "single_blocklist.csv"))
+    w.scoring.take_blocklist_path()
     w.session.position = 0
     m = min(args.single_chips, n)
     spin(until=lambda: w.loading is None and w.chip_layers.chip_id == w.session.current)

@@ -104,9 +104,11 @@ def test_keys_live_only_with_the_panel_and_leave_the_users_layers_alone(
     # still "next chip" (not "the item starting with n") and Space no second keep.
     from qtpy.QtCore import Qt
 
-    qtbot.mouseClick(w.flag_combo, Qt.MouseButton.LeftButton)
-    w.flag_combo.hidePopup()
-    keep_button = next(b for b in w.findChildren(type(w.score_btn)) if b.text() == "Keep (k)")
+    qtbot.mouseClick(w.filters.flag_combo, Qt.MouseButton.LeftButton)
+    w.filters.flag_combo.hidePopup()
+    keep_button = next(
+        b for b in w.findChildren(type(w.scoring.score_btn)) if b.text() == "Keep (k)"
+    )
     assert "k" in keep_button.toolTip()
     before = w.session.current
     qtbot.mouseClick(keep_button, Qt.MouseButton.LeftButton)
@@ -114,7 +116,7 @@ def test_keys_live_only_with_the_panel_and_leave_the_users_layers_alone(
     qtbot.keyClick(w, Qt.Key.Key_Space)  # keys typed in the panel reach napari
     qtbot.keyClick(w, "n")
     assert len(read_blocklist(w.store.path)) == n_decided
-    assert w.flag_combo.currentIndex() == 0
+    assert w.filters.flag_combo.currentIndex() == 0
     assert w.session.current == order[order.index(before) + 2]
 
     # Closed with its dock's close button: the keys change nothing any more.
@@ -143,21 +145,21 @@ def test_a_filter_starts_at_its_first_row_and_the_table_shows_the_real_order(
     for _ in range(5):
         w.run("next")
     assert w.session.position == 5
-    idx = w.flag_combo.findData("all_cloud_label")
-    w.flag_combo.setCurrentIndex(idx)
+    idx = w.filters.flag_combo.findData("all_cloud_label")
+    w.filters.flag_combo.setCurrentIndex(idx)
     assert w.session.position == 0 and w.session.order
     qtbot.waitUntil(lambda: w.table.currentIndex().row() == 0, timeout=5_000)
     header = w.table.horizontalHeader()
-    assert w.table_model.headerData(header.sortIndicatorSection(), Qt_h()) == "suspicion"
-    assert w.table_model.headerData(1, Qt_h()) == "decision"  # on screen at any width
+    assert w.table.table_model.headerData(header.sortIndicatorSection(), Qt_h()) == "suspicion"
+    assert w.table.table_model.headerData(1, Qt_h()) == "decision"  # on screen at any width
     _press(viewer, qtbot, "b")  # the reason is the chip's own flag's
     d = read_blocklist(w.store.path)[w.session.order[0]]
     assert (d.decision, d.reason) == ("block", "all_cloud_wrong")
     # The canvas says what was recorded (once the next chip is drawn).
     qtbot.waitUntil(lambda: "recorded" in w.canvas_text.badge, timeout=5_000)
     assert w.session.order[0] in w.canvas_text.badge
-    qtbot.waitUntil(lambda: "1 / 13</b>" in w.progress_label.text(), timeout=5_000)
-    assert "block 1 (all_cloud_wrong 1)" in w.progress_label.text()
+    qtbot.waitUntil(lambda: "1 / 13</b>" in w.info.progress_label.text(), timeout=5_000)
+    assert "block 1 (all_cloud_wrong 1)" in w.info.progress_label.text()
 
 
 def test_the_canvas_never_shows_the_last_chips_decision_over_the_next_chip(

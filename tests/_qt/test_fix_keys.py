@@ -55,8 +55,8 @@ def test_accept_the_models_mask_then_undo_it(make_napari_viewer, qtbot, root):
     _drawn(w, qtbot)
     share = w.session.row("wrong")["label_cloud_fraction"]
     assert 0.4 < share < 0.6 and w.session.row("wrong")["iou"] == 1.0
-    qtbot.waitUntil(lambda: f"label {share:.0%}" in w.chip_label.text(), timeout=5_000)
-    assert "label fixed" in w.chip_label.text()
+    qtbot.waitUntil(lambda: f"label {share:.0%}" in w.info.chip_label.text(), timeout=5_000)
+    assert "label fixed" in w.info.chip_label.text()
     qtbot.waitUntil(lambda: w.loader.get("wrong").label is not None, timeout=10_000)
     assert (w.loader.get("wrong").label == label).all()
     _press(viewer, qtbot, "z")

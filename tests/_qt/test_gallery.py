@@ -109,7 +109,7 @@ def test_block_every_chip_in_a_filter_after_a_spot_check(make_napari_viewer, qtb
     w.set_view("side by side")
     w.run("keep")  # a decision the rule must leave alone
     kept = next(iter(w.store.decisions))
-    w.flag_combo.setCurrentIndex(w.flag_combo.findData("all_cloud_label"))
+    w.filters.flag_combo.setCurrentIndex(w.filters.flag_combo.findData("all_cloud_label"))
     listed = list(w.session.order)
     assert listed
     seen = {}
@@ -120,7 +120,7 @@ def test_block_every_chip_in_a_filter_after_a_spot_check(make_napari_viewer, qtb
         return True
 
     w.confirm = confirm
-    assert w._on_bulk_block()
+    assert w.gallery_actions.bulk_block()
     todo = [c for c in listed if c != kept]
     assert f"Block {len(todo)} undecided chips (flag=all_cloud_label)" in seen["text"]
     assert seen["on canvas"] and set(seen["chips"]) <= set(todo)
@@ -171,7 +171,7 @@ def test_the_next_page_painted_ahead_shows_decisions_made_meanwhile(
 def test_undecided_only_next_page_shows_other_chips(make_napari_viewer, qtbot, root):
     viewer = make_napari_viewer(show=True)
     w = _gallery(viewer, qtbot, root)
-    w.undecided_check.setChecked(True)
+    w.filters.undecided_check.setChecked(True)
     qtbot.waitUntil(lambda: w.session.undecided_only and w.gallery.state is not None)
     first = list(w.gallery.state.chips)
     _press(viewer, qtbot, "n")  # nothing decided on this page: on to the next one

@@ -32,8 +32,8 @@ def test_a_second_dataset_does_not_inherit_the_first_ones_blocklist_or_fixes(
     viewer = make_napari_viewer(show=True)
     w = _open(viewer, qtbot, first)
     mine = tmp_path / "mine.csv"
-    w.blocklist_edit.setText(str(mine))
-    w._on_blocklist_path_edited()
+    w.scoring.blocklist_edit.setText(str(mine))
+    w.scoring.take_blocklist_path()
     blocked = w.session.current
     _press(viewer, qtbot, "b")
     _drawn(w, qtbot)
@@ -42,7 +42,7 @@ def test_a_second_dataset_does_not_inherit_the_first_ones_blocklist_or_fixes(
     assert {d.decision for d in read_blocklist(mine).values()} == {"block", "fix"}
     assert w.dataset[fixed].fixed
     _reopen(w, qtbot, second)
-    assert w.blocklist_edit.text() == str(side_paths(second).blocklist)
+    assert w.scoring.blocklist_edit.text() == str(side_paths(second).blocklist)
     assert w.store.path == side_paths(second).blocklist
     assert w.session.progress() == (0, 6)
     assert not w.dataset[fixed].fixed  # the first dataset's fix is not this one's
@@ -50,13 +50,16 @@ def test_a_second_dataset_does_not_inherit_the_first_ones_blocklist_or_fixes(
     w.session.goto(blocked)
     _drawn(w, qtbot)
     assert "BLOCK" not in w.canvas_text.badge and "recorded" not in w.canvas_text.badge
-    assert w.table_model.data(w.table_model.index(0, 1)) in ("", None)  # no decision shown
+    assert w.table.table_model.data(w.table.table_model.index(0, 1)) in (
+        "",
+        None,
+    )  # no decision shown
     # The first dataset's blocklist chosen for a dataset of other chips: a warning.
     other = tmp_path / "other"
     generate_dataset(other, n_chips=3, size=48, seed=7)
     _reopen(w, qtbot, other)
-    w.blocklist_edit.setText(str(mine))
-    w._on_blocklist_path_edited()
+    w.scoring.blocklist_edit.setText(str(mine))
+    w.scoring.take_blocklist_path()
     assert "are for chips that other does not have" in w.status.text()
 
 
@@ -80,7 +83,7 @@ def test_a_closed_panel_takes_its_layer_and_reopening_keeps_the_scores_model(
     again.open_dataset(root)  # no model named: the one the scores were made with
     qtbot.waitUntil(lambda: again.session is not None and not again.scoring_running)
     _drawn(again, qtbot)
-    assert again.model_edit.text() == "baseline" and again.settings.model == "baseline"
+    assert again.scoring.model_edit.text() == "baseline" and again.settings.model == "baseline"
     assert side_paths(root).scores.read_bytes() == scored  # reused, not scored over
     assert [ly.name for ly in viewer.layers] == [SIDE_BY_SIDE_LAYER]  # no "side by side [1]"
 
@@ -93,7 +96,7 @@ def test_the_keys_line_and_the_status_show_their_whole_text(make_napari_viewer, 
     for view in ("gallery", "side by side"):
         w.set_view(view)
         qtbot.wait(20)  # the layout follows the new text
-        label = w.keys_label
+        label = w.decisions.keys_label
         assert label.heightForWidth(label.width()) <= label.height(), view
 
 

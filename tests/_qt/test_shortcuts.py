@@ -82,7 +82,7 @@ def _edit(editor, action: str, key: str) -> None:
 
 
 def _button(w: ChipQAWidget, label: str):
-    return next(b for b in w.key_buttons if b.key_text == label)
+    return next(b for b in w.decisions.key_buttons if b.key_text == label)
 
 
 def test_the_preferences_list_the_review_keys_with_their_defaults(make_napari_viewer, qtbot):
@@ -115,7 +115,7 @@ def test_the_preferences_list_the_review_keys_with_their_defaults(make_napari_vi
     from napari.utils.action_manager import action_manager
 
     action_manager.trigger("chipqa:help")
-    assert w._help_on and "chipqa keys" in w.canvas_text.help_text
+    assert w.canvas.help_on and "chipqa keys" in w.canvas_text.help_text
 
 
 def test_a_key_changed_in_the_preferences_works_at_once(
@@ -136,7 +136,7 @@ def test_a_key_changed_in_the_preferences_works_at_once(
     assert [str(k) for k in napari_state.shortcuts["chipqa:keep"]] == [FREE]  # saved
     assert "chipqa:next" not in napari_state.shortcuts  # unchanged keys are not saved
     assert _button(w, "Keep").text() == "Keep (w)"
-    assert "<b>w</b> keep" in w.keys_label.text()
+    assert "<b>w</b> keep" in w.decisions.keys_label.text()
     _press(viewer, qtbot, "h")
     assert "      w  keep" in w.canvas_text.help_text
     _press(viewer, qtbot, "k")  # the old key does nothing now

@@ -286,7 +286,7 @@ def panel(qtbot, tmp_path):
     from chipqa._qt.retrain_panel import RetrainPanel
 
     review = SimpleNamespace(dataset=SimpleNamespace(root=tmp_path / "data"))
-    p = RetrainPanel(review)
+    p = RetrainPanel(review, lambda title, text: False)
     qtbot.addWidget(p)
     p.resize(420, 700)
     p.show()

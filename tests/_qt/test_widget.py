@@ -91,7 +91,7 @@ def test_layers_show_the_chip_the_keys_go_to(make_napari_viewer, qtbot, fresh_ro
     why = w.session.row(order[0])["why"]
     assert why
     shown = f"why: <b>{html.escape(why)}</b>"
-    qtbot.waitUntil(lambda: shown in w.chip_label.text(), timeout=5_000)
+    qtbot.waitUntil(lambda: shown in w.info.chip_label.text(), timeout=5_000)
 
     def shown_is(chip_id):
         assert w.session.current == chip_id
@@ -194,8 +194,8 @@ def test_a_nonsense_blocklist_is_refused_and_kept(make_napari_viewer, qtbot, fre
     _press(viewer, qtbot, "k")  # no crash, nothing written
     assert bl.read_text() == "this,is\nnot,a blocklist\n"
     # Choosing another path starts the review there.
-    w.blocklist_edit.setText(str(fresh_root.parent / "other.csv"))
-    w._on_blocklist_path_edited()
+    w.scoring.blocklist_edit.setText(str(fresh_root.parent / "other.csv"))
+    w.scoring.take_blocklist_path()
     assert w.session is not None
     _press(viewer, qtbot, "k")
     assert len(read_blocklist(fresh_root.parent / "other.csv")) == 1
@@ -209,21 +209,21 @@ def test_cancelling_scoring_keeps_the_viewer_usable(make_napari_viewer, qtbot, t
     w = ChipQAWidget(viewer)
     viewer.window.add_dock_widget(w)
     w.open_dataset(root, "baseline")
-    qtbot.waitUntil(lambda: w.progress_bar.value() > 0, timeout=60_000)
-    w._on_cancel()
+    qtbot.waitUntil(lambda: w.scoring.progress_bar.value() > 0, timeout=60_000)
+    w.scoring.cancel()
     qtbot.waitUntil(lambda: not w.scoring_running, timeout=60_000)
     assert "cancelled" in w.status.text()
     assert not scores_path_for(
         root
     ).exists()  # partial scores are not saved as the dataset's scores
-    assert w.score_btn.isEnabled()
+    assert w.scoring.score_btn.isEnabled()
 
 
 def test_sample_data_opens_for_review(make_napari_viewer, qtbot, tmp_path, monkeypatch):
     monkeypatch.setenv("CHIPQA_SAMPLE_DIR", str(tmp_path / "sample"))
     monkeypatch.setattr("chipqa._sample_data.SAMPLE_CHIPS", 12)
     monkeypatch.setattr("chipqa._sample_data.SAMPLE_SIZE", 48)
-    monkeypatch.setattr("chipqa._qt.review_layout.DEFAULT_MODEL", "baseline")
+    monkeypatch.setattr("chipqa._qt.scoring_bar.DEFAULT_MODEL", "baseline")
     viewer = make_napari_viewer(show=True)
     viewer.open_sample("chipqa", "synthetic")
 
@@ -249,8 +249,8 @@ def test_an_unreadable_chip_shows_its_error_and_the_review_goes_on(
     w = _open(viewer, qtbot, fresh_root)
     assert w.session.order[-1] == ids[0]  # unreadable chips rank last
     w.session.goto(ids[0])
-    w.show_current()
-    qtbot.waitUntil(lambda: "B03.tif" in w.chip_label.text(), timeout=10_000)
+    w.canvas.show_current()
+    qtbot.waitUntil(lambda: "B03.tif" in w.info.chip_label.text(), timeout=10_000)
     _drawn(w, qtbot)
     # No other chip's pixels on screen, and no black square: a card saying why, on the
     # canvas, and the reason in the overlay.
@@ -270,8 +270,8 @@ def test_closing_the_viewer_during_scoring_is_clean(make_napari_viewer, qtbot, t
     w = ChipQAWidget(viewer)
     viewer.window.add_dock_widget(w)
     w.open_dataset(root, "baseline")
-    qtbot.waitUntil(lambda: w.progress_bar.value() > 0, timeout=60_000)
-    job = w._job
+    qtbot.waitUntil(lambda: w.scoring.progress_bar.value() > 0, timeout=60_000)
+    job = w.scoring.job
     viewer.close()
     qtbot.waitUntil(lambda: job is None or not job.running, timeout=60_000)
     assert not scores_path_for(root).exists()  # an interrupted run writes no scores file
@@ -280,16 +280,16 @@ def test_closing_the_viewer_during_scoring_is_clean(make_napari_viewer, qtbot, t
 def test_filters_and_export_from_the_widget(make_napari_viewer, qtbot, fresh_root, tmp_path):
     viewer = make_napari_viewer(show=True)
     w = _open(viewer, qtbot, fresh_root)
-    idx = w.flag_combo.findData("all_cloud_label")
+    idx = w.filters.flag_combo.findData("all_cloud_label")
     assert idx > 0
-    w.flag_combo.setCurrentIndex(idx)
-    listed = [w.table_model.chip_at(r) for r in range(w.table_model.rowCount())]
+    w.filters.flag_combo.setCurrentIndex(idx)
+    listed = [w.table.table_model.chip_at(r) for r in range(w.table.table_model.rowCount())]
     assert listed == w.session.order and listed
     assert all("all_cloud_label" in w.session.row(c)["flags"] for c in listed)
     _press(viewer, qtbot, "2")
-    w.undecided_check.setChecked(True)
+    w.filters.undecided_check.setChecked(True)
     assert listed[0] not in w.session.order
-    out = w.export(tmp_path / "export.csv")
+    out = w.decisions.export(tmp_path / "export.csv")
     assert list(read_blocklist(out)) == [listed[0]]
 
 
@@ -364,7 +364,7 @@ def test_cancelling_retraining_ends_the_process_and_writes_no_checkpoint(
 def test_opening_a_dataset_folder_in_napari_docks_the_widget(
     make_napari_viewer, qtbot, fresh_root, monkeypatch
 ):
-    monkeypatch.setattr("chipqa._qt.review_layout.DEFAULT_MODEL", "baseline")
+    monkeypatch.setattr("chipqa._qt.scoring_bar.DEFAULT_MODEL", "baseline")
     viewer = make_napari_viewer(show=True)
     viewer.open(str(fresh_root), plugin="chipqa")
 
@@ -445,7 +445,7 @@ def slow_predictor(monkeypatch):
     def install(delay: float, fail: int = 0) -> SlowBaseline:
         predictor = SlowBaseline(delay, fail)
         monkeypatch.setattr("chipqa.predictors.load_predictor", lambda *a, **k: predictor)
-        monkeypatch.setattr("chipqa._qt.panel_sync.PREFETCH", 0)
+        monkeypatch.setattr("chipqa._qt.review_canvas.PREFETCH", 0)
         return predictor
 
     return install
@@ -464,7 +464,7 @@ def test_a_slow_chip_never_blocks_the_keys(make_napari_viewer, qtbot, fresh_root
     assert took < 0.5, f"the key press waited {took:.2f} s for the chip"
     # The old chip stays, dimmed, and the widget says the next one is loading.
     assert w.session.current == order[1] and w.loading == order[1]
-    assert "loading" in w.chip_label.text()
+    assert "loading" in w.info.chip_label.text()
     assert text_overlay(viewer).visible and f"loading {order[1]}" in text_overlay(viewer).text
     assert w.chip_layers.layer(SIDE_BY_SIDE_LAYER).metadata["chip_id"] == order[0]
     assert w.chip_layers.layer(SIDE_BY_SIDE_LAYER).opacity < 0.5
@@ -478,7 +478,7 @@ def test_a_slow_chip_never_blocks_the_keys(make_napari_viewer, qtbot, fresh_root
     assert w.chip_layers.layer(SIDE_BY_SIDE_LAYER).metadata["chip_id"] == order[2]
     assert w.chip_layers.layer(SIDE_BY_SIDE_LAYER).opacity == 1.0
     assert "loading" not in text_overlay(viewer).text  # only the chip's decision line
-    qtbot.waitUntil(lambda: "loading" not in w.chip_label.text(), timeout=5_000)
+    qtbot.waitUntil(lambda: "loading" not in w.info.chip_label.text(), timeout=5_000)
 
 
 @pytest.mark.slow
@@ -489,7 +489,7 @@ def test_a_chip_that_failed_to_load_is_loaded_again_when_revisited(
     viewer = make_napari_viewer(show=True)
     w = _open(viewer, qtbot, fresh_root)
     order = list(w.session.order)
-    qtbot.waitUntil(lambda: "out of memory" in w.chip_label.text(), timeout=30_000)
+    qtbot.waitUntil(lambda: "out of memory" in w.info.chip_label.text(), timeout=30_000)
     assert "out of memory" in text_overlay(viewer).text
     assert (
         w.chip_layers.layer(SIDE_BY_SIDE_LAYER) is None
@@ -503,7 +503,7 @@ def test_a_chip_that_failed_to_load_is_loaded_again_when_revisited(
     chip = open_dataset(fresh_root).read(order[0])
     np.testing.assert_array_equal(w.chip_layers.layer(TRUE_COLOUR).data, true_colour(chip.bands))
     assert w.chip_layers.layer(SIDE_BY_SIDE_LAYER).metadata["chip_id"] == order[0]
-    qtbot.waitUntil(lambda: "cannot be shown" not in w.chip_label.text(), timeout=5_000)
+    qtbot.waitUntil(lambda: "cannot be shown" not in w.info.chip_label.text(), timeout=5_000)
 
 
 def test_retrain_from_the_pretrained_model_names_its_encoder_and_says_how_long(

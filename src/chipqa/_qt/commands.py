@@ -20,12 +20,10 @@ __all__ = [f"key_{name}" for name in ACTIONS]
 
 def live_widget(viewer: napari.Viewer):
     """The Chip QA panel docked in ``viewer`` (None when it is not open)."""
-    from chipqa._qt.review_widget import ChipQAWidget
+    from chipqa._qt.shortcuts import panels
 
-    for w in viewer.window.dock_widgets.values():
-        if isinstance(w, ChipQAWidget) and w.alive:
-            return w
-    return None
+    live = panels(viewer)
+    return next((w for w in viewer.window.dock_widgets.values() if w in live), None)
 
 
 def _command(name: str):

@@ -1,21 +1,25 @@
-"""What the gallery's keys and buttons do: toggles by click, saving and turning pages,
-and "block every chip in this filter" with its spot check.
+"""What the gallery's keys and clicks do: toggles, saving and turning pages, and
+"block every chip in this filter" with its spot check.
 
-Mixed into :class:`~chipqa._qt.review_widget.ChipQAWidget` beside
-:class:`~chipqa._qt.review_actions.ReviewActions`. A page is written in one write to the
-blocklist; the panel's text and table follow once the next page is drawn.
+:class:`GalleryActions` turns them into :class:`~chipqa.review.controller.ReviewController`
+calls: a page is written in one write to the blocklist; the panel's text and table
+follow once the next page is drawn.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from chipqa._qt.chip_layers import GALLERY
 from chipqa.blocklist.csvformat import BlocklistError
 
 if TYPE_CHECKING:
-    from chipqa._qt.review_widget import ChipQAWidget
+    from chipqa._qt.decision_bar import DecisionBar
+    from chipqa._qt.review_canvas import ReviewCanvas
+    from chipqa._qt.status_line import StatusLine
+    from chipqa.review.controller import ReviewController
 
 SAMPLE = 24
 """Chips shown as the spot check of a bulk rule."""
@@ -26,24 +30,44 @@ page does not keep it unseen."""
 
 
 class GalleryActions:
-    """Mixed into :class:`~chipqa._qt.review_widget.ChipQAWidget`."""
+    """The gallery's verbs, for the keys, the clicks and the bulk-block button.
 
-    # ------------------------------------------------------------------ the gallery
-    def gallery_click(self: ChipQAWidget, k: int) -> None:
+    ``confirm(title, text)`` asks the reviewer yes or no (a dialog in the panel).
+    """
+
+    def __init__(
+        self,
+        controller: ReviewController,
+        canvas: ReviewCanvas,
+        decisions: DecisionBar,
+        status: StatusLine,
+        confirm: Callable[[str, str], bool],
+    ):
+        self.controller, self.canvas, self.decisions = controller, canvas, decisions
+        self.status, self.confirm = status, confirm
+        self.gallery = canvas.gallery
+
+    def click(self, k: int) -> None:
         """A click on a cell: the cursor goes there and *block* is toggled."""
-        st = self.gallery.state
-        if st is None or st.sample or self.session is None:
+        st, s = self.gallery.state, self.controller.session
+        if st is None or st.sample or s is None:
             return
         old, st.cursor = st.cursor, k
         self.gallery.repaint(old)
         self.gallery.toggle("block", None, k)
-        self.session.position = st.index * self.gallery.grid.per_page + k
+        s.position = st.index * self.gallery.grid.per_page + k
 
-    def save_page(self: ChipQAWidget, *, keep_rest: bool, turn: int = 0) -> bool:
+    def toggle(self, decision: str, reason: str | None = None) -> None:
+        """Toggle ``decision`` on the cursor chip (``reason`` None: the chip's flag's)."""
+        if self.decisions.need_session():
+            self.gallery.toggle(decision, reason)
+
+    def save_page(self, *, keep_rest: bool, turn: int = 0) -> bool:
         """Write the page's decisions in one write (``keep_rest``: *keep* for every chip
         of it without a decision) and turn ``turn`` pages."""
-        if not self._need_session():
+        if not self.decisions.need_session():
             return False
+        s = self.controller.session
         st = self.gallery.state
         items = self.gallery.decisions(keep_rest=keep_rest)
         # A chip whose label its own SCL contradicts is never kept unseen: it stays
@@ -59,12 +83,11 @@ class GalleryActions:
             try:
                 self.controller.decide_chips(items)
             except BlocklistError as exc:
-                self.say(f"Page not saved: {exc}", error=True)
+                self.status.say(f"Page not saved: {exc}", error=True)
                 return False
             blocks = sum(1 for _, d, _ in items if d == "block")
-            decided, total = self.session.progress()
-            self.status.setStyleSheet("")
-            self.status.setText(
+            decided, total = s.progress()
+            self.status.show_text(
                 f"Saved page {st.index + 1}: {len(items)} decisions ({blocks} blocks) in one "
                 f"write · {decided}/{total} decided."
                 + (
@@ -79,9 +102,9 @@ class GalleryActions:
         self.turn_page(turn, save=False)
         return True
 
-    def turn_page(self: ChipQAWidget, delta: int, *, save: bool = True) -> None:
+    def turn_page(self, delta: int, *, save: bool = True) -> None:
         """Go ``delta`` pages on (pending toggles of this page are written first)."""
-        st, s = self.gallery.state, self.session
+        st, s = self.gallery.state, self.controller.session
         if st is None or s is None:
             return
         if save and not st.sample and self.gallery.decisions(keep_rest=False):
@@ -96,36 +119,36 @@ class GalleryActions:
         s.position = min(index * n, max(len(s.order) - 1, 0))
         self.gallery.follow(s.position)
 
-    def _flags(self: ChipQAWidget, chip_id: str) -> set[str]:
-        return set(str(self.session.row(chip_id).get("flags") or "").split(";"))
+    def _flags(self, chip_id: str) -> set[str]:
+        return set(str(self.controller.session.row(chip_id).get("flags") or "").split(";"))
 
     # ------------------------------------------------------------------ bulk rule
-    def bulk_preview(self: ChipQAWidget) -> tuple[list[str], str]:
+    def bulk_preview(self) -> tuple[list[str], str]:
         """The chips "block every chip in this filter" would block (the undecided ones
         listed now) and the rule it writes."""
-        s = self.session
+        s = self.controller.session
         chips = [c for c in s.order if c not in s.store]
         rule = f"flag={s.flag}" if s.flag else "all chips"
         return chips, rule
 
-    def _on_bulk_block(self: ChipQAWidget) -> bool:
-        if not self._need_session():
+    def bulk_block(self) -> bool:
+        """Block every undecided chip listed, after a spot check of a random sample on
+        the canvas and the reviewer's yes."""
+        if not self.decisions.need_session():
             return False
         chips, rule = self.bulk_preview()
         if not chips:
-            self.say("No undecided chip is listed: nothing to block.")
+            self.status.say("No undecided chip is listed: nothing to block.")
             return False
         rng = random.Random(len(chips))
         sample = rng.sample(chips, min(SAMPLE, len(chips)))
-        before = self.view
-        self.set_view(GALLERY)
+        before = self.canvas.view
+        self.canvas.set_view(GALLERY)
         self.gallery.show_chips(
             sample, f"spot check: {len(sample)} random chips of the {len(chips)} to block"
         )
-        picked = self.reason_combo.currentText().strip()
-        from chipqa._qt.review_layout import FROM_FLAG
-
-        reason_text = "each chip's own flag" if picked in ("", FROM_FLAG) else picked
+        picked = self.decisions.picked_reason()
+        reason_text = picked or "each chip's own flag"
         ok = self.confirm(
             "Block every chip in this filter",
             f"Block {len(chips)} undecided chips ({rule}) with reason {reason_text}?\n"
@@ -135,16 +158,15 @@ class GalleryActions:
         self.gallery.state = None
         if ok:
             ok = self.apply_bulk(chips, rule)
-        self.set_view(before, force=True)
+        self.canvas.set_view(before, force=True)
         return ok
 
-    def apply_bulk(self: ChipQAWidget, chips: list[str], rule: str) -> bool:
-        s = self.session
-        items = [(c, "block", self.block_reason(c)) for c in chips]
+    def apply_bulk(self, chips: list[str], rule: str) -> bool:
+        items = [(c, "block", self.decisions.block_reason(c)) for c in chips]
         try:
-            s.decide_chips(items, rule=rule)
+            self.controller.decide_chips(items, rule=rule)
         except BlocklistError as exc:
-            self.say(f"Not saved: {exc}", error=True)
+            self.status.say(f"Not saved: {exc}", error=True)
             return False
-        self.say(f"Blocked {len(items)} chips by rule '{rule}' (z undoes it as one step).")
+        self.status.say(f"Blocked {len(items)} chips by rule '{rule}' (z undoes it as one step).")
         return True

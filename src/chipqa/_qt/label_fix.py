@@ -197,6 +197,14 @@ class LabelFixer:
             self.viewer.layers.remove(layer)
         return chip_id or ""
 
+    def close(self) -> None:
+        """Cancel a painting and stop following the viewer's layers (the panel closes)."""
+        self.cancel()
+        try:
+            self.viewer.layers.events.removed.disconnect(self._on_removed)
+        except (TypeError, ValueError, RuntimeError):
+            pass
+
     def _on_removed(self, event) -> None:
         if self.layer is not None and event.value is self.layer:
             self.cancel()  # the layer was deleted by hand: nothing is saved

@@ -5,9 +5,10 @@ error there never takes the viewer down). The panel follows the run through the
 JSON-lines progress file the trainer writes, shows loss and validation IoU in a napari
 progress bar and as a curve with the time left (:mod:`chipqa._qt.train_curve`), can
 cancel it (SIGTERM: the trainer stops and writes no checkpoint) and, when it succeeds,
-hands the new checkpoint to the review widget, which re-scores the dataset with it. The
-previous model's IoU on the new run's validation chips is computed too, so that
-"before" and "after" stand next to each other.
+announces the new checkpoint (the panel re-scores the dataset with it). The previous
+model's IoU on the new run's validation chips is computed too, so that "before" and
+"after" stand next to each other. What it trains on — the dataset, the blocklist, the
+model in use — it reads from the :class:`~chipqa.review.controller.ReviewController`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from qtpy.QtCore import QProcess, QTimer
+from qtpy.QtCore import QProcess, QTimer, Signal
 from qtpy.QtWidgets import (
     QComboBox,
     QFormLayout,
@@ -39,7 +40,9 @@ from chipqa.training import read_progress
 from chipqa.training.estimate import describe_seconds, rough_training_seconds
 
 if TYPE_CHECKING:
-    from chipqa._qt.review_widget import ChipQAWidget
+    from collections.abc import Callable
+
+    from chipqa.review.controller import ReviewController
 
 POLL_MS = 250
 
@@ -50,11 +53,22 @@ def models_dir(dataset_root: Path) -> Path:
 
 
 class RetrainPanel(QWidget):
-    """Encoder, epochs, folds and device; Train / Cancel; progress; before / after."""
+    """Encoder, epochs, folds and device; Train / Cancel; progress; before / after.
 
-    def __init__(self, review: ChipQAWidget):
+    ``confirm(title, text)`` asks the user yes or no.
+
+    Signals:
+        new_model(checkpoint): a trained checkpoint to load and score the dataset with.
+        oof_reviewed(checkpoint, message): out-of-fold scores of the run are under review.
+    """
+
+    new_model = Signal(object)
+    oof_reviewed = Signal(object, str)
+
+    def __init__(self, controller: ReviewController, confirm: Callable[[str, str], bool]):
         super().__init__()
-        self.review = review
+        self.controller = controller
+        self.confirm = confirm
         self.process: QProcess | None = None
         self.progress_path: Path | None = None
         self.checkpoint: Path | None = None
@@ -152,9 +166,9 @@ class RetrainPanel(QWidget):
 
     def update_estimate(self) -> str:
         """Say about how long a run with these settings takes (before it starts)."""
-        r = getattr(self, "review", None)
+        c = getattr(self, "controller", None)
         text = ""
-        session = getattr(r, "session", None)
+        session = getattr(c, "session", None)
         if session is not None and len(session.scores):
             blocked = sum(
                 1 for c in session.scores["chip_id"] if (d := session.store.get(c)) and
@@ -180,7 +194,7 @@ class RetrainPanel(QWidget):
         return self.process is not None and self.process.state() != QProcess.ProcessState.NotRunning
 
     def _command(self, kind: str) -> list[str]:
-        r = self.review
+        r = self.controller
         args = ["-m", "chipqa.cli", kind, str(r.dataset.root)]
         if kind == "train":
             args += ["--out", str(self.checkpoint)]
@@ -206,7 +220,7 @@ class RetrainPanel(QWidget):
         return args
 
     def start(self) -> bool:
-        r = self.review
+        r = self.controller
         if self.running:
             self._say("A training run is already going; cancel it first.", error=True)
             return False
@@ -232,7 +246,9 @@ class RetrainPanel(QWidget):
     def _launch(self, kind: str) -> None:
         self._stage = kind
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        self.progress_path = models_dir(self.review.dataset.root) / f"progress-{kind}-{stamp}.jsonl"
+        self.progress_path = (
+            models_dir(self.controller.dataset.root) / f"progress-{kind}-{stamp}.jsonl"
+        )
         self._offset = 0
         self.last_events = []
         self.curve.clear()
@@ -351,7 +367,7 @@ class RetrainPanel(QWidget):
         self.after_iou = float(info.extra.get("best_val_iou", math.nan))
         val = list(info.extra.get("val_chips", []))
         before = self.before_model
-        r = self.review
+        r = self.controller
 
         def before_job():
             return dataset_iou(before, r.dataset, val) if before is not None and val else math.nan
@@ -372,9 +388,9 @@ class RetrainPanel(QWidget):
         loaded now on the same validation chips; the previous scores file is kept."""
         import shutil
 
-        r = self.review
+        r = self.controller
         worse = self.before_iou == self.before_iou and self.after_iou < self.before_iou
-        if worse and not r.confirm(
+        if worse and not self.confirm(
             "The new model is worse",
             f"Validation IoU fell from {self.before_iou:.3f} to {self.after_iou:.3f} on the "
             "same chips. Load the new model and re-score anyway?",
@@ -389,20 +405,17 @@ class RetrainPanel(QWidget):
         if self.folds.value() >= 2:
             self._launch("score")
         else:
-            r.rescore_with(self.checkpoint)
+            self.new_model.emit(self.checkpoint)
 
     def _oof_done(self) -> None:
         from chipqa.scoring import read_scores
-
-        r = self.review
         from chipqa.scoring.settings import settings_of_scores
 
-        r.review_scores(
-            read_scores(self.oof_scores),
-            model=self.checkpoint,
-            settings=settings_of_scores(self.oof_scores),
+        self.controller.review(read_scores(self.oof_scores), settings_of_scores(self.oof_scores))
+        self.oof_reviewed.emit(
+            self.checkpoint,
+            f"Re-scored out-of-fold with {self.folds.value()} folds ({self.oof_scores.name}).",
         )
-        r.say(f"Re-scored out-of-fold with {self.folds.value()} folds ({self.oof_scores.name}).")
 
     def _show_result(self, before_name: str, n_val: int) -> None:
         def fmt(x):

@@ -1,16 +1,20 @@
 """The "Chip QA" dock widget: score a dataset, walk its chips with the keyboard, decide.
 
-The widget only lays out Qt controls and wires them to the core:
-:class:`chipqa.review.ReviewProject` knows the dataset's side files and when saved scores
-are fresh, :class:`~chipqa._qt.scoring_job.ScoringJob` scores in a worker thread,
-:class:`chipqa.review.ReviewSession` holds the ordering and the decisions (and announces
-changes through its signals), :class:`chipqa.blocklist.store.BlocklistStore` writes them,
-:class:`~chipqa._qt.chip_display.ChipDisplay` draws chips as the background loader
-makes them ready and :class:`~chipqa._qt.gallery.GalleryView` draws pages of them. The
-GUI thread never waits for a chip or a model. What the keys and buttons do is in
-:class:`~chipqa._qt.review_actions.ReviewActions` and
-:class:`~chipqa._qt.gallery_actions.GalleryActions`; how the canvas and the panel follow
-the session is in :class:`~chipqa._qt.panel_sync.PanelSync`.
+The panel is composed of child widgets, each turning its controls into calls of the
+:class:`~chipqa.review.controller.ReviewController` (the review's state and its only
+writer) and drawing the controller's signals:
+
+- :class:`~chipqa._qt.scoring_bar.ScoringBar`: dataset, model and blocklist; scoring;
+- :class:`~chipqa._qt.filter_bar.FilterBar`: flag filter, view and stretch;
+- :class:`~chipqa._qt.scores_table.ScoresTable`: the chips listed, in review order;
+- :class:`~chipqa._qt.review_info.ChipInfo`: the progress and the current chip's text;
+- :class:`~chipqa._qt.decision_bar.DecisionBar`: block reason, decisions, export, keys;
+- :class:`~chipqa._qt.retrain_panel.RetrainPanel`: the Retrain tab;
+
+beside :class:`~chipqa._qt.review_canvas.ReviewCanvas` (what is on napari's canvas),
+:class:`~chipqa._qt.gallery_actions.GalleryActions` (the gallery's pages and bulk rule)
+and :class:`~chipqa._qt.fix_actions.FixActions` (label fixes). This module lays them
+out, routes each review key to the child that does it, and connects them.
 
 The panel is a good napari citizen: its keys are bound only while it is shown and
 docked (:mod:`chipqa._qt.keys` says where, and how the user changes them in napari's
@@ -20,37 +24,40 @@ background work. It uses napari's public API only.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pandas as pd
 from qtpy.QtCore import QEvent, Qt, QTimer
-from qtpy.QtWidgets import QWidget
+from qtpy.QtWidgets import QTabWidget, QVBoxLayout, QWidget
 
 from chipqa._qt import shortcuts
-from chipqa._qt.chip_display import ChipDisplay
-from chipqa._qt.chip_layers import SIDE_BY_SIDE, CanvasText, ChipLayers
-from chipqa._qt.gallery import GalleryView
+from chipqa._qt.controls import confirm_dialog
+from chipqa._qt.decision_bar import DecisionBar
+from chipqa._qt.filter_bar import FilterBar
+from chipqa._qt.fix_actions import FixActions
 from chipqa._qt.gallery_actions import GalleryActions
-from chipqa._qt.keys import KEY_ACTIONS, KeyBindings, key_table
-from chipqa._qt.panel_sync import PanelSync
-from chipqa._qt.review_actions import ReviewActions
-from chipqa._qt.review_layout import DEFAULT_MODEL, build_review_ui
-from chipqa._qt.scoring_job import ScoringJob
-from chipqa.blocklist.store import BlocklistStore
-from chipqa.data import ChipDataset
-from chipqa.errors import ChipqaError
+from chipqa._qt.keys import KEY_ACTIONS, KeyBindings, key_table, paint_keys_text
+from chipqa._qt.retrain_panel import RetrainPanel
+from chipqa._qt.review_canvas import ReviewCanvas
+from chipqa._qt.review_info import ChipInfo
+from chipqa._qt.review_keys import review_actions
+from chipqa._qt.scores_table import ScoresTable
+from chipqa._qt.scoring_bar import ScoringBar
+from chipqa._qt.status_line import StatusLine
 from chipqa.io.paths import side_paths
-from chipqa.predictors import Predictor
-from chipqa.review import ChipLoader, ReviewProject, ReviewSession
 from chipqa.review.controller import ReviewController
-from chipqa.scoring import FLAG_DESCRIPTIONS
-from chipqa.scoring.previews import PreviewStore
-from chipqa.scoring.settings import ScoringSettings, settings_of_scores
-from chipqa.scoring.table import scored_threshold
+from chipqa.scoring.settings import ScoringSettings
 
 if TYPE_CHECKING:
     import napari
+
+    from chipqa.review import ChipLoader, ReviewSession
+
+INFO_MS = 80
+"""The panel's text and table follow this long after a chip or a page is shown (what
+the reviewer looks at is drawn first: under a software renderer painting the panel cost
+as much as the chip)."""
 
 
 def scores_path_for(root: Path) -> Path:
@@ -58,7 +65,7 @@ def scores_path_for(root: Path) -> Path:
     return side_paths(root).scores
 
 
-class ChipQAWidget(PanelSync, ReviewActions, GalleryActions, QWidget):
+class ChipQAWidget(QWidget):
     """Review chips side by side or a page at a time and triage them into a blocklist."""
 
     def __init__(self, napari_viewer: napari.Viewer):
@@ -66,45 +73,87 @@ class ChipQAWidget(PanelSync, ReviewActions, GalleryActions, QWidget):
         self.viewer = napari_viewer
         self.controller = ReviewController()
         """The review's state and its only writer (dataset, blocklist, scores, session)."""
-        self.predictor: Predictor | None = None
-        self._session_shown: ReviewSession | None = None
-        self._first_open = False
-        self._model_chosen = False  # the Model field was set by the user or a caller
-        self.view = SIDE_BY_SIDE
-        self.canvas_text = CanvasText(napari_viewer)
-        self.chip_layers = ChipLayers(napari_viewer, self.canvas_text)
-        self.display = ChipDisplay(self.chip_layers, parent=self)
-        self.display.drawn.connect(lambda _cid: self._schedule_info())
-        self.gallery = GalleryView(napari_viewer, self.canvas_text)
-        self.gallery.clicked.connect(self.gallery_click)
-        self._job: ScoringJob | None = None
         self.alive = True
         self._docked = False
         self._info_pending = False
-        self._table_stale = False
-        self._decided_rows: set[str] = set()
-        self._init_actions()
+        self._session_shown: ReviewSession | None = None
+        self.confirm: Callable[[str, str], bool] = lambda t, x: confirm_dialog(self, t, x)
+        """Asks the user yes or no (a script may put its own answer here)."""
+        ask = lambda title, text: self.confirm(title, text)  # noqa: E731 (the one in force)
+        c = self.controller
+        self.canvas = ReviewCanvas(napari_viewer, c, parent=self)
+        self.status = StatusLine("Choose a dataset folder and press “Open & score”.")
+        self.scoring = ScoringBar(c, self.status)
+        self.filters = FilterBar()
+        self.table = ScoresTable()
+        self.info = ChipInfo()
+        self.decisions = DecisionBar(c, self.canvas, self.status, self.run, busy=self._busy)
+        self.gallery_actions = GalleryActions(c, self.canvas, self.decisions, self.status, ask)
         shortcuts.register()  # the keys in force: the user's (napari's preferences)
-        self._build_ui()
         self._keys = KeyBindings(napari_viewer, key_table(KEY_ACTIONS), self.run)
+        self.fixes = FixActions(
+            napari_viewer, c, self.canvas, self.status, self._keys, self.run, self._shown
+        )
+        self.retrain = RetrainPanel(c, ask)
+        self._actions = review_actions(
+            napari_viewer, c, self.canvas, self.gallery_actions, self.decisions, self.fixes,
+            self.filters, lambda: self._keys.taken,
+        )  # fmt: skip
+        self._lay_out()
+        self._connect()
         shortcuts.attach(self)  # keys_changed() after a change in the preferences
-        self.chip_layers.on_created.append(self._keys.add_layer)
-        self.gallery.on_created.append(self._keys.add_layer)
         self.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
         self.destroyed.connect(self._teardown)
-        c = self.controller
-        c.message.connect(lambda text, error: self.say(text, error=error))
+
+    def _lay_out(self) -> None:
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        self.tabs = QTabWidget()
+        self.tabs.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        outer.addWidget(self.tabs)
+        review_tab = QWidget()
+        lay = QVBoxLayout(review_tab)
+        lay.addWidget(self.scoring)
+        lay.addWidget(self.filters)
+        lay.addWidget(self.table, 1)
+        lay.addWidget(self.info)
+        lay.addWidget(self.decisions)
+        lay.addWidget(self.status)
+        self.tabs.addTab(review_tab, "Review")
+        self.tabs.addTab(self.retrain, "Retrain")
+
+    def _connect(self) -> None:
+        c, canvas = self.controller, self.canvas
+        c.message.connect(self.status.say)
         c.dataset_changed.connect(self._on_dataset_changed)
+        c.blocklist_changed.connect(lambda _store: self._schedule_info())
         c.session_changed.connect(self._on_session_changed)
         c.labels_changed.connect(self._on_labels_changed)
+        c.decided.connect(self._on_decided)
+        c.undone.connect(self._on_rows_changed)
+        canvas.view_changed.connect(self._on_view_changed)
+        canvas.text.connect(self.info.set_text)
+        canvas.shown.connect(self._schedule_info)
+        canvas.gallery.clicked.connect(self.gallery_actions.click)
+        canvas.chip_layers.on_created.append(self._keys.add_layer)
+        canvas.gallery.on_created.append(self._keys.add_layer)
+        self.scoring.preparing.connect(self._on_preparing)
+        self.scoring.keys_wanted.connect(self.give_keys_back)
+        self.filters.filter_changed.connect(self._on_filter_changed)
+        self.filters.view_chosen.connect(canvas.set_view)
+        self.filters.stretch_chosen.connect(self._on_stretch_chosen)
+        self.table.chip_clicked.connect(self._goto)
+        self.decisions.bulk_requested.connect(self.gallery_actions.bulk_block)
+        self.retrain.new_model.connect(self.rescore_with)
+        self.retrain.oof_reviewed.connect(self._on_oof_reviewed)
 
     # ------------------------------------------------------------------ state others read
     @property
-    def project(self) -> ReviewProject | None:
+    def project(self):
         return self.controller.project
 
     @property
-    def dataset(self) -> ChipDataset | None:
+    def dataset(self):
         return self.controller.dataset
 
     @property
@@ -112,7 +161,7 @@ class ChipQAWidget(PanelSync, ReviewActions, GalleryActions, QWidget):
         return self.controller.session
 
     @property
-    def store(self) -> BlocklistStore | None:
+    def store(self):
         return self.controller.store
 
     @property
@@ -121,294 +170,204 @@ class ChipQAWidget(PanelSync, ReviewActions, GalleryActions, QWidget):
         return self.controller.settings
 
     @property
-    def loader(self) -> ChipLoader | None:
-        return self.display.loader
+    def predictor(self):
+        """The model the scores under review were made with."""
+        return self.controller.predictor
 
     @property
-    def scoring_running(self) -> bool:
-        """True while a scoring job runs."""
-        return self._job is not None
+    def view(self) -> str:
+        return self.canvas.view
+
+    @property
+    def gallery(self):
+        return self.canvas.gallery
+
+    @property
+    def chip_layers(self):
+        return self.canvas.chip_layers
+
+    @property
+    def canvas_text(self):
+        return self.canvas.canvas_text
+
+    @property
+    def display(self):
+        return self.canvas.display
+
+    @property
+    def loader(self) -> ChipLoader | None:
+        return self.canvas.loader
 
     @property
     def loading(self) -> str | None:
         """The chip being loaded for the screen, or None when the current chip is drawn."""
-        return self.display.chip_id if self.display.loading else None
+        return self.canvas.loading
+
+    @property
+    def scoring_running(self) -> bool:
+        """True while a scoring job runs."""
+        return self.scoring.running
 
     @property
     def keys_bound(self) -> bool:
         return self._keys.bound
 
-    # ------------------------------------------------------------------ UI
-    def _build_ui(self) -> None:
-        from chipqa._qt.retrain_panel import RetrainPanel
+    def _busy(self) -> bool:
+        return self.scoring.running
 
-        build_review_ui(self)
-        self.retrain = RetrainPanel(self)
-        self.tabs.addTab(self.retrain, "Retrain")
+    def _shown(self) -> bool:
+        return self.alive and self.isVisible()
+
+    # ------------------------------------------------------------------ what callers do
+    def open_dataset(
+        self, path: str | Path, model: str | None = None, *, score: bool = True
+    ) -> bool:
+        """Open a dataset (and start scoring it unless its scores are on disk already)."""
+        self.scoring.dataset_edit.setText(str(path))
+        if model is not None:
+            self.scoring.choose_model(model)
+        return self.scoring.score() if score else True
+
+    def rescore_with(self, model: str | Path) -> bool:
+        """Load another model (a name or a checkpoint) and score the open dataset with it."""
+        self.scoring.choose_model(model)
+        return self.scoring.score()
+
+    def set_view(self, view: str, *, force: bool = False) -> None:
+        """Show the ``gallery``, the chip ``side by side`` or its ``layers``."""
+        self.canvas.set_view(view, force=force)
 
     def give_keys_back(self) -> None:
         """Take the keyboard focus from a text field, so that the review keys (which
         reach napari through the dock) work again."""
         self.setFocus()
 
-    # ------------------------------------------------------------------ messages
-    def say(self, text: str, error: bool = False) -> None:
-        """Show a message in the status line and as a napari notification."""
-        self.status.setText(text)
-        self.status.setStyleSheet("color: #ff6b6b;" if error else "")
-        from napari.utils.notifications import show_error, show_info
-
-        (show_error if error else show_info)(text)
-
-    # ------------------------------------------------------------------ dataset & scoring
-    def open_dataset(
-        self, path: str | Path, model: str | None = None, *, score: bool = True
-    ) -> bool:
-        """Open a dataset (and start scoring it unless its scores are on disk already)."""
-        self.dataset_edit.setText(str(path))
-        if model is not None:
-            self.model_edit.setText(str(model))
-            self._model_chosen = True
-        if score:
-            return self._on_score()
-        return True
-
-    def rescore_with(self, model: str | Path) -> bool:
-        """Load another model (a name or a checkpoint) and score the open dataset with it."""
-        self.model_edit.setText(str(model))
-        self._model_chosen = True
-        return self._on_score()
-
-    def _model_of_saved_scores(self, root: str) -> None:
-        """Unless a model was chosen, the Model field takes the model the dataset's saved
-        scores were made with (a retrained checkpoint stays in use when the panel is
-        opened again, instead of the default model scoring over its scores)."""
-        if self._model_chosen:
-            return
-        saved = settings_of_scores(side_paths(Path(root).expanduser()).scores)
-        if saved is not None and (saved.registered or Path(saved.model).is_file()):
-            self.model_edit.setText(saved.model)
-
-    def _on_score(self) -> bool:
-        if self._job is not None:
-            self.say("Scoring is already running; cancel it first.", error=True)
-            return False
-        text = self.dataset_edit.text().strip()
-        if not text:
-            self.say("Choose a dataset folder first.", error=True)
-            return False
-        first = self.project is None
-        self._model_of_saved_scores(text)
-        try:
-            name = self.model_edit.text().strip() or DEFAULT_MODEL
-            # The threshold is calibrated to the labels, as `chipqa score` does.
-            predictor, settings = ScoringSettings.create(name).load_predictor("auto")
-            self._first_open = first and bool(self.blocklist_edit.text().strip())
-            project = self.controller.open_dataset(text)
-        except (ChipqaError, ValueError) as exc:
-            self.say(str(exc), error=True)
-            return False
-        self.give_keys_back()
-        self.predictor = predictor
-        self.controller.switch_blocklist(self.blocklist_edit.text().strip() or None)
-        saved = project.saved_scores(settings)
-        if saved is not None:
-            scores, resolved = saved
-            self.say(
-                f"Loaded scores from {project.scores_path} ({len(scores)} chips; "
-                f"{resolved.describe()})."
-            )
-            self.controller.review(scores, resolved)
-            return True
-        self._start_scoring(project, predictor, settings)
-        return True
-
-    def _on_dataset_changed(self, project: ReviewProject) -> None:
-        """Another dataset (or the same one listed again): its own blocklist path unless
-        one was typed before the first dataset was opened; nothing recorded shown."""
-        if not self._first_open:
-            self.blocklist_edit.setText(str(self.controller.blocklist_path))
-        self._first_open = False
-        self._recorded = ""
-        self.progress_bar.setValue(0)
-
-    def _end_review(self, why: str) -> None:
-        """Nothing of the previous review stays live while another one is prepared: no
-        session, no chip on the canvas, keys that only say so."""
-        self.controller.close_review()
-        self.chip_layers.note(why)
-        self.chip_label.setText(why)
-
-    def _clear_review(self) -> None:
-        self.display.set_loader(None)
-        self.gallery.set_source(None, None)
-        if self.chip_layers.chip_id is not None:
-            self.chip_layers.clear("")
-        self.gallery.detach()
-        self.canvas_text.badge = ""
-        self.canvas_text.refresh()
-        self.progress_label.setText("")
-
-    def _start_scoring(
-        self, project: ReviewProject, predictor: Predictor, settings: ScoringSettings
-    ) -> None:
-        previews = PreviewStore.for_settings(project.root, settings)
-        job = ScoringJob(project.dataset, predictor, settings, previews=previews)
-        job.progressed.connect(self._on_scored)
-        job.done.connect(self._on_scoring_done)
-        job.aborted.connect(self._on_scoring_aborted)
-        job.failed.connect(self._on_scoring_error)
-        job.finished.connect(self._on_job_finished)
-        self._job = job
-        self._end_review(f"Scoring {project.root.name}…")
-        self.progress_bar.setRange(0, job.total)
-        self.progress_bar.setValue(0)
-        self.score_btn.setEnabled(False)
-        self.cancel_btn.setEnabled(True)
-        self.say(
-            f"Scoring {job.total} chips of {project.root} with {predictor.name} "
-            f"on {predictor.device}…"
-        )
-        job.start()
-
-    def _on_scored(self, done: int) -> None:
-        if self.alive:
-            self.progress_bar.setValue(done)
-
-    def _blocklist_as_typed(self) -> None:
-        """A blocklist path typed while scoring ran is taken up now (an unusable one is
-        tried again when the scores are reviewed)."""
-        typed = self.blocklist_edit.text().strip()
-        store = self.store
-        if typed and store is not None and Path(typed).expanduser() != store.path:
-            self.controller.switch_blocklist(typed)
-
-    def _on_scoring_done(self, scores: pd.DataFrame) -> None:
+    # ------------------------------------------------------------------ the keys
+    def run(self, name: str) -> None:
+        """Run the action ``name`` (a key, a button or a napari command)."""
         if not self.alive:
             return
-        self._blocklist_as_typed()
-        settings = self._job.settings  # the threshold as calibrated
-        bad = int((scores["error"] != "").sum())
-        msg = f"Scored {len(scores)} chips with {settings.describe()}."
-        if bad:
-            msg += f" {bad} could not be read (flag 'unreadable'; hover the row for the reason)."
-        self.say(msg)
-        self.controller.scored(scores, settings)
+        if self.fixes.painting and name not in ("save_paint", "cancel_paint", "help"):
+            self.status.show_text(f"Painting a label: {paint_keys_text()}.")
+            return
+        self._actions[name]()
 
-    def _on_scoring_aborted(self, partial: pd.DataFrame) -> None:
+    def keys_changed(self, _action: str = "") -> None:
+        """A key was changed in napari's keyboard preferences: bind the keys in force
+        (the old one no longer does anything) and show them."""
         if not self.alive:
             return
-        self._blocklist_as_typed()
-        self.say(
-            f"Scoring cancelled after {len(partial)} of {len(self.dataset)} chips; "
-            "the table holds the chips scored so far (they are not saved as scores)."
-        )
-        if len(partial):
-            self.controller.review(partial, self._job.settings)
+        self._keys.set_table(key_table(KEY_ACTIONS))
+        self.fixes.set_keys()
+        self.decisions.show_keys(self.canvas.in_gallery)
+        self.filters.show_keys()
+        if self.canvas.help_on:
+            self.canvas.show_help()
 
-    def _on_scoring_error(self, exc: Exception) -> None:
-        if self.alive:
-            self.say(f"Scoring failed: {exc}", error=True)
+    # ------------------------------------------------------------------ following the review
+    def _on_dataset_changed(self, _project) -> None:
+        self.canvas.recorded = ""  # nothing recorded shown for another dataset
 
-    def _on_job_finished(self) -> None:
-        self._job = None
-        if self.alive:
-            self.score_btn.setEnabled(True)
-            self.cancel_btn.setEnabled(False)
+    def _on_preparing(self, why: str) -> None:
+        """Nothing of the previous review stays live while another one is prepared."""
+        self.canvas.end(why)
+        self.info.set_text(why)
 
-    def _on_cancel(self) -> None:
-        if self._job is not None:
-            self._job.cancel()
-
-    # ------------------------------------------------------------------ review
-    def review_scores(
-        self,
-        scores: pd.DataFrame,
-        *,
-        model: str | Path | None = None,
-        settings: ScoringSettings | None = None,
-    ) -> None:
-        """Review the open dataset in the order of ``scores`` (decisions go to the blocklist
-        shown). ``model`` only names the model the scores came from in the Model field;
-        ``settings``: how they were made (default: the settings in force)."""
-        if model is not None:
-            self.model_edit.setText(str(model))
-        self.controller.review(scores, settings)
+    def _follow(self, session: ReviewSession | None) -> None:
+        """Follow ``session``'s cursor and ordering (and no longer the previous one's)."""
+        old, self._session_shown = self._session_shown, session
+        if old is not None:
+            old.current_changed.disconnect(self._on_current_changed)
+            old.order_changed.disconnect(self._on_order_changed)
+        self.table.set_session(session)
+        if session is not None:
+            session.current_changed.connect(self._on_current_changed)
+            session.order_changed.connect(self._on_order_changed)
 
     def _on_session_changed(self, session: ReviewSession | None) -> None:
         """The controller has a new session (or none): draw it."""
-        self._set_session(session)
+        self._follow(session)
         if session is None:
-            self._clear_review()
+            self.canvas.clear()
+            self.info.clear()
             return
-        predictor, settings = self.predictor, self.settings
-        threshold = (
-            settings.threshold if settings and settings.threshold is not None
-            else scored_threshold(session.scores)
-        )  # fmt: skip
-        loader = ChipLoader(
-            self.dataset,
-            predictor.predict_numpy if predictor else None,
-            stretch=self.stretch_combo.currentText(),
-            threshold=threshold,
-            previews=PreviewStore.for_settings(self.dataset.root, settings) if settings else None,
-        )
-        self.display.set_loader(loader)
-        self.gallery.set_source(session, loader)
-        self.chip_layers.note("")
-        self.flag_combo.blockSignals(True)
-        self.flag_combo.clear()
-        self.flag_combo.addItem("all flags", None)
-        for f in session.flags_present:
-            self.flag_combo.addItem(f, f)
-            tip = FLAG_DESCRIPTIONS.get(f, "")
-            self.flag_combo.setItemData(
-                self.flag_combo.count() - 1, tip, Qt.ItemDataRole.ToolTipRole
-            )
-        self.flag_combo.blockSignals(False)
-        self.undecided_check.blockSignals(True)
-        self.undecided_check.setChecked(False)
-        self.undecided_check.blockSignals(False)
-        self._sync_sort_indicator()
+        self.filters.set_session(session)
         store = session.store
         if store.merged_from_elsewhere or len(store):
             done, total = session.progress()
-            self.say(f"Resumed: {done} of {total} chips already decided in {store.path}.")
-        self.set_view(self.view, force=True)
+            self.status.say(f"Resumed: {done} of {total} chips already decided in {store.path}.")
+        self.canvas.start(self.filters.stretch)
         self.retrain.update_estimate()
 
-    def _on_labels_changed(self, chip_ids: list[str]) -> None:
-        """A fix, its undo or another blocklist changed these chips' labels: their
-        loaded views go, and the chip on screen is drawn again."""
-        if self.loader is not None:
-            self.loader.forget(chip_ids)
-        self._decided_rows.update(chip_ids)  # their label share and IoU in the table
+    def _on_current_changed(self, _chip_id: str | None) -> None:
+        self.status.chip_moved()  # "Undid …" was about the chip left behind
+        self.canvas.show_current()
+
+    def _on_decided(self, chip_id: str, _decision: str) -> None:
+        self.table.mark(chip_id)  # one row, not the whole table
         self._schedule_info()
-        if self.session is not None and self.session.current in chip_ids:
-            self.display.chip_id = None
-            self.show_current()
+        self.canvas.prefetch()
 
-    def _set_session(self, session: ReviewSession | None) -> None:
-        old = self._session_shown
-        if old is not None:
-            old.current_changed.disconnect(self._on_current_changed)
-            old.decided.disconnect(self._on_decided)
-            old.undone.disconnect(self._on_table_changed)
-            old.order_changed.disconnect(self._on_order_changed)
-        self._session_shown = session
-        self.table_model.set_session(session)
-        if session is not None:
-            self.table.resizeColumnsToContents()  # once: not on every change (slow)
-            session.current_changed.connect(self._on_current_changed)
-            session.decided.connect(self._on_decided)
-            session.undone.connect(self._on_table_changed)
-            session.order_changed.connect(self._on_order_changed)
+    def _on_rows_changed(self, *_) -> None:
+        self.table.mark_all()
+        self._schedule_info()
+        self.canvas.prefetch()
 
-    def _on_blocklist_path_edited(self) -> None:
-        if self.project is None or self._job is not None:
-            return  # taken up when the dataset is opened, or when scoring ends
-        self.controller.switch_blocklist(self.blocklist_edit.text().strip() or None)
-        self._update_badge()
+    def _on_order_changed(self) -> None:
+        self._on_rows_changed()
+        s = self.controller.session
+        if self.canvas.in_gallery and s is not None:
+            self.canvas.gallery.follow(s.position)
+
+    def _on_labels_changed(self, chip_ids: list[str]) -> None:
+        """A fix, its undo or another blocklist changed these chips' labels: their rows
+        (label share, IoU) and their loaded views."""
+        self.table.mark(*chip_ids)
+        self._schedule_info()
+        self.canvas.labels_changed(chip_ids)
+
+    def _on_view_changed(self, view: str) -> None:
+        self.filters.show_view(view)
+        self.decisions.show_keys(self.canvas.in_gallery)
+
+    def _on_filter_changed(self, flag: str | None, undecided_only: bool) -> None:
+        s = self.controller.session
+        if s is not None:
+            s.set_view(flag=flag, undecided_only=undecided_only)
+            self.canvas.show_current()
+
+    def _on_stretch_chosen(self, stretch: str) -> None:
+        self.canvas.set_stretch(stretch)
+        self.status.show_text(f"True colour: {stretch} stretch.")
+
+    def _goto(self, chip_id: str) -> None:
+        s = self.controller.session
+        if s is not None:
+            s.goto(chip_id)
+
+    def _on_oof_reviewed(self, checkpoint: Path, message: str) -> None:
+        self.scoring.model_edit.setText(str(checkpoint))
+        self.status.say(message)
+
+    def _schedule_info(self, *_) -> None:
+        if not self._info_pending:
+            self._info_pending = True
+            QTimer.singleShot(INFO_MS, self._update_info)
+
+    def _update_info(self) -> None:
+        """The table, the panel's text and the canvas's badge, once the canvas is drawn."""
+        self._info_pending = False
+        if not self.alive:
+            return
+        self.table.update_rows()
+        s, canvas = self.controller.session, self.canvas
+        if s is None or s.current is None:
+            return
+        shown = canvas.display.chip_id == s.current and not canvas.in_gallery
+        self.info.show_chip(
+            s, loading=shown and canvas.display.loading, error=canvas.display.error if shown else ""
+        )
+        canvas.update_badge()
 
     # ------------------------------------------------------------------ lifecycle
     def showEvent(self, event) -> None:  # noqa: N802 (Qt API)
@@ -435,21 +394,15 @@ class ChipQAWidget(PanelSync, ReviewActions, GalleryActions, QWidget):
         shortcuts.detach(self)
         self._keys.unbind()
         self._keys.forget_layers()
-        self.gallery.close()
-        self.display.set_loader(None)
-        QTimer.singleShot(0, self.chip_layers.detach)  # the panel's layers leave with it
-        from chipqa._qt.fix_wiring import close_fixer
-
-        close_fixer(self)
-        self.canvas_text.clear()
-        self._set_session(None)
+        self.fixes.close()
+        self.canvas.close()  # the panel's layers leave with it
+        self._follow(None)
         self._teardown()
 
     def _teardown(self, *_) -> None:
         self.alive = False
         shortcuts.detach(self)
-        if self._job is not None:
-            self._job.cancel()
+        self.scoring.shutdown()
         try:
             self.retrain.shutdown()
         except RuntimeError:  # its Qt object is already gone

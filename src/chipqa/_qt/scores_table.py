@@ -1,13 +1,16 @@
-"""A Qt table model over the review session's current ordering.
+"""The scores table: a Qt table model over the review session's current ordering,
+and the view that shows it in the panel.
 
 The decision is the second column, so it is on screen at any panel width, and a decided
-row is tinted in its decision's colour.
+row is tinted in its decision's colour. A click on a row makes its chip the current
+one; a click on a header sorts the session's ordering (what next / previous walk).
 """
 
 from __future__ import annotations
 
-from qtpy.QtCore import QAbstractTableModel, QModelIndex, Qt
+from qtpy.QtCore import QAbstractTableModel, QModelIndex, Qt, Signal
 from qtpy.QtGui import QBrush, QColor
+from qtpy.QtWidgets import QHeaderView, QTableView
 
 from chipqa.review.session import ReviewSession, as_number, fraction_text, score_text
 
@@ -83,7 +86,8 @@ class ScoresTableModel(QAbstractTableModel):
         self.endResetModel()
 
     def chip_changed(self, chip_id: str) -> None:
-        """Redraw one chip's row (its decision changed; the ordering did not)."""
+        """Redraw one chip's row (its decision or label changed; the ordering did not)."""
+        self._text.pop(chip_id, None)
         if self.session is None:
             return
         try:
@@ -138,3 +142,77 @@ class ScoresTableModel(QAbstractTableModel):
         self.beginResetModel()
         self.session.set_view(sort_by=key, ascending=order == Qt.SortOrder.AscendingOrder)
         self.endResetModel()
+
+
+class ScoresTable(QTableView):
+    """The table of the chips listed, in the session's order, following its cursor.
+
+    Changes are drawn lazily: :meth:`mark` and :meth:`mark_all` note what changed and
+    :meth:`update_rows` (called by the panel once the canvas is drawn) redraws it.
+
+    Signals:
+        chip_clicked(chip_id): a row was clicked.
+    """
+
+    chip_clicked = Signal(str)
+
+    def __init__(self):
+        super().__init__()
+        self.table_model = ScoresTableModel()
+        self.setModel(self.table_model)
+        self.setSortingEnabled(True)
+        self.setSelectionBehavior(QTableView.SelectionBehavior.SelectRows)
+        self.setSelectionMode(QTableView.SelectionMode.SingleSelection)
+        header = self.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        header.setStretchLastSection(True)
+        self.verticalHeader().setVisible(False)
+        self.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # the review keys stay the viewer's
+        self.clicked.connect(self._on_clicked)
+        self._changed: set[str] = set()
+        self._stale = False
+
+    def set_session(self, session: ReviewSession | None) -> None:
+        self._changed, self._stale = set(), False
+        self.table_model.set_session(session)
+        if session is not None:
+            self.resizeColumnsToContents()  # once: not on every change (slow)
+            self.sync_sort_indicator()
+
+    def mark(self, *chip_ids: str) -> None:
+        """These chips' rows changed (a decision, a fix)."""
+        self._changed.update(chip_ids)
+
+    def mark_all(self, *_) -> None:
+        """The rows changed (another ordering or filter, an undo)."""
+        self._stale = True
+
+    def update_rows(self) -> None:
+        """Redraw what changed since the last call, and select the current chip's row."""
+        rows, self._changed = self._changed, set()
+        if self._stale:
+            self._stale = False
+            self.table_model.refresh()
+        for cid in rows:
+            self.table_model.chip_changed(cid)
+        s = self.table_model.session
+        if s is not None and 0 <= s.position < len(s.order):
+            self.selectRow(s.position)
+            self.scrollTo(self.table_model.index(s.position, 0))
+
+    def sync_sort_indicator(self) -> None:
+        """The sort arrow shows the ordering the rows really have."""
+        s = self.table_model.session
+        col = column_of(s.sort_by) if s is not None else -1
+        order = Qt.SortOrder.AscendingOrder if s and s.ascending else Qt.SortOrder.DescendingOrder
+        header = self.horizontalHeader()
+        header.blockSignals(True)
+        header.setSortIndicatorShown(col >= 0)
+        if col >= 0:
+            header.setSortIndicator(col, order)
+        header.blockSignals(False)
+
+    def _on_clicked(self, index) -> None:
+        cid = self.table_model.chip_at(index.row())
+        if cid is not None:
+            self.chip_clicked.emit(cid)

@@ -32,14 +32,23 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from napari.utils.key_bindings import KeymapProvider
 
 from chipqa._qt.keys import ACTIONS, keys_of, set_keys
 
-if TYPE_CHECKING:
-    from chipqa._qt.review_widget import ChipQAWidget
+
+class Panel(Protocol):
+    """A review panel the keys reach: it runs actions and shows the keys in force."""
+
+    viewer: object
+    alive: bool
+
+    def run(self, name: str) -> None: ...
+
+    def keys_changed(self, action: str = "") -> None: ...
+
 
 PREFIX = "chipqa:"
 
@@ -50,7 +59,7 @@ class ChipQAKeymap(KeymapProvider):
 
 
 _registered = False
-_panels: weakref.WeakSet[ChipQAWidget] = weakref.WeakSet()
+_panels: weakref.WeakSet[Panel] = weakref.WeakSet()
 
 
 def action_id(name: str) -> str:
@@ -81,25 +90,28 @@ def _command(name: str) -> Callable[[], None]:
     def command() -> None:
         from napari import current_viewer
 
-        viewer = current_viewer()
-        for panel in list(_panels):
-            if panel.alive and panel.viewer is viewer:
-                panel.run(name)
+        for panel in panels(current_viewer()):
+            panel.run(name)
 
     command.__name__ = command.__qualname__ = f"chipqa_{name}"
     command.__doc__ = f"Run {name!r} in the Chip QA panel of the current viewer, if one is open."
     return command
 
 
-def attach(panel: ChipQAWidget) -> None:
+def attach(panel: Panel) -> None:
     """Register chipqa's actions (once) and tell ``panel.keys_changed(action name)``
     whenever the keys of an action change, until :func:`detach` (or its end)."""
     register()
     _panels.add(panel)
 
 
-def detach(panel: ChipQAWidget) -> None:
+def detach(panel: Panel) -> None:
     _panels.discard(panel)
+
+
+def panels(viewer) -> list[Panel]:
+    """The live panels of ``viewer``."""
+    return [p for p in list(_panels) if p.alive and p.viewer is viewer]
 
 
 def register() -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -35,6 +36,9 @@ from chipqa.review.fixes import record_fix
 from chipqa.review.project import ReviewProject
 from chipqa.review.session import ReviewSession
 from chipqa.scoring.settings import ScoringSettings
+
+if TYPE_CHECKING:
+    from chipqa.predictors import Predictor
 
 FIXED_COLUMNS = ("label_cloud_fraction", "iou", "label_source")
 """The numbers of a chip that a label fix changes in the table (until it is scored again)."""
@@ -71,6 +75,8 @@ class ReviewController:
         self.settings: ScoringSettings | None = None
         self.scores: pd.DataFrame | None = None
         self.session: ReviewSession | None = None
+        self.predictor: Predictor | None = None
+        """The model the scores under review were made with (None: not loaded)."""
         self._scored_rows: dict[str, dict] = {}  # a fixed chip's numbers as scored
 
     @property
@@ -161,6 +167,7 @@ class ReviewController:
         from chipqa.scoring.table import scored_threshold
 
         predictor, settings = settings.load_predictor(device)
+        self.predictor = predictor
         previews = PreviewStore.for_settings(self.project.root, settings)
         scores = score_dataset(
             self.dataset,
@@ -196,6 +203,11 @@ class ReviewController:
         else:
             self._set_session(ReviewSession(scores, self.store))
         return self.session
+
+    def use_predictor(self, predictor: Predictor | None) -> None:
+        """The model that draws the chips under review and makes their fixes' masks
+        (loaded from the settings the scores are made with)."""
+        self.predictor = predictor
 
     def close_review(self) -> None:
         """No session (scoring again, the panel closing)."""
