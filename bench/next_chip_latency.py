@@ -2,8 +2,9 @@ r"""Time from the "next chip" key to the new chip drawn, in a real napari window
 
 Generates a synthetic dataset (512×512 chips by default) — or, with ``--real DIR``,
 writes ``--chips`` copies of the real chips in DIR (e.g. ``../shared/real-dev``: the 8
-rotations / flips of each, 56 distinct chips for the seven there, repeated past that; a
-chip of another size, 856×512, is shown as it is) — opens it in the Chip QA widget,
+rotations / flips of each, 56 distinct chips for the seven there, repeated past that,
+with gross label errors planted into 15 % as in the generated set; a chip of another
+size, 856×512, is shown as it is) — opens it in the Chip QA widget,
 scores it with the baseline, then presses the real "next chip" key (→) on the canvas N
 times. For each press it measures the time from the key event to the end
 of the canvas draw that shows the new chip (after it has loaded, when the prefetch
@@ -43,34 +44,21 @@ def main() -> None:
         help="seconds between presses (one run per value)",
     )
     ap.add_argument("--data", type=Path, default=None, help="reuse a generated dataset folder")
-    ap.add_argument(
-        "--real",
-        type=Path,
-        default=None,
-        help="copies of the real chips in this folder instead of generated ones",
-    )
+    ap.add_argument("--real", type=Path, metavar="DIR", help="copies of DIR's real chips")
     args = ap.parse_args()
 
     import napari
     from qtpy.QtCore import Qt
     from qtpy.QtTest import QTest
     from qtpy.QtWidgets import QApplication
-    from real_quality import real_copies  # bench/ is on the path
+    from real_quality import gui_dataset  # bench/ is on the path
 
     from chipqa._qt.review_widget import open_in_viewer
-    from chipqa.synth import generate_dataset
 
     tmp = tempfile.TemporaryDirectory()
     root = args.data or Path(tmp.name) / "data"
     if not root.exists():
-        t0 = time.perf_counter()
-        if args.real is not None:
-            real_copies(args.real, root, args.chips)
-            print(f"wrote {args.chips} copies of the real chips of {args.real}", end="")
-        else:
-            generate_dataset(root, n_chips=args.chips, size=args.size, seed=0)
-            print(f"generated {args.chips} chips of {args.size}²", end="")
-        print(f" in {time.perf_counter() - t0:.1f} s")
+        print(gui_dataset(root, args.chips, args.real, args.size))
 
     viewer = napari.Viewer(show=True)
     viewer.window._qt_window.resize(1600, 1000)

@@ -163,6 +163,23 @@ def real_copies(
     return table
 
 
+def gui_dataset(
+    root: Path, n: int, real: Path | None = None, size: int = 512, error_rate: float = 0.15
+) -> str:
+    """The GUI benchmarks' chips: ``n`` generated ones of ``size``², or with ``real``,
+    ``n`` copies of the real chips there (:func:`real_copies`); label errors planted into
+    ``error_rate`` of them, the truth in ``<root>-truth``. Returns a line saying what was
+    written and how long it took."""
+    t0 = time.perf_counter()
+    if real is not None:
+        real_copies(real, root, n, error_rate=error_rate)
+        what = f"{n} copies of the real chips of {real}"
+    else:
+        generate_dataset(root, n_chips=n, size=size, error_rate=error_rate, seed=0)
+        what = f"{n} generated chips of {size}²"
+    return f"wrote {what} in {time.perf_counter() - t0:.1f} s"
+
+
 def old_rule(df: pd.DataFrame) -> np.ndarray:
     """The previous release's suspicion: mean of 1 − label_quality and soft mismatch."""
     return (((1 - df.label_quality) + df.soft_mismatch) / 2).to_numpy()

@@ -55,35 +55,22 @@ def main() -> None:
     )
     ap.add_argument("--single-chips", type=int, default=96, help="chips reviewed one by one")
     ap.add_argument("--data", type=Path, default=None, help="reuse a generated dataset")
-    ap.add_argument(
-        "--real",
-        type=Path,
-        default=None,
-        help="copies of the real chips in this folder instead of generated ones",
-    )
+    ap.add_argument("--real", type=Path, metavar="DIR", help="copies of DIR's real chips")
     args = ap.parse_args()
 
     import napari
     from qtpy.QtCore import QPoint, Qt
     from qtpy.QtTest import QTest
     from qtpy.QtWidgets import QApplication
-    from real_quality import real_copies  # bench/ is on the path
+    from real_quality import gui_dataset  # bench/ is on the path
 
     from chipqa._qt.review_widget import ChipQAWidget
     from chipqa.blocklist.csvread import read_blocklist
-    from chipqa.synth import generate_dataset
 
     tmp = tempfile.TemporaryDirectory()
     root = args.data or Path(tmp.name) / "data"
     if not root.exists():
-        t0 = time.perf_counter()
-        if args.real is not None:
-            real_copies(args.real, root, args.chips, error_rate=args.error_rate)
-            print(f"wrote {args.chips} copies of the real chips of {args.real}", end="")
-        else:
-            generate_dataset(root, n_chips=args.chips, size=args.size, error_rate=args.error_rate)
-            print(f"generated {args.chips} chips of {args.size}²", end="")
-        print(f" in {time.perf_counter() - t0:.0f} s")
+        print(gui_dataset(root, args.chips, args.real, args.size, error_rate=args.error_rate))
     chips = f"real chips ({args.real})" if args.real is not None else f"{args.size}² chips"
     truth = pd.read_csv(Path(f"{root}-truth") / "planted_errors.csv", dtype={"chip_id": str})
     planted = set(truth.loc[truth["corrupted"].astype(bool), "chip_id"])
