@@ -1,8 +1,12 @@
-"""Time from the "next chip" key to the new chip drawn, in a real napari window.
+r"""Time from the "next chip" key to the new chip drawn, in a real napari window.
 
-Generates a synthetic dataset (512×512 chips by default), opens it in the Chip QA
-widget, scores it with the baseline, then presses the real "next chip" key (→) on the
-canvas N times. For each press it measures the time from the key event to the end
+Generates a synthetic dataset (512×512 chips by default) — or, with ``--real DIR``,
+writes ``--chips`` copies of the real chips in DIR (e.g. ``../shared/real-dev``: the 8
+rotations / flips of each, 56 distinct chips for the seven there, repeated past that,
+with gross label errors planted into 15 % as in the generated set; a chip of another
+size, 856×512, is shown as it is) — opens it in the Chip QA widget,
+scores it with the baseline, then presses the real "next chip" key (→) on the canvas N
+times. For each press it measures the time from the key event to the end
 of the canvas draw that shows the new chip (after it has loaded, when the prefetch
 was not ahead), and prints the median and the 95th
 percentile. ``--dwell`` is the reviewer's look at each chip before the next key
@@ -11,6 +15,8 @@ press (background prefetch works during it); ``--dwell 0`` is key-repeat speed.
 Needs a display; on a headless machine run it under Xvfb:
 
     xvfb-run -a -s "-screen 0 1920x1200x24" python bench/next_chip_latency.py --chips 110
+    xvfb-run -a -s "-screen 0 1920x1200x24" python bench/next_chip_latency.py \
+        --real ../shared/real-dev --chips 61
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ def main() -> None:
     ap.add_argument(
         "--chips", type=int, default=110, help="chips in the dataset (presses = chips - 5)"
     )
-    ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--size", type=int, default=512, help="generated chips' size")
     ap.add_argument(
         "--dwell",
         type=float,
@@ -38,22 +44,21 @@ def main() -> None:
         help="seconds between presses (one run per value)",
     )
     ap.add_argument("--data", type=Path, default=None, help="reuse a generated dataset folder")
+    ap.add_argument("--real", type=Path, metavar="DIR", help="copies of DIR's real chips")
     args = ap.parse_args()
 
     import napari
     from qtpy.QtCore import Qt
     from qtpy.QtTest import QTest
     from qtpy.QtWidgets import QApplication
+    from real_quality import gui_dataset  # bench/ is on the path
 
     from chipqa._qt.review_widget import open_in_viewer
-    from chipqa.synth import generate_dataset
 
     tmp = tempfile.TemporaryDirectory()
     root = args.data or Path(tmp.name) / "data"
     if not root.exists():
-        t0 = time.perf_counter()
-        generate_dataset(root, n_chips=args.chips, size=args.size, seed=0)
-        print(f"generated {args.chips} chips of {args.size}² in {time.perf_counter() - t0:.1f} s")
+        print(gui_dataset(root, args.chips, args.real, args.size))
 
     viewer = napari.Viewer(show=True)
     viewer.window._qt_window.resize(1600, 1000)
@@ -80,6 +85,7 @@ def main() -> None:
         return widget.loading is None and widget.chip_layers.chip_id == widget.session.current
 
     presses = len(widget.session.order) - 5
+    chips = f"real chips ({args.real})" if args.real is not None else f"{args.size}² chips"
     for dwell in args.dwell:
         widget.session.position = 0
         while not on_screen():
@@ -110,7 +116,7 @@ def main() -> None:
         times.sort()
         p95 = times[int(round(0.95 * (len(times) - 1)))]
         print(
-            f"dwell {dwell:.2f} s, {len(times)} presses, {args.size}² chips: "
+            f"dwell {dwell:.2f} s, {len(times)} presses, {chips}: "
             f"median {statistics.median(times):.1f} ms, p95 {p95:.1f} ms, max {times[-1]:.1f} ms"
             f" ({waited} chips not prefetched in time)"
         )

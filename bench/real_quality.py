@@ -74,6 +74,17 @@ def read_real(root: Path) -> dict[str, dict]:
     return chips
 
 
+def load_real(root: Path) -> dict[str, dict]:
+    """:func:`read_real`, or a clear exit when ``root`` holds no real chips."""
+    real = read_real(root.resolve()) if root.is_dir() else {}
+    if not real:
+        raise SystemExit(
+            f"no real chips in {root} (folders with B02.tif … B08.tif and label.tif); "
+            "pass --real with the real-dev folder"
+        )
+    return real
+
+
 def write_chip(root: Path, cid: str, bands, label, bp, lp) -> None:
     d = root / cid
     d.mkdir(parents=True)
@@ -112,6 +123,61 @@ def build(real: dict, out: Path, n_errors: int, transforms: int, seed: int):
                     truth[eid] = (group, kind, cid)
                     break
     return truth
+
+
+def real_copies(
+    src: Path, out: Path, n: int, error_rate: float = 0.0, seed: int = 0
+) -> pd.DataFrame:
+    """Write ``n`` chips made of the real ones in ``src`` into the new folder ``out``, for
+    the GUI benchmarks: the 8 rotations / flips of every real chip in turn (``<chip>_t<t>``; past
+    8 × the real chips, the same again as ``<chip>_t<t>_r<k>``), with a gross label error
+    planted into ``round(error_rate * n)`` of them at random. The truth goes where
+    ``chipqa synth`` puts it, ``<out>-truth/planted_errors.csv`` (``chip_id``,
+    ``corrupted``, ``error_kind``), and is returned."""
+    real = load_real(src)
+    rng = np.random.default_rng(seed)
+    names = sorted(real)
+    distinct = 8 * len(names)
+    wrong_at = set(rng.choice(n, int(round(error_rate * n)), replace=False).tolist())
+    rows = []
+    for i in range(n):
+        rep, v = divmod(i, distinct)
+        t, name = divmod(v, len(names))
+        name = names[name]
+        cid = f"{name}_t{t}" + (f"_r{rep}" if rep else "")
+        c = real[name]
+        label, kind = dihedral(c["label"], t), ""
+        if i in wrong_at:
+            donors = [real[o]["label"] for o in names if o != name]
+            for k in GROSS_KINDS[i % 5 :] + GROSS_KINDS[: i % 5]:  # the next that fits
+                wrong = plant_error(rng, label, k, donors)
+                if wrong is not None:
+                    label, kind = wrong, k
+                    break
+        write_chip(out, cid, dihedral(c["bands"], t), label, c["bp"], c["lp"])
+        rows.append({"chip_id": cid, "corrupted": bool(kind), "error_kind": kind})
+    truth = out.with_name(out.name + "-truth") / "planted_errors.csv"
+    truth.parent.mkdir(parents=True, exist_ok=True)
+    table = pd.DataFrame(rows)
+    table.to_csv(truth, index=False)
+    return table
+
+
+def gui_dataset(
+    root: Path, n: int, real: Path | None = None, size: int = 512, error_rate: float = 0.15
+) -> str:
+    """The GUI benchmarks' chips: ``n`` generated ones of ``size``², or with ``real``,
+    ``n`` copies of the real chips there (:func:`real_copies`); label errors planted into
+    ``error_rate`` of them, the truth in ``<root>-truth``. Returns a line saying what was
+    written and how long it took."""
+    t0 = time.perf_counter()
+    if real is not None:
+        real_copies(real, root, n, error_rate=error_rate)
+        what = f"{n} copies of the real chips of {real}"
+    else:
+        generate_dataset(root, n_chips=n, size=size, error_rate=error_rate, seed=0)
+        what = f"{n} generated chips of {size}²"
+    return f"wrote {what} in {time.perf_counter() - t0:.1f} s"
 
 
 def old_rule(df: pd.DataFrame) -> np.ndarray:
@@ -211,12 +277,7 @@ def main() -> None:
     ap.add_argument("--no-cleanlab", action="store_true")
     args = ap.parse_args()
 
-    real = read_real(args.real.resolve()) if args.real.is_dir() else {}
-    if not real:
-        raise SystemExit(
-            f"no real chips in {args.real} (folders with B02.tif … B08.tif and label.tif); "
-            "pass --real with the real-dev folder"
-        )
+    real = load_real(args.real)
     onc = {n for n in real if n.startswith("oncloudn")}
     results = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,9 +1,14 @@
-"""A scripted reviewer in a real napari window: key presses and time per chip, gallery vs
+r"""A scripted reviewer in a real napari window: key presses and time per chip, gallery vs
 single-chip review, and the gallery's page-turn latency.
 
 Generates a synthetic dataset with planted label errors (10 % by default, 512×512
-chips), scores it with the baseline, and reviews every chip twice, each time into a
-fresh blocklist, blocking exactly the planted errors and keeping the rest:
+chips) — or, with ``--real DIR``, writes ``--chips`` copies of the real chips in DIR (e.g.
+``../shared/real-dev``: the 8 rotations / flips of each, 56 distinct chips for the seven
+there, repeated past that) with a gross label error planted into ``--error-rate`` of them
+(:func:`chipqa.synth.planting.plant_error`); a chip of another size (856×512) is shown
+as it is side by side and squeezed into its square cell in the gallery — scores it with
+the baseline, and reviews every chip twice, each time into a fresh blocklist, blocking
+exactly the planted errors and keeping the rest:
 
 * **gallery** (6 × 4 chips a page): the reviewer looks at the page for ``--page-dwell``
   seconds, clicks each planted error (a real mouse click on the canvas: block, reason
@@ -16,6 +21,8 @@ Key presses and clicks are counted together as "presses". The blocklists are che
 against the planted errors. Needs a display; on a headless machine run it under Xvfb:
 
     xvfb-run -a -s "-screen 0 1920x1200x24" python bench/review_throughput.py
+    xvfb-run -a -s "-screen 0 1920x1200x24" python bench/review_throughput.py \
+        --real ../shared/real-dev --chips 112
 """
 
 from __future__ import annotations
@@ -40,7 +47,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--chips", type=int, default=240)
-    ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--size", type=int, default=512, help="generated chips' size")
     ap.add_argument("--error-rate", type=float, default=0.10)
     ap.add_argument("--dwell", type=float, default=0.3, help="seconds the reviewer looks at a chip")
     ap.add_argument(
@@ -48,23 +55,23 @@ def main() -> None:
     )
     ap.add_argument("--single-chips", type=int, default=96, help="chips reviewed one by one")
     ap.add_argument("--data", type=Path, default=None, help="reuse a generated dataset")
+    ap.add_argument("--real", type=Path, metavar="DIR", help="copies of DIR's real chips")
     args = ap.parse_args()
 
     import napari
     from qtpy.QtCore import QPoint, Qt
     from qtpy.QtTest import QTest
     from qtpy.QtWidgets import QApplication
+    from real_quality import gui_dataset  # bench/ is on the path
 
     from chipqa._qt.review_widget import ChipQAWidget
     from chipqa.blocklist.csvread import read_blocklist
-    from chipqa.synth import generate_dataset
 
     tmp = tempfile.TemporaryDirectory()
     root = args.data or Path(tmp.name) / "data"
     if not root.exists():
-        t0 = time.perf_counter()
-        generate_dataset(root, n_chips=args.chips, size=args.size, error_rate=args.error_rate)
-        print(f"generated {args.chips} chips of {args.size}² in {time.perf_counter() - t0:.0f} s")
+        print(gui_dataset(root, args.chips, args.real, args.size, error_rate=args.error_rate))
+    chips = f"real chips ({args.real})" if args.real is not None else f"{args.size}² chips"
     truth = pd.read_csv(Path(f"{root}-truth") / "planted_errors.csv", dtype={"chip_id": str})
     planted = set(truth.loc[truth["corrupted"].astype(bool), "chip_id"])
 
@@ -112,8 +119,8 @@ def main() -> None:
     # ---------------------------------------------------------------- gallery
     for name in ("gallery_blocklist.csv", "single_blocklist.csv"):  # fresh ones each run
         (root.parent / name).unlink(missing_ok=True)
-    w.scoring.blocklist_edit.setText(str(root.parent / "gallery_blocklist.csv"))
-    w.scoring.take_blocklist_path()
+    w.controller.switch_blocklist(root.parent / "gallery_blocklist.csv")
+    assert w.store.path == root.parent / "gallery_blocklist.csv", w.store.path
     w.session.position = 0
     w.set_view("gallery")
     spin(until=lambda: w.gallery.state is not None and not w.gallery._missing)
@@ -162,7 +169,7 @@ def main() -> None:
     assert blocked == planted, (len(blocked - planted), len(planted - blocked))
     n = len(order)
     print(
-        f"gallery ({w.gallery.grid.cols}×{w.gallery.grid.rows}, {args.size}² chips, dwell "
+        f"gallery ({w.gallery.grid.cols}×{w.gallery.grid.rows}, {chips}, dwell "
         f"{args.page_dwell:.1f} s a page): {presses} presses for {n} chips = "
         f"{presses / n:.3f} presses/chip; {1000 * gallery_s / n:.0f} ms/chip wall "
         f"({1000 * (gallery_s - looked) / n:.0f} ms/chip besides looking); page turn median "
@@ -173,8 +180,8 @@ def main() -> None:
 
     # ---------------------------------------------------------------- single chip
     w.set_view("side by side")
-    w.scoring.blocklist_edit.setText(str(root.parent / "single_blocklist.csv"))
-    w.scoring.take_blocklist_path()
+    w.controller.switch_blocklist(root.parent / "single_blocklist.csv")
+    assert w.store.path == root.parent / "single_blocklist.csv", w.store.path
     w.session.position = 0
     m = min(args.single_chips, n)
     spin(until=lambda: w.loading is None and w.chip_layers.chip_id == w.session.current)
@@ -189,7 +196,7 @@ def main() -> None:
     wanted = {c for c in order[:m] if c in planted}
     assert {c for c, d in rows.items() if d.decision == "block"} == wanted
     print(
-        f"single chip ({args.size}², dwell {args.dwell:.1f} s a chip): {presses} presses "
+        f"single chip ({chips}, dwell {args.dwell:.1f} s a chip): {presses} presses "
         f"for {m} chips = {presses / m:.3f} presses/chip; {1000 * single_s / m:.0f} ms/chip "
         f"wall ({1000 * (single_s - looked) / m:.0f} ms/chip besides looking)"
     )
