@@ -123,7 +123,7 @@ def main() -> None:
     assert w.store.path == root.parent / "gallery_blocklist.csv", w.store.path
     w.session.position = 0
     w.set_view("gallery")
-    spin(until=lambda: w.gallery.state is not None and not w.gallery._missing)
+    spin(until=lambda: w.gallery.complete)
     presses, turns, t_start, looked = 0, [], time.perf_counter(), 0.0
     n_pages = w.session.page_count(w.gallery.grid.per_page)
     for page in range(n_pages):
@@ -134,7 +134,7 @@ def main() -> None:
             if cid in planted:
                 click_cell(k)
                 presses += 1
-        spin(until=lambda: not w.gallery._refresh_due)
+        spin(until=lambda: not w.gallery.refresh_due)
         drawn["t"] = painted["t"] = None
         t0 = time.perf_counter()
         press("k")

@@ -70,13 +70,13 @@ def main() -> None:
 
         # The gallery: page 1 saved (k), page 2 with two chips toggled to block.
         w.set_view("gallery")
-        wait(lambda: w.gallery.state is not None and not w.gallery._missing)
+        wait(lambda: w.gallery.complete)
         w.run("keep")
-        wait(lambda: not w.gallery._missing)
+        wait(lambda: w.gallery.complete)
         w.gallery_actions.click(2)
         w.gallery_actions.click(9)
         w.run("right")
-        wait(lambda: not w.gallery._missing)
+        wait(lambda: w.gallery.complete)
         save(viewer, str(out / "gallery.png"))
 
         # Side by side: the most suspicious chip, blocked; the canvas says so.

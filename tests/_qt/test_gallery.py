@@ -31,7 +31,7 @@ def _gallery(viewer, qtbot, root) -> ChipQAWidget:
     w.open_dataset(root, "baseline")
     qtbot.waitUntil(lambda: w.session is not None and not w.scoring_running, timeout=60_000)
     w.set_view("gallery")
-    qtbot.waitUntil(lambda: w.gallery.state is not None and not w.gallery._missing, timeout=30_000)
+    qtbot.waitUntil(lambda: w.gallery.complete, timeout=30_000)
     return w
 
 

@@ -50,10 +50,8 @@ def test_a_second_dataset_does_not_inherit_the_first_ones_blocklist_or_fixes(
     w.session.goto(blocked)
     _drawn(w, qtbot)
     assert "BLOCK" not in w.canvas_text.badge and "recorded" not in w.canvas_text.badge
-    assert w.table.table_model.data(w.table.table_model.index(0, 1)) in (
-        "",
-        None,
-    )  # no decision shown
+    model = w.table.table_model
+    assert model.data(model.index(0, 1)) in ("", None)  # no decision shown
     # The first dataset's blocklist chosen for a dataset of other chips: a warning.
     other = tmp_path / "other"
     generate_dataset(other, n_chips=3, size=48, seed=7)
@@ -138,3 +136,19 @@ def test_the_badge_sits_above_the_chip_not_over_its_panel_titles(
     # such as "loading…"); at 11 pt (about 17.6 px a line with its spacing) and the
     # overlay's padding they must fit above the mosaic's first row (the panel titles).
     assert top_on_screen >= 3 * 11 * 96 / 72 * 1.2 + 10, height
+
+
+def test_the_blocklist_box_follows_the_blocklist_in_use(make_napari_viewer, qtbot, tmp_path):
+    """A script (or the retrain panel) switching the blocklist through the controller:
+    the box shows the file decisions go to, and leaving the box does not switch back."""
+    root = tmp_path / "data"
+    generate_dataset(root, n_chips=4, size=40, seed=2)
+    viewer = make_napari_viewer(show=True)
+    w = _open(viewer, qtbot, root)
+    elsewhere = tmp_path / "elsewhere.csv"
+    w.controller.switch_blocklist(elsewhere)
+    assert w.scoring.blocklist_edit.text() == str(elsewhere)
+    w.scoring.blocklist_edit.editingFinished.emit()  # the box loses the focus
+    assert w.store.path == elsewhere
+    _press(viewer, qtbot, "k")
+    assert list(read_blocklist(elsewhere).values())[0].decision == "keep"

@@ -138,6 +138,16 @@ class GalleryView(QObject):
             return None
 
     @property
+    def complete(self) -> bool:
+        """A page is shown and every cell of it has its thumbnail."""
+        return self.state is not None and not self._missing
+
+    @property
+    def refresh_due(self) -> bool:
+        """A repaint is waiting to reach the screen."""
+        return self._refresh_due
+
+    @property
     def cursor_chip(self) -> str | None:
         s = self.state
         return s.chips[s.cursor] if s is not None and s.chips else None

@@ -100,6 +100,7 @@ class ScoringBar(QWidget):
         row.addWidget(self.progress_bar, 1)
         lay.addLayout(row)
         controller.dataset_changed.connect(self._on_dataset_changed)
+        controller.blocklist_changed.connect(self._on_blocklist_changed)
 
     @property
     def running(self) -> bool:
@@ -169,6 +170,12 @@ class ScoringBar(QWidget):
             self.blocklist_edit.setText(str(self.controller.blocklist_path))
         self._first_open = False
         self.progress_bar.setValue(0)
+
+    def _on_blocklist_changed(self, store) -> None:
+        """The box shows the blocklist decisions go to (an unusable path stays as typed,
+        to be corrected)."""
+        if store is not None:
+            self.blocklist_edit.setText(str(store.path))
 
     def _start(self, project: ReviewProject, predictor, settings: ScoringSettings) -> None:
         previews = PreviewStore.for_settings(project.root, settings)
