@@ -334,10 +334,6 @@ class GalleryView(QObject):
         self._refresh()
         self.update_text()
 
-    def repaint_all(self) -> None:
-        if self.state is not None:
-            self.repaint(*range(len(self.state.chips)))
-
     def _schedule_refresh(self) -> None:
         if not self._refresh_due:
             self._refresh_due = True
