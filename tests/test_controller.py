@@ -92,3 +92,24 @@ def test_the_table_shows_a_fixed_chips_label_share_and_iou_until_it_is_undone(ti
     row = s.row("cccc")
     assert row["label_cloud_fraction"] == 1.0 and row["iou"] == scored["iou"]
     assert row["label_source"] == scored["label_source"]
+
+
+def test_moving_sorting_and_filtering_go_through_the_controller(tiny_dataset):
+    review = ReviewController()
+    assert review.step(1) is None and review.goto("aaaa") is None  # no review: nothing
+    review, _ = _opened(tiny_dataset)
+    s = review.session
+    moves: list = []
+    s.current_changed.connect(moves.append)
+    order = list(s.order)
+    assert review.step(+1) == order[1] and review.step(-1) == order[0]
+    review.move_to(2)
+    assert s.current == order[2]
+    assert review.goto(order[0]) == order[0]
+    assert moves == [order[1], order[0], order[2], order[0]]
+    review.decide("keep")  # order[0] decided, the cursor moves on
+    assert review.next_undecided() not in (None, order[0])
+    review.set_view(sort_by="chip_id", ascending=True)
+    assert s.order == sorted(order)
+    review.set_view(undecided_only=True)
+    assert order[0] not in s.order

@@ -158,7 +158,7 @@ def test_the_next_page_painted_ahead_shows_decisions_made_meanwhile(
     # Back, block a chip of the next page from elsewhere, and turn again: not stale.
     _press(viewer, qtbot, "p")
     qtbot.waitUntil(lambda: g._spare_from is not None and g.state.index == 0, timeout=30_000)
-    w.session.decide_chips([(following[2], "block", "all_cloud_wrong")])
+    w.controller.decide_chips([(following[2], "block", "all_cloud_wrong")])
     _press(viewer, qtbot, "n")
     assert g.state.chips == following
     turned = viewer.layers[GALLERY_LAYER].data.copy()

@@ -152,3 +152,32 @@ def test_the_blocklist_box_follows_the_blocklist_in_use(make_napari_viewer, qtbo
     assert w.store.path == elsewhere
     _press(viewer, qtbot, "k")
     assert list(read_blocklist(elsewhere).values())[0].decision == "keep"
+
+
+def test_the_panel_follows_the_list_to_its_end_and_an_undo_that_lifts_the_filter(
+    make_napari_viewer, qtbot, tmp_path
+):
+    root = tmp_path / "data"
+    generate_dataset(root, n_chips=6, size=40, error_rate=0.5, seed=3)
+    viewer = make_napari_viewer(show=True)
+    w = _open(viewer, qtbot, root)
+    # "undecided only": every listed chip decided, none left; the progress line says so.
+    w.filters.undecided_check.setChecked(True)
+    for _ in range(6):
+        last = w.session.current
+        _press(viewer, qtbot, "k")
+    assert w.session.current is None
+    qtbot.waitUntil(lambda: "6 / 6" in w.info.progress_label.text(), timeout=5_000)
+    assert "No chip matches" in w.info.chip_label.text()
+    # An undo of a chip the filter hides shows every chip again: so do the boxes.
+    w.filters.undecided_check.setChecked(False)
+    flagged = [f for f in w.session.flags_present if f not in str(w.session.row(last).get("flags"))]
+    assert flagged, "the dataset needs a flag the last decided chip does not have"
+    w.filters.flag_combo.setCurrentIndex(w.filters.flag_combo.findData(flagged[0]))
+    assert w.session.flag == flagged[0]
+    assert last not in w.session.order
+    _press(viewer, qtbot, "z")
+    assert w.session.current == last
+    assert w.session.flag is None and not w.session.undecided_only
+    assert w.filters.flag_combo.currentData() is None
+    assert not w.filters.undecided_check.isChecked()

@@ -210,3 +210,34 @@ def test_saved_keys_are_honoured_restored_and_gone_with_the_panel(
     listed = ShortcutEditor()
     qtbot.addWidget(listed)
     assert _rows(listed)["chipqa:keep"][1] == FREE
+
+
+def test_the_first_panel_of_a_session_shows_the_saved_keys(tmp_path):
+    """A key saved in an earlier session (keep is W) is on the buttons and the keys line
+    of the first panel a new napari session opens, not only on the keyboard."""
+    import os
+    import subprocess
+    import sys
+
+    script = """
+import napari
+from napari.settings import get_settings
+
+settings = get_settings().shortcuts
+settings.shortcuts = {**settings.shortcuts, "chipqa:keep": ["W"]}
+viewer = napari.Viewer(show=False)
+from chipqa._qt.review_widget import ChipQAWidget
+
+w = ChipQAWidget(viewer)
+print(next(b.text() for b in w.decisions.key_buttons if b.key_text == "Keep"))
+print(w.decisions.keys_label.text())
+viewer.close()
+"""
+    env = {**os.environ, "NAPARI_CONFIG": str(tmp_path / "napari.yaml")}  # not the user's
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    button, keys_line = out.stdout.strip().splitlines()[-2:]
+    assert button == "Keep (w)"
+    assert "<b>w</b> keep" in keys_line

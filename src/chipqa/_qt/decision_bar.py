@@ -183,7 +183,7 @@ class DecisionBar(QWidget):
             return
         if cid is not None:
             what = decision + (f" ({reason})" if reason else "")
-            self.canvas.recorded = f"✓ {what} recorded for {cid}"
+            self.canvas.record(f"✓ {what} recorded for {cid}")
             decided, total = session.progress()
             self.status.show_text(f"Recorded {what} for {cid} · {decided}/{total} decided.")
 
@@ -201,15 +201,14 @@ class DecisionBar(QWidget):
             return
         n = len(getattr(store, "last_undone", None) or [cid])
         more = f" and {n - 1} more" if n > 1 else ""
-        self.canvas.recorded = f"↶ undid the decision on {cid}{more}"
+        self.canvas.record(f"↶ undid the decision on {cid}{more}")
         # About this chip: gone when another is shown.
         self.status.show_text(f"Undid the decision on {cid}{more}.", until_moved=True)
         self.canvas.refresh_page()
         self.canvas.update_badge()
 
     def next_undecided(self) -> None:
-        s = self.controller.session
-        if s is not None and s.next_undecided() is None:
+        if self.controller.session is not None and self.controller.next_undecided() is None:
             self.status.say("Every listed chip has a decision.")
 
     # ------------------------------------------------------------------ export

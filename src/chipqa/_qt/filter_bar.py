@@ -84,6 +84,19 @@ class FilterBar(QWidget):
         self.undecided_check.setChecked(False)
         self.undecided_check.blockSignals(False)
 
+    def show_filter(self, session: ReviewSession | None) -> None:
+        """Show the filter in force (an undo of a chip the filter hides lifts it)."""
+        if session is None:
+            return
+        i = self.flag_combo.findData(session.flag)
+        for box, set_it in (
+            (self.flag_combo, lambda: self.flag_combo.setCurrentIndex(max(i, 0))),
+            (self.undecided_check, lambda: self.undecided_check.setChecked(session.undecided_only)),
+        ):
+            box.blockSignals(True)
+            set_it()
+            box.blockSignals(False)
+
     def show_view(self, view: str) -> None:
         """Show ``view`` as the one in force (without announcing it)."""
         if self.mode_combo.currentText() != view:

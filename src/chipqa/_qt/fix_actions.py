@@ -39,6 +39,7 @@ class FixActions:
         review_keys: the review's key bindings, out of the way while painting.
         run: runs an action by name (the paint keys' Return and Escape).
         shown: whether the panel is shown (the review keys come back only then).
+        need_session: True when a review is open, else says why not.
     """
 
     def __init__(
@@ -50,9 +51,11 @@ class FixActions:
         review_keys: KeyBindings,
         run: Callable[[str], object],
         shown: Callable[[], bool],
+        need_session: Callable[[], bool],
     ):
         self.viewer, self.controller, self.canvas, self.status = viewer, controller, canvas, status
         self.review_keys, self._run, self._shown = review_keys, run, shown
+        self._need_session = need_session
         self.fixer = None
         self.paint_keys: KeyBindings | None = None
 
@@ -68,8 +71,7 @@ class FixActions:
         """The label fixer (made on first use, again for another blocklist), or None
         with a message."""
         c = self.controller
-        if c.session is None or c.dataset is None:
-            self.status.say("Open a dataset first.", error=True)
+        if not self._need_session():
             return None
         try:
             from chipqa._qt.label_fix import LabelFixer
@@ -150,7 +152,7 @@ class FixActions:
         except (BlocklistError, OSError, ValueError) as exc:
             self.status.say(f"The fixed label of {cid} was not saved: {exc}", error=True)
             return
-        self.canvas.recorded = f"✓ fix (model's mask) recorded for {cid}"
+        self.canvas.record(f"✓ fix (model's mask) recorded for {cid}")
         self.canvas.update_badge()
 
     def start_painting(self) -> None:
@@ -200,7 +202,7 @@ class FixActions:
         if save and s is not None:
             self.canvas.show_current()
             cid = s.current
-            self.canvas.recorded = f"✓ fix (painted) recorded for {cid}"
+            self.canvas.record(f"✓ fix (painted) recorded for {cid}")
             self.status.show_text(f"Saved the painted label of {cid}.")
             self.canvas.update_badge()
         elif not save:

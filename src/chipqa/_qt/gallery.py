@@ -21,6 +21,7 @@ from qtpy.QtCore import QObject, Qt, QTimer, Signal
 
 from chipqa._qt.chip_layers import CanvasText
 from chipqa._qt.gallery_page import PageGrid, PageState
+from chipqa._qt.keys import key_of
 from chipqa.review.session import default_reason
 
 if TYPE_CHECKING:
@@ -38,10 +39,13 @@ class GalleryView(QObject):
     Signals:
         clicked(k): cell ``k`` was clicked (not dragged) with the gallery layer selected.
         painted(page): every cell of the page on screen has its thumbnail.
+        cursor_moved(position): the arrow keys moved the cursor to this position of the
+            ordering.
     """
 
     clicked = Signal(int)
     painted = Signal(int)
+    cursor_moved = Signal(int)
     _arrived = Signal(object, object)  # from loader threads, delivered queued
     _next_arrived = Signal(object)
 
@@ -356,7 +360,8 @@ class GalleryView(QObject):
             undecided = sum(1 for c in st.chips if self.stored(c) is None and c not in st.pending)
             self.text.badge = (
                 f"page {st.index + 1} of {s.page_count(n)} · {len(st.chips)} chips · "
-                f"{blocks} to block, {undecided} undecided (k keeps them and saves the page)"
+                f"{blocks} to block, {undecided} undecided "
+                f"({key_of('keep') or 'Keep'} keeps them and saves the page)"
             )
         self.text.badge_colour = (1.0, 1.0, 1.0, 1.0)
         self.text.refresh()
@@ -369,8 +374,18 @@ class GalleryView(QObject):
         old = st.move(dx, dy, self.grid.cols)
         if old != st.cursor:
             self.repaint(old, st.cursor)
-            if self.session is not None:
-                self.session.position = st.index * self.grid.per_page + st.cursor
+            self.cursor_moved.emit(st.index * self.grid.per_page + st.cursor)
+
+    def click(self, k: int) -> int | None:
+        """Cell ``k`` was clicked: the cursor goes there and *block* is toggled. Returns
+        its position in the ordering (None: not a cell of a page)."""
+        st = self.state
+        if st is None or st.sample or not 0 <= k < len(st.chips):
+            return None
+        old, st.cursor = st.cursor, k
+        self.repaint(old)
+        self.toggle("block", None, k)
+        return st.index * self.grid.per_page + k
 
     def toggle(self, decision: str, reason: str | None = None, k: int | None = None) -> None:
         """Toggle ``decision`` on cell ``k`` (default: the cursor); a block's reason

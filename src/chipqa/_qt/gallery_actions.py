@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from chipqa._qt.chip_layers import GALLERY
+from chipqa._qt.keys import key_of
 from chipqa.blocklist.csvformat import BlocklistError
 
 if TYPE_CHECKING:
@@ -49,13 +50,11 @@ class GalleryActions:
 
     def click(self, k: int) -> None:
         """A click on a cell: the cursor goes there and *block* is toggled."""
-        st, s = self.gallery.state, self.controller.session
-        if st is None or st.sample or s is None:
+        if self.controller.session is None:
             return
-        old, st.cursor = st.cursor, k
-        self.gallery.repaint(old)
-        self.gallery.toggle("block", None, k)
-        s.position = st.index * self.gallery.grid.per_page + k
+        position = self.gallery.click(k)
+        if position is not None:
+            self.controller.move_to(position)
 
     def toggle(self, decision: str, reason: str | None = None) -> None:
         """Toggle ``decision`` on the cursor chip (``reason`` None: the chip's flag's)."""
@@ -92,7 +91,8 @@ class GalleryActions:
                 f"write · {decided}/{total} decided."
                 + (
                     f" {len(held)} chip(s) flagged {CONTRADICTED} left undecided "
-                    f"({', '.join(held)}): open them (o) to decide."
+                    f"({', '.join(held)}): open them ({key_of('open') or 'Gallery / chip'}) "
+                    "to decide."
                     if held
                     else ""
                 )
@@ -116,7 +116,7 @@ class GalleryActions:
             delta = 0  # the whole page was decided and left the list: the next ones moved up
         index = min(max(index + delta, 0), s.page_count(n) - 1)
         self.gallery.state = None
-        s.position = min(index * n, max(len(s.order) - 1, 0))
+        self.controller.move_to(min(index * n, max(len(s.order) - 1, 0)))
         self.gallery.follow(s.position)
 
     def _flags(self, chip_id: str) -> set[str]:
@@ -152,8 +152,8 @@ class GalleryActions:
         ok = self.confirm(
             "Block every chip in this filter",
             f"Block {len(chips)} undecided chips ({rule}) with reason {reason_text}?\n"
-            f"The canvas shows a random sample of {len(sample)}. Undo (z) takes all of "
-            "them back as one step.",
+            f"The canvas shows a random sample of {len(sample)}. Undo "
+            f"({key_of('undo') or 'the Undo button'}) takes all of them back as one step.",
         )
         self.gallery.state = None
         if ok:
@@ -168,5 +168,8 @@ class GalleryActions:
         except BlocklistError as exc:
             self.status.say(f"Not saved: {exc}", error=True)
             return False
-        self.status.say(f"Blocked {len(items)} chips by rule '{rule}' (z undoes it as one step).")
+        undo = key_of("undo") or "Undo"
+        self.status.say(
+            f"Blocked {len(items)} chips by rule '{rule}' ({undo} undoes it as one step)."
+        )
         return True

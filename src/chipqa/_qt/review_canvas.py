@@ -12,6 +12,7 @@ The GUI thread never waits for a chip.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from qtpy.QtCore import QObject, QTimer, Signal
@@ -55,14 +56,21 @@ class ReviewCanvas(QObject):
     text = Signal(str)
     shown = Signal()
 
-    def __init__(self, viewer: napari.Viewer, controller: ReviewController, parent=None):
+    def __init__(
+        self,
+        viewer: napari.Viewer,
+        controller: ReviewController,
+        taken_keys: Callable[[], set[str]] = set,
+        parent=None,
+    ):
         super().__init__(parent)
         self.viewer = viewer
         self.controller = controller
         self.view = SIDE_BY_SIDE
         self.help_on = False
-        self.help_taken: set[str] = set()  # keys the user's own bindings keep
-        self.recorded = ""  # the last decision's note under the badge
+        self._taken_keys = taken_keys  # keys the user's own bindings keep (for the help)
+        self._recorded = ""  # the last action's note under the badge
+        controller.dataset_changed.connect(lambda _project: self.record(""))
         self.canvas_text = CanvasText(viewer)
         self.chip_layers = ChipLayers(viewer, self.canvas_text)
         self.display = ChipDisplay(self.chip_layers, parent=self)
@@ -118,6 +126,23 @@ class ReviewCanvas(QObject):
         self.canvas_text.badge = ""
         self.canvas_text.refresh()
 
+    def record(self, text: str) -> None:
+        """Say under the badge what the last action recorded (shown with the badge)."""
+        self._recorded = text
+
+    def chip_state(self) -> tuple[bool, str]:
+        """Of the current chip on the canvas (single-chip views): still loading, and
+        why it cannot be shown ("" when it can, or when another view is shown)."""
+        s = self.controller.session
+        shown = s is not None and self.display.chip_id == s.current and not self.in_gallery
+        return (shown and self.display.loading, self.display.error if shown else "")
+
+    def follow_order(self) -> None:
+        """The ordering changed: the gallery shows the current chip's page."""
+        s = self.controller.session
+        if self.in_gallery and s is not None:
+            self.gallery.follow(s.position)
+
     def labels_changed(self, chip_ids: list[str]) -> None:
         """These chips' labels changed: their loaded views go; the chip on screen is
         drawn again."""
@@ -154,9 +179,9 @@ class ReviewCanvas(QObject):
 
     def open_cursor_chip(self) -> None:
         """Open the gallery's cursor chip side by side."""
-        cid, s = self.gallery.cursor_chip, self.controller.session
-        if cid is not None and s is not None:
-            s.goto(cid)
+        cid = self.gallery.cursor_chip
+        if cid is not None:
+            self.controller.goto(cid)
         self.set_view(SIDE_BY_SIDE)
 
     def toggle_gallery(self) -> None:
@@ -234,16 +259,14 @@ class ReviewCanvas(QObject):
         if d is not None and d.reason:
             state += f" ({d.reason})"
         badge = f"{cid}: {state}"
-        if self.recorded:
-            badge += f"\n{self.recorded}"
+        if self._recorded:
+            badge += f"\n{self._recorded}"
         self.canvas_text.badge = badge
         self.canvas_text.badge_colour = DECISION_COLOURS.get(d.decision if d else None)
         self.canvas_text.refresh()
 
-    def toggle_help(self, taken: set[str] | frozenset[str] = frozenset()) -> None:
-        """Show or hide the keys over the canvas (``taken``: keys the user's own
-        bindings keep, shown as such)."""
-        self.help_taken = set(taken)
+    def toggle_help(self) -> None:
+        """Show or hide the keys over the canvas."""
         self.help_on = not self.help_on
         if self.help_on:
             self.show_help()
@@ -252,7 +275,7 @@ class ReviewCanvas(QObject):
             self.canvas_text.refresh()
 
     def show_help(self) -> None:
-        self.canvas_text.help_text = help_text(self.in_gallery, self.help_taken)
+        self.canvas_text.help_text = help_text(self.in_gallery, self._taken_keys())
         self.canvas_text.refresh()
 
     def close(self) -> None:

@@ -15,6 +15,7 @@ from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QLabel, QScrollArea, QVBoxLayout, QWidget
 
 from chipqa._qt.controls import NO_FOCUS
+from chipqa._qt.keys import key_of
 from chipqa.review.session import ReviewSession, fraction_text, score_text
 
 INFO_LINES = 7
@@ -105,7 +106,10 @@ class ChipInfo(QWidget):
         self.chip_label.setText(text)
 
     def clear(self) -> None:
+        """No review: no progress, no chip."""
         self.progress_label.setText("")
+        self.chip_label.setText("")
+        self.chip_label.setToolTip("")
 
     def show_chip(self, session: ReviewSession, *, loading: bool, error: str) -> None:
         """The session's progress and its current chip (``loading``: not drawn yet;
@@ -122,8 +126,8 @@ class ChipInfo(QWidget):
         if error:
             text += (
                 f"<br><span style='color:#ff6b6b'>cannot be shown: {error}</span>"
-                "<br>Block it (b) if the chip is broken, or fix its files and open the "
-                "dataset again."
+                f"<br>Block it ({key_of('block') or 'Block'}) if the chip is broken, or fix "
+                "its files and open the dataset again."
             )
         self.chip_label.setText(text)
         self.chip_label.setToolTip(text)

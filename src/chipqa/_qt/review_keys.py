@@ -36,19 +36,15 @@ def review_actions(
     decide: DecisionBar,
     fixes: FixActions,
     filters: FilterBar,
-    taken_keys: Callable[[], set[str]],
 ) -> dict[str, Action]:
-    """The review's actions by name (``taken_keys()``: the keys the user's own bindings
-    keep, which the help shows as such)."""
+    """The review's actions by name."""
     gallery = canvas.gallery
 
     def either(in_gallery: Action, single: Action) -> Action:
         return lambda: in_gallery() if canvas.in_gallery else single()
 
     def step(delta: int) -> None:
-        s = controller.session
-        if s is not None:
-            s.next() if delta > 0 else s.previous()
+        controller.step(delta)
 
     def arrow(dx: int) -> Action:
         def act() -> None:
@@ -82,7 +78,7 @@ def review_actions(
         "paint": fixes.start_painting,
         "save_paint": lambda: fixes.finish(save=True),
         "cancel_paint": lambda: fixes.finish(save=False),
-        "help": lambda: canvas.toggle_help(taken_keys()),
+        "help": canvas.toggle_help,
     }
     for i, reason in enumerate(REASONS, start=1):  # the numbered keys: block_1 … 6
         actions[f"block_{i}"] = either(

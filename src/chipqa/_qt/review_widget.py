@@ -81,23 +81,26 @@ class ChipQAWidget(QWidget):
         """Asks the user yes or no (a script may put its own answer here)."""
         ask = lambda title, text: self.confirm(title, text)  # noqa: E731 (the one in force)
         c = self.controller
-        self.canvas = ReviewCanvas(napari_viewer, c, parent=self)
+        shortcuts.register()  # the keys in force (the user's) before any is shown
+        self._keys = KeyBindings(napari_viewer, key_table(KEY_ACTIONS), self.run)
+        self.canvas = ReviewCanvas(napari_viewer, c, lambda: self._keys.taken, parent=self)
         self.status = StatusLine("Choose a dataset folder and press “Open & score”.")
         self.scoring = ScoringBar(c, self.status)
         self.filters = FilterBar()
-        self.table = ScoresTable()
+        self.table = ScoresTable(
+            sort=lambda key, ascending: c.set_view(sort_by=key, ascending=ascending)
+        )
         self.info = ChipInfo()
         self.decisions = DecisionBar(c, self.canvas, self.status, self.run, busy=self._busy)
         self.gallery_actions = GalleryActions(c, self.canvas, self.decisions, self.status, ask)
-        shortcuts.register()  # the keys in force: the user's (napari's preferences)
-        self._keys = KeyBindings(napari_viewer, key_table(KEY_ACTIONS), self.run)
         self.fixes = FixActions(
-            napari_viewer, c, self.canvas, self.status, self._keys, self.run, self._shown
-        )
+            napari_viewer, c, self.canvas, self.status, self._keys, self.run, self._shown,
+            self.decisions.need_session,
+        )  # fmt: skip
         self.retrain = RetrainPanel(c, ask)
         self._actions = review_actions(
             napari_viewer, c, self.canvas, self.gallery_actions, self.decisions, self.fixes,
-            self.filters, lambda: self._keys.taken,
+            self.filters,
         )  # fmt: skip
         self._lay_out()
         self._connect()
@@ -125,7 +128,6 @@ class ChipQAWidget(QWidget):
     def _connect(self) -> None:
         c, canvas = self.controller, self.canvas
         c.message.connect(self.status.say)
-        c.dataset_changed.connect(self._on_dataset_changed)
         c.blocklist_changed.connect(lambda _store: self._schedule_info())
         c.session_changed.connect(self._on_session_changed)
         c.labels_changed.connect(self._on_labels_changed)
@@ -142,7 +144,8 @@ class ChipQAWidget(QWidget):
         self.filters.filter_changed.connect(self._on_filter_changed)
         self.filters.view_chosen.connect(canvas.set_view)
         self.filters.stretch_chosen.connect(self._on_stretch_chosen)
-        self.table.chip_clicked.connect(self._goto)
+        self.table.chip_clicked.connect(c.goto)
+        canvas.gallery.cursor_moved.connect(c.move_to)
         self.decisions.bulk_requested.connect(self.gallery_actions.bulk_block)
         self.retrain.new_model.connect(self.rescore_with)
         self.retrain.oof_reviewed.connect(self._on_oof_reviewed)
@@ -265,9 +268,6 @@ class ChipQAWidget(QWidget):
             self.canvas.show_help()
 
     # ------------------------------------------------------------------ following the review
-    def _on_dataset_changed(self, _project) -> None:
-        self.canvas.recorded = ""  # nothing recorded shown for another dataset
-
     def _on_preparing(self, why: str) -> None:
         """Nothing of the previous review stays live while another one is prepared."""
         self.canvas.end(why)
@@ -312,12 +312,11 @@ class ChipQAWidget(QWidget):
         self.table.mark_all()
         self._schedule_info()
         self.canvas.prefetch()
+        self.filters.show_filter(self.controller.session)  # an undo may lift the filter
 
     def _on_order_changed(self) -> None:
         self._on_rows_changed()
-        s = self.controller.session
-        if self.canvas.in_gallery and s is not None:
-            self.canvas.gallery.follow(s.position)
+        self.canvas.follow_order()
 
     def _on_labels_changed(self, chip_ids: list[str]) -> None:
         """A fix, its undo or another blocklist changed these chips' labels: their rows
@@ -331,22 +330,16 @@ class ChipQAWidget(QWidget):
         self.decisions.show_keys(self.canvas.in_gallery)
 
     def _on_filter_changed(self, flag: str | None, undecided_only: bool) -> None:
-        s = self.controller.session
-        if s is not None:
-            s.set_view(flag=flag, undecided_only=undecided_only)
+        if self.controller.session is not None:
+            self.controller.set_view(flag=flag, undecided_only=undecided_only)
             self.canvas.show_current()
 
     def _on_stretch_chosen(self, stretch: str) -> None:
         self.canvas.set_stretch(stretch)
         self.status.show_text(f"True colour: {stretch} stretch.")
 
-    def _goto(self, chip_id: str) -> None:
-        s = self.controller.session
-        if s is not None:
-            s.goto(chip_id)
-
     def _on_oof_reviewed(self, checkpoint: Path, message: str) -> None:
-        self.scoring.model_edit.setText(str(checkpoint))
+        self.scoring.show_model(checkpoint)
         self.status.say(message)
 
     def _schedule_info(self, *_) -> None:
@@ -360,14 +353,12 @@ class ChipQAWidget(QWidget):
         if not self.alive:
             return
         self.table.update_rows()
-        s, canvas = self.controller.session, self.canvas
-        if s is None or s.current is None:
+        s = self.controller.session
+        if s is None:
             return
-        shown = canvas.display.chip_id == s.current and not canvas.in_gallery
-        self.info.show_chip(
-            s, loading=shown and canvas.display.loading, error=canvas.display.error if shown else ""
-        )
-        canvas.update_badge()
+        loading, error = self.canvas.chip_state()
+        self.info.show_chip(s, loading=loading, error=error)
+        self.canvas.update_badge()
 
     # ------------------------------------------------------------------ lifecycle
     def showEvent(self, event) -> None:  # noqa: N802 (Qt API)

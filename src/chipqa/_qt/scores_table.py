@@ -8,6 +8,8 @@ one; a click on a header sorts the session's ordering (what next / previous walk
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from qtpy.QtCore import QAbstractTableModel, QModelIndex, Qt, Signal
 from qtpy.QtGui import QBrush, QColor
 from qtpy.QtWidgets import QHeaderView, QTableView
@@ -47,11 +49,17 @@ def column_of(key: str) -> int:
 
 class ScoresTableModel(QAbstractTableModel):
     """Rows are ``session.order`` (what next/previous walk through), so the table and the
-    keyboard always agree. Sorting a column changes the session's ordering."""
+    keyboard always agree. Sorting a column changes the session's ordering (through
+    ``sort(key, ascending)``: the review controller's, in the panel)."""
 
-    def __init__(self, session: ReviewSession | None = None):
+    def __init__(
+        self,
+        session: ReviewSession | None = None,
+        sort: Callable[[str, bool], object] | None = None,
+    ):
         super().__init__()
         self.session = session
+        self._sort = sort or (lambda key, asc: self.session.set_view(sort_by=key, ascending=asc))
         self._text: dict[str, tuple[str, ...]] = {}
 
     def set_session(self, session: ReviewSession | None) -> None:
@@ -140,7 +148,7 @@ class ScoresTableModel(QAbstractTableModel):
         if key == "decision":
             return
         self.beginResetModel()
-        self.session.set_view(sort_by=key, ascending=order == Qt.SortOrder.AscendingOrder)
+        self._sort(key, order == Qt.SortOrder.AscendingOrder)
         self.endResetModel()
 
 
@@ -156,9 +164,9 @@ class ScoresTable(QTableView):
 
     chip_clicked = Signal(str)
 
-    def __init__(self):
+    def __init__(self, sort: Callable[[str, bool], object] | None = None):
         super().__init__()
-        self.table_model = ScoresTableModel()
+        self.table_model = ScoresTableModel(sort=sort)
         self.setModel(self.table_model)
         self.setSortingEnabled(True)
         self.setSelectionBehavior(QTableView.SelectionBehavior.SelectRows)

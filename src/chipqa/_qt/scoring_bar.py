@@ -115,6 +115,11 @@ class ScoringBar(QWidget):
         self.model_edit.setText(str(model))
         self._model_chosen = True
 
+    def show_model(self, model: str | Path) -> None:
+        """Name the model the scores under review came from (not a choice for the next
+        scoring)."""
+        self.model_edit.setText(str(model))
+
     # ------------------------------------------------------------------ scoring
     def _model_of_saved_scores(self, root: str) -> None:
         """Unless a model was chosen, the Model field takes the model the dataset's saved

@@ -3,10 +3,11 @@
 :class:`ReviewController` owns what a review changes: the dataset (with the label fixes
 in force), the blocklist store, the scoring settings, the scores and the
 :class:`~chipqa.review.session.ReviewSession` (ordering, cursor, decisions). It offers
-the review's verbs — open a dataset, switch the blocklist, score, decide, fix, undo —
-and announces every change through `psygnal <https://psygnal.readthedocs.io>`_
-signals. The napari panel turns keys and buttons into these calls and draws the
-signals; a script or a test drives the same object without Qt::
+the review's verbs — open a dataset, switch the blocklist, score, move, sort and
+filter, decide, fix, undo — and announces every change through
+`psygnal <https://psygnal.readthedocs.io>`_ signals. The napari panel turns keys and
+buttons into these calls and draws the signals; a script or a test drives the same
+object without Qt::
 
     review = ReviewController()
     review.open_dataset("data/")
@@ -230,6 +231,32 @@ class ReviewController:
 
     def _relay_undone(self, chip_id: str) -> None:
         self.undone.emit(chip_id)
+
+    # -- where the reviewer is -----------------------------------------------------
+    def goto(self, chip_id: str) -> str | None:
+        """Make ``chip_id`` the current chip (a filter that hides it is lifted)."""
+        return None if self.session is None else self.session.goto(chip_id)
+
+    def step(self, delta: int) -> str | None:
+        """The next (``delta`` > 0) or previous chip listed."""
+        s = self.session
+        if s is None:
+            return None
+        return s.next() if delta > 0 else s.previous()
+
+    def move_to(self, position: int) -> None:
+        """Make the chip at ``position`` of the ordering current (a gallery cell)."""
+        if self.session is not None:
+            self.session.position = position
+
+    def next_undecided(self) -> str | None:
+        """The next listed chip without a decision (None: every one has one)."""
+        return None if self.session is None else self.session.next_undecided()
+
+    def set_view(self, **view) -> None:
+        """Sort or filter the listed chips (see :meth:`ReviewSession.set_view`)."""
+        if self.session is not None:
+            self.session.set_view(**view)
 
     # -- decisions -------------------------------------------------------------------
     def decide(self, decision: str, reason: str = "") -> Decision | None:
